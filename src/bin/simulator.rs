@@ -1,0 +1,85 @@
+//! Runs the loopback simulator of GitHub's audit-log API and the Sekoia intake until Ctrl-C.
+
+use std::time::Duration;
+
+use clap::Parser;
+use github_audit_sekoia::simulator::{SimOptions, Simulator, generate_events};
+use github_audit_sekoia::timefmt::now_ms;
+
+#[derive(Parser)]
+#[command(about = "Simulated GitHub audit-log API and Sekoia intake on 127.0.0.1")]
+struct Args {
+    #[arg(long, default_value_t = 0)]
+    github_port: u16,
+    #[arg(long, default_value_t = 0)]
+    intake_port: u16,
+    /// Events already in the audit log at start.
+    #[arg(long, default_value_t = 5000)]
+    events: usize,
+    /// They span this far back from now (e.g. 12h).
+    #[arg(long, default_value = "12h")]
+    span: humantime::Duration,
+    /// Share of git events (seen with GITHUB_INCLUDE=git or all).
+    #[arg(long, default_value_t = 0.1)]
+    git_share: f64,
+    /// Delay added to every audit-log answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    #[arg(long, default_value_t = 1750)]
+    rate_limit: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long, default_value = "acme")]
+    org: String,
+    #[arg(
+        long,
+        env = "SIM_GITHUB_TOKEN",
+        default_value = "ghp_simulated_token",
+        hide_env_values = true
+    )]
+    token: String,
+    #[arg(
+        long,
+        env = "SIM_INTAKE_KEY",
+        default_value = "simulated-intake-key",
+        hide_env_values = true
+    )]
+    intake_key: String,
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let options = SimOptions {
+        org: args.org.clone(),
+        token: args.token,
+        intake_key: args.intake_key,
+        latency: Duration::from_millis(args.latency_ms),
+        rate_limit: args.rate_limit,
+        github_port: args.github_port,
+        intake_port: args.intake_port,
+    };
+    let sim = Simulator::start(options).await?;
+    let now = now_ms();
+    let span_ms = i64::try_from(args.span.as_millis()).unwrap_or(i64::MAX);
+    sim.github().add_events(generate_events(
+        args.events,
+        now - span_ms,
+        now - 1000,
+        args.git_share,
+        &args.org,
+        args.seed,
+    ));
+    println!(
+        "GITHUB_API_URL={} SEKOIA_INTAKE_URL={} GITHUB_ORG={}",
+        sim.github_url, sim.intake_url, args.org
+    );
+    eprintln!(
+        "simulator ready with {} events; intake counts at {}/_sim/stats; Ctrl-C stops it",
+        args.events, sim.intake_url
+    );
+    tokio::signal::ctrl_c().await
+}

@@ -1,0 +1,311 @@
+//! The environment contract: the one place that reads configuration, for every entry point.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::secret::Secret;
+
+pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
+pub const DEFAULT_INTAKE_URL: &str = "https://intake.sekoia.io";
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {variable} {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+fn problem(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+/// Whose audit log to drain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Organization(String),
+}
+
+impl Target {
+    /// The API path under the base URL.
+    pub fn audit_log_path(&self) -> String {
+        match self {
+            Target::Organization(org) => format!("orgs/{org}/audit-log"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Include {
+    Web,
+    Git,
+    All,
+}
+
+impl Include {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Include::Web => "web",
+            Include::Git => "git",
+            Include::All => "all",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub target: Target,
+    pub github_api_url: Url,
+    pub github_token: Secret,
+    pub include: Include,
+    /// Extra search qualifiers, ANDed to the connector's own `created:` qualifier.
+    pub phrase: Option<String>,
+    pub intake_url: Url,
+    intake_key: Option<Secret>,
+    pub state_dir: PathBuf,
+    pub first_run_lookback: Duration,
+    pub late_arrival_window: Duration,
+    pub max_run: Duration,
+    /// Requests left unspent for other tools sharing the token; `None`: 5% of the hourly limit.
+    pub rate_limit_reserve: Option<u32>,
+}
+
+impl Config {
+    /// Reads every setting through `lookup` (the process environment, or it with CLI overrides).
+    pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let org = get("GITHUB_ORG").ok_or_else(|| {
+            problem(
+                "GITHUB_ORG",
+                "is required: the organization whose audit log to drain",
+            )
+        })?;
+        if !org
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(problem(
+                "GITHUB_ORG",
+                format!("{org:?} is not an organization name (letters, digits, '-')"),
+            ));
+        }
+        let github_token = get("GITHUB_TOKEN").map(Secret::new).ok_or_else(|| {
+            problem(
+                "GITHUB_TOKEN",
+                "is required: a classic personal access token with read:audit_log",
+            )
+        })?;
+        let include = match get("GITHUB_INCLUDE").as_deref() {
+            None | Some("web") => Include::Web,
+            Some("git") => Include::Git,
+            Some("all") => Include::All,
+            Some(other) => {
+                return Err(problem(
+                    "GITHUB_INCLUDE",
+                    format!("is {other:?}; expected web, git or all"),
+                ));
+            }
+        };
+        let max_run_seconds = match get("MAX_RUN_SECONDS") {
+            None => 600,
+            Some(text) => text.parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
+                problem(
+                    "MAX_RUN_SECONDS",
+                    format!("is {text:?}; expected a whole number of seconds above 0"),
+                )
+            })?,
+        };
+        let rate_limit_reserve = get("RATE_LIMIT_RESERVE")
+            .map(|text| {
+                text.parse::<u32>().map_err(|_| {
+                    problem(
+                        "RATE_LIMIT_RESERVE",
+                        format!("is {text:?}; expected a number of requests"),
+                    )
+                })
+            })
+            .transpose()?;
+
+        Ok(Self {
+            target: Target::Organization(org),
+            github_api_url: base_url(
+                "GITHUB_API_URL",
+                get("GITHUB_API_URL")
+                    .as_deref()
+                    .unwrap_or(DEFAULT_GITHUB_API_URL),
+            )?,
+            github_token,
+            include,
+            phrase: get("GITHUB_PHRASE"),
+            intake_url: base_url(
+                "SEKOIA_INTAKE_URL",
+                get("SEKOIA_INTAKE_URL")
+                    .as_deref()
+                    .unwrap_or(DEFAULT_INTAKE_URL),
+            )?,
+            intake_key: get("SEKOIA_INTAKE_KEY").map(Secret::new),
+            state_dir: PathBuf::from(get("STATE_DIR").unwrap_or_else(|| "./state".to_owned())),
+            first_run_lookback: duration("FIRST_RUN_LOOKBACK", get("FIRST_RUN_LOOKBACK"), "24h")?,
+            late_arrival_window: duration("LATE_ARRIVAL_WINDOW", get("LATE_ARRIVAL_WINDOW"), "5m")?,
+            max_run: Duration::from_secs(max_run_seconds),
+            rate_limit_reserve,
+        })
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::load(|name| std::env::var(name).ok())
+    }
+
+    /// Only a run that posts needs the key; `--dry-run` does not.
+    pub fn intake_key(&self) -> Result<&Secret, ConfigError> {
+        self.intake_key.as_ref().ok_or_else(|| {
+            problem(
+                "SEKOIA_INTAKE_KEY",
+                "is required: the key of the Sekoia.io intake to post to",
+            )
+        })
+    }
+
+    /// The cursor's name: each (target, include) keeps its own.
+    pub fn cursor_key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.target.audit_log_path().trim_end_matches("/audit-log"),
+            self.include.as_str()
+        )
+    }
+}
+
+fn duration(
+    variable: &'static str,
+    value: Option<String>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let text = value.unwrap_or_else(|| default.to_owned());
+    humantime::parse_duration(&text).map_err(|_| {
+        problem(
+            variable,
+            format!("is {text:?}; expected a duration like 30s, 5m, 24h or 7d"),
+        )
+    })
+}
+
+/// https only, except for loopback hosts (the simulator, tests).
+fn base_url(variable: &'static str, text: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(text.trim_end_matches('/'))
+        .map_err(|e| problem(variable, format!("is {text:?}, not a URL: {e}")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => return Err(problem(variable, format!("is {text:?}, which has no host"))),
+    };
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        "http" => Err(problem(
+            variable,
+            format!("is {text:?}: plain http is only allowed for loopback hosts; use https"),
+        )),
+        other => Err(problem(
+            variable,
+            format!("is {text:?}: scheme {other} is not https"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load(|name| map.get(name).cloned())
+    }
+
+    const MINIMAL: [(&str, &str); 2] = [("GITHUB_ORG", "acme"), ("GITHUB_TOKEN", "ghp_x")];
+
+    #[test]
+    fn defaults_apply_when_only_the_required_values_are_set() {
+        let config = load(&MINIMAL).expect("valid");
+        assert_eq!(config.github_api_url.as_str(), "https://api.github.com/");
+        assert_eq!(config.include, Include::Web);
+        assert_eq!(config.first_run_lookback, Duration::from_secs(24 * 3600));
+        assert_eq!(config.late_arrival_window, Duration::from_secs(300));
+        assert_eq!(config.cursor_key(), "orgs/acme/web");
+        assert_eq!(
+            config.intake_key().map_err(|e| e.variable).err(),
+            Some("SEKOIA_INTAKE_KEY")
+        );
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        let cases = [
+            ("GITHUB_INCLUDE", "both"),
+            ("FIRST_RUN_LOOKBACK", "yesterday"),
+            ("LATE_ARRIVAL_WINDOW", "5 parsecs"),
+            ("MAX_RUN_SECONDS", "0"),
+            ("GITHUB_API_URL", "http://api.github.com"),
+            ("SEKOIA_INTAKE_URL", "ftp://intake.sekoia.io"),
+            ("GITHUB_ORG", "acme/../other"),
+            ("RATE_LIMIT_RESERVE", "-1"),
+        ];
+        for (variable, value) in cases {
+            let mut vars = MINIMAL.to_vec();
+            vars.push((variable, value));
+            let err = load(&vars).expect_err(variable);
+            assert_eq!(err.variable, variable);
+        }
+        assert_eq!(
+            load(&[("GITHUB_ORG", "acme")]).err().map(|e| e.variable),
+            Some("GITHUB_TOKEN")
+        );
+        assert_eq!(
+            load(&[("GITHUB_TOKEN", "t")]).err().map(|e| e.variable),
+            Some("GITHUB_ORG")
+        );
+    }
+
+    #[test]
+    fn plain_http_is_accepted_for_loopback_only() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:9",
+        ] {
+            let mut vars = MINIMAL.to_vec();
+            vars.push(("GITHUB_API_URL", url));
+            assert!(load(&vars).is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_token_never_appears_in_the_config_debug_output() {
+        let config = load(&[
+            ("GITHUB_ORG", "acme"),
+            ("GITHUB_TOKEN", "ghp_supersecret"),
+            ("SEKOIA_INTAKE_KEY", "intake-secret"),
+        ])
+        .expect("valid");
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("supersecret") && !shown.contains("intake-secret"),
+            "{shown}"
+        );
+    }
+}

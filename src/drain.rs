@@ -1,0 +1,325 @@
+//! The data path, top to bottom: fetch a page → skip what was delivered → post → checkpoint →
+//! next page, until GitHub has no next page or the budget is nearly spent.
+//!
+//! The checkpoint only moves after the intake acknowledged a page, so a crash at any instant
+//! re-sends at most the page in flight. Each run re-reads from a little before the settled point
+//! (the late-arrival window, at GitHub's one-second search precision) and recognises what it
+//! already delivered by `_document_id`, so events sharing a second or indexed late are neither
+//! lost nor sent twice.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::budget::Budget;
+use crate::cursor::{Checkpoint, MAX_DELIVERED_BYTES, Resume};
+use crate::ports::{
+    AuditEvent, AuditLogSource, CursorError, CursorStore, IntakeSink, PageRequest, SinkError,
+    SourceError,
+};
+use crate::timefmt::{now_ms, rfc3339_ms, rfc3339_seconds, to_ms};
+
+/// Never start a page with less than this left (plus twice the slowest page so far).
+const MIN_CYCLE_RESERVE: Duration = Duration::from_millis(500);
+/// A lease outlives the budget by this much, so the run can release it itself.
+const LEASE_GRACE: Duration = Duration::from_secs(30);
+/// The summary lists at most this many oversize `_document_id`s (the log has them all).
+const MAX_REPORTED_OVERSIZE: usize = 100;
+
+#[derive(Debug, Clone, Copy)]
+pub struct DrainSettings {
+    /// Where the very first run starts, back from now.
+    pub first_run_lookback: Duration,
+    /// How long after its `@timestamp` GitHub may still add an event to the index.
+    pub late_arrival_window: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// GitHub had no next page: everything visible was delivered.
+    Drained,
+    /// The time budget is nearly spent; the next run goes on from the cursor.
+    Budget,
+    /// GitHub's rate limit (less the reserve) is spent until `rate_limit_reset`.
+    RateLimited,
+    /// Another run holds this target; this one did nothing.
+    TargetBusy,
+    /// A fatal error; `error` says what to fix. Everything acknowledged before it is checkpointed.
+    Failed,
+}
+
+/// What one run did: printed by the CLI, returned by the Lambda.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub target: String,
+    pub stop_reason: StopReason,
+    pub events_forwarded: u64,
+    pub pages: u64,
+    pub duplicates_skipped: u64,
+    pub oversize_events: u64,
+    pub oversize_document_ids: Vec<String>,
+    /// Every event before this instant has been delivered.
+    pub cursor: Option<String>,
+    pub newest_event: Option<String>,
+    /// Age of the newest event this run delivered.
+    pub lag_seconds: Option<f64>,
+    pub rate_limit_reset: Option<String>,
+    /// Set when the delivered set outgrew its bound and the re-read window had to start later.
+    pub late_window_shortened_to: Option<String>,
+    pub elapsed_seconds: f64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    #[error("GitHub: {0}")]
+    GitHub(String),
+    #[error("intake: {0}")]
+    Intake(String),
+    #[error("cursor store: {0}")]
+    Cursor(#[from] CursorError),
+}
+
+/// A fatal error, with the summary of what the run did before it.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct DrainFailure {
+    pub error: DrainError,
+    pub summary: Box<Summary>,
+}
+
+pub async fn drain(
+    source: &dyn AuditLogSource,
+    sink: &dyn IntakeSink,
+    store: &dyn CursorStore,
+    key: &str,
+    settings: DrainSettings,
+    budget: Budget,
+) -> Result<Summary, DrainFailure> {
+    let mut run = Run::new(key, budget);
+    let held_until = SystemTime::now() + budget.remaining() + LEASE_GRACE;
+    let outcome = match store.acquire(key, held_until).await {
+        Err(CursorError::Busy { .. }) => Ok(StopReason::TargetBusy),
+        Err(err) => Err(DrainError::Cursor(err)),
+        Ok(stored) => {
+            let checkpoint = stored.unwrap_or_else(|| {
+                Checkpoint::starting_at(run.started_ms - ms(settings.first_run_lookback))
+            });
+            let outcome = run.pump(source, sink, store, checkpoint, settings).await;
+            if let Err(err) = store.release(key).await {
+                tracing::warn!("could not release the hold on {key}: {err}");
+            }
+            outcome
+        }
+    };
+    run.finish(outcome)
+}
+
+struct Run<'a> {
+    key: &'a str,
+    budget: Budget,
+    started: Instant,
+    started_ms: i64,
+    summary: Summary,
+}
+
+impl<'a> Run<'a> {
+    fn new(key: &'a str, budget: Budget) -> Self {
+        let summary = Summary {
+            target: key.to_owned(),
+            stop_reason: StopReason::Failed,
+            events_forwarded: 0,
+            pages: 0,
+            duplicates_skipped: 0,
+            oversize_events: 0,
+            oversize_document_ids: Vec::new(),
+            cursor: None,
+            newest_event: None,
+            lag_seconds: None,
+            rate_limit_reset: None,
+            late_window_shortened_to: None,
+            elapsed_seconds: 0.0,
+            error: None,
+        };
+        Self {
+            key,
+            budget,
+            started: Instant::now(),
+            started_ms: now_ms(),
+            summary,
+        }
+    }
+
+    async fn pump(
+        &mut self,
+        source: &dyn AuditLogSource,
+        sink: &dyn IntakeSink,
+        store: &dyn CursorStore,
+        mut checkpoint: Checkpoint,
+        settings: DrainSettings,
+    ) -> Result<StopReason, DrainError> {
+        // Everything older than this was visible to GitHub's search when this run started.
+        let settle_horizon = self.started_ms - ms(settings.late_arrival_window);
+        self.summary.cursor = Some(rfc3339_ms(checkpoint.settled_before_ms));
+
+        // Continue an unfinished pass, or start a new one just before the settled point.
+        let (mut request, mut settled_frozen) = match checkpoint.resume.take() {
+            Some(resume) => (
+                PageRequest::Continue(resume.next_page),
+                resume.settled_frozen,
+            ),
+            None => (PageRequest::CreatedSince(checkpoint.read_from_ms()), false),
+        };
+        tracing::info!(target = self.key, from = %rfc3339_seconds(checkpoint.read_from_ms()), resuming = matches!(request, PageRequest::Continue(_)), "draining");
+        let mut position = checkpoint.read_from_ms();
+        let mut slowest_cycle = Duration::ZERO;
+        let mut newest_this_run: Option<i64> = None;
+        loop {
+            if self.budget.remaining() < slowest_cycle * 2 + MIN_CYCLE_RESERVE {
+                return Ok(StopReason::Budget);
+            }
+            let cycle_started = Instant::now();
+
+            // 1. Fetch one page.
+            let page = match source.fetch(&request, &self.budget).await {
+                Ok(page) => page,
+                Err(SourceError::RateLimited { reset_at }) => {
+                    self.summary.rate_limit_reset = reset_at.map(|t| rfc3339_seconds(to_ms(t)));
+                    return Ok(StopReason::RateLimited);
+                }
+                Err(SourceError::OutOfTime) => return Ok(StopReason::Budget),
+                Err(SourceError::Fatal(message))
+                    if self.summary.pages == 0 && matches!(request, PageRequest::Continue(_)) =>
+                {
+                    // A continuation saved by an earlier run may have expired: start the pass over.
+                    tracing::warn!(
+                        "could not continue the previous pass ({message}); re-reading from the cursor"
+                    );
+                    request = PageRequest::CreatedSince(checkpoint.read_from_ms());
+                    settled_frozen = false;
+                    continue;
+                }
+                Err(SourceError::Fatal(message)) => return Err(DrainError::GitHub(message)),
+            };
+            self.summary.pages += 1;
+
+            // 2. Skip what was delivered before; set aside what the intake would refuse.
+            let mut to_send: Vec<&AuditEvent> = Vec::with_capacity(page.events.len());
+            let mut newly_seen: Vec<(i64, &AuditEvent)> = Vec::with_capacity(page.events.len());
+            for event in &page.events {
+                // An event without a timestamp is placed where the page stands.
+                let ts = event.timestamp_ms.unwrap_or(position);
+                position = position.max(ts);
+                if checkpoint.delivered.contains(ts, event) {
+                    self.summary.duplicates_skipped += 1;
+                    continue;
+                }
+                newly_seen.push((ts, event));
+                if event.json().len() > sink.max_event_bytes() {
+                    self.report_oversize(event, sink.max_event_bytes());
+                } else {
+                    to_send.push(event);
+                }
+            }
+
+            // 3. Post; nothing below runs unless the intake acknowledged every event.
+            match sink.send(&to_send, &self.budget).await {
+                Ok(()) => {}
+                Err(SinkError::OutOfTime) => return Ok(StopReason::Budget),
+                Err(SinkError::Fatal(message)) => return Err(DrainError::Intake(message)),
+            }
+            self.summary.events_forwarded += to_send.len() as u64;
+
+            // 4. Checkpoint: remember what was delivered, and how far everything is.
+            for (ts, event) in newly_seen {
+                checkpoint.delivered.insert(ts, event);
+                newest_this_run = newest_this_run.max(Some(ts));
+            }
+            checkpoint.newest_event_ms = checkpoint.newest_event_ms.max(newest_this_run);
+            if !settled_frozen {
+                if page.next.is_some() && position <= settle_horizon {
+                    // Old enough that nothing more can appear before it; events at `position`
+                    // itself may go on in the next page.
+                    checkpoint.settle(position);
+                } else {
+                    // Past the horizon (or the end): later indexing may still add events from
+                    // here on, so the next pass re-reads from here.
+                    checkpoint.settle(settle_horizon);
+                    settled_frozen = true;
+                }
+            }
+            if let Some(moved) = checkpoint.shrink_to(MAX_DELIVERED_BYTES) {
+                tracing::warn!(
+                    "more events in the late-arrival window than one checkpoint holds: late events before {} will not be looked for",
+                    rfc3339_ms(moved)
+                );
+                self.summary.late_window_shortened_to = Some(rfc3339_ms(moved));
+            }
+            checkpoint.resume = page.next.clone().map(|next_page| Resume {
+                next_page,
+                settled_frozen,
+            });
+            store.save(self.key, &checkpoint).await?;
+            self.summary.cursor = Some(rfc3339_ms(checkpoint.settled_before_ms));
+            self.summary.newest_event = checkpoint.newest_event_ms.map(rfc3339_ms);
+            self.summary.lag_seconds =
+                newest_this_run.map(|ts| (now_ms() - ts).max(0) as f64 / 1000.0);
+            slowest_cycle = slowest_cycle.max(cycle_started.elapsed());
+            tracing::debug!(page = self.summary.pages, sent = to_send.len(), cursor = ?self.summary.cursor, "page delivered");
+
+            match page.next {
+                Some(next) => request = PageRequest::Continue(next),
+                None => return Ok(StopReason::Drained),
+            }
+        }
+    }
+
+    fn report_oversize(&mut self, event: &AuditEvent, limit: usize) {
+        let id = event.label();
+        tracing::warn!(
+            document_id = %id,
+            bytes = event.json().len(),
+            limit,
+            "event is larger than the intake accepts: not sent, and not blocking the cursor; fetch it from GitHub by its _document_id"
+        );
+        self.summary.oversize_events += 1;
+        if self.summary.oversize_document_ids.len() < MAX_REPORTED_OVERSIZE {
+            self.summary.oversize_document_ids.push(id);
+        }
+    }
+
+    fn finish(mut self, outcome: Result<StopReason, DrainError>) -> Result<Summary, DrainFailure> {
+        self.summary.elapsed_seconds = (self.started.elapsed().as_millis() as f64) / 1000.0;
+        match outcome {
+            Ok(reason) => {
+                self.summary.stop_reason = reason;
+                tracing::info!(
+                    stop_reason = ?reason,
+                    events_forwarded = self.summary.events_forwarded,
+                    pages = self.summary.pages,
+                    duplicates_skipped = self.summary.duplicates_skipped,
+                    cursor = ?self.summary.cursor,
+                    "run finished"
+                );
+                Ok(self.summary)
+            }
+            Err(error) => {
+                self.summary.error = Some(error.to_string());
+                tracing::error!(
+                    events_forwarded = self.summary.events_forwarded,
+                    "run failed: {error}"
+                );
+                Err(DrainFailure {
+                    error,
+                    summary: Box::new(self.summary),
+                })
+            }
+        }
+    }
+}
+
+fn ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,351 @@
+//! The GitHub audit-log API as an [`AuditLogSource`].
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, LINK};
+use reqwest::{Response, StatusCode};
+use serde_json::value::RawValue;
+use url::Url;
+
+use crate::budget::Budget;
+use crate::config::{Config, Include, Target};
+use crate::http::{self, Backoff, Failure, header_number, send_within};
+use crate::ports::{AuditEvent, AuditLogSource, Page, PageRequest, SourceError};
+use crate::secret::Secret;
+use crate::timefmt::rfc3339_seconds;
+
+const PER_PAGE: &str = "100";
+/// Budget kept after a rate-limit wait, to fetch, post and save one more page.
+const AFTER_WAIT_RESERVE: Duration = Duration::from_secs(10);
+/// GitHub's advice when a secondary limit gives no `retry-after`.
+const SECONDARY_LIMIT_WAIT: Duration = Duration::from_secs(60);
+
+pub struct GitHubSource {
+    client: reqwest::Client,
+    api: Url,
+    target: Target,
+    include: Include,
+    phrase: Option<String>,
+    token: Secret,
+    reserve: Option<u32>,
+    rate: Mutex<RateLimit>,
+}
+
+/// What the last answer's `x-ratelimit-*` headers said.
+#[derive(Debug, Default, Clone, Copy)]
+struct RateLimit {
+    limit: Option<u64>,
+    remaining: Option<u64>,
+    reset_at: Option<SystemTime>,
+}
+
+impl RateLimit {
+    fn read(response: &Response) -> Self {
+        Self {
+            limit: header_number(response, "x-ratelimit-limit"),
+            remaining: header_number(response, "x-ratelimit-remaining"),
+            reset_at: header_number(response, "x-ratelimit-reset")
+                .map(|s| UNIX_EPOCH + Duration::from_secs(s)),
+        }
+    }
+
+    /// True when spending another request would eat into the share kept for other tools.
+    fn exhausted(&self, reserve: Option<u32>) -> bool {
+        let Some(remaining) = self.remaining else {
+            return false;
+        };
+        let reserve = reserve
+            .map(u64::from)
+            .unwrap_or_else(|| self.limit.unwrap_or(0) / 20);
+        remaining <= reserve
+    }
+}
+
+/// What one answer means for the drain.
+enum Answer {
+    Page(Page),
+    Retry(String),
+    WaitForReset(Option<SystemTime>),
+    WaitFor(Duration),
+}
+
+impl GitHubSource {
+    pub fn new(client: reqwest::Client, config: &Config) -> Self {
+        Self {
+            client,
+            api: config.github_api_url.clone(),
+            target: config.target.clone(),
+            include: config.include,
+            phrase: config.phrase.clone(),
+            token: config.github_token.clone(),
+            reserve: config.rate_limit_reserve,
+            rate: Mutex::new(RateLimit::default()),
+        }
+    }
+
+    fn first_page_url(&self, since_ms: i64) -> Url {
+        let mut url = self.api.clone();
+        url.set_path(&format!(
+            "{}/{}",
+            self.api.path().trim_end_matches('/'),
+            self.target.audit_log_path()
+        ));
+        let mut phrase = format!("created:>={}", rfc3339_seconds(since_ms));
+        if let Some(extra) = &self.phrase {
+            phrase.push(' ');
+            phrase.push_str(extra);
+        }
+        url.query_pairs_mut()
+            .append_pair("phrase", &phrase)
+            .append_pair("include", self.include.as_str())
+            .append_pair("order", "asc")
+            .append_pair("per_page", PER_PAGE);
+        url
+    }
+
+    /// Only the configured API's scheme, host and port are ever contacted.
+    fn same_origin(&self, url: &Url) -> bool {
+        url.scheme() == self.api.scheme()
+            && url.host_str() == self.api.host_str()
+            && url.port_or_known_default() == self.api.port_or_known_default()
+    }
+
+    fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/vnd.github+json"),
+        );
+        headers.insert(
+            "x-github-api-version",
+            HeaderValue::from_static("2022-11-28"),
+        );
+        if let Ok(mut auth) = HeaderValue::from_str(&format!("Bearer {}", self.token.expose())) {
+            auth.set_sensitive(true);
+            headers.insert(AUTHORIZATION, auth);
+        }
+        headers
+    }
+
+    fn rate(&self) -> RateLimit {
+        self.rate.lock().map(|r| *r).unwrap_or_default()
+    }
+
+    async fn interpret(&self, response: Response) -> Result<Answer, SourceError> {
+        let status = response.status();
+        let rate = RateLimit::read(&response);
+        if let (Some(_), Ok(mut shared)) = (rate.remaining, self.rate.lock()) {
+            *shared = rate;
+        }
+        if status.is_success() {
+            let next = self.next_link(&response)?;
+            let body = response.text().await.map_err(|e| {
+                SourceError::Fatal(format!(
+                    "reading GitHub's answer failed: {}",
+                    http::describe(&e)
+                ))
+            })?;
+            let raw: Vec<Box<RawValue>> = serde_json::from_str(&body).map_err(|e| {
+                SourceError::Fatal(format!(
+                    "GitHub's audit-log answer is not a JSON array of events: {e}"
+                ))
+            })?;
+            let events = raw.into_iter().map(AuditEvent::from_raw).collect();
+            return Ok(Answer::Page(Page { events, next }));
+        }
+        let retry_after = http::retry_after(&response);
+        let message = github_message(response).await;
+        let rate_limited = matches!(
+            status,
+            StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
+        );
+        if rate_limited && rate.remaining == Some(0) {
+            return Ok(Answer::WaitForReset(rate.reset_at));
+        }
+        if rate_limited
+            && (retry_after.is_some()
+                || message
+                    .to_ascii_lowercase()
+                    .contains("secondary rate limit"))
+        {
+            return Ok(Answer::WaitFor(retry_after.unwrap_or(SECONDARY_LIMIT_WAIT)));
+        }
+        let path = self.target.audit_log_path();
+        Err(SourceError::Fatal(match status {
+            StatusCode::UNAUTHORIZED => {
+                format!(
+                    "GitHub rejected the token (401 {message}): check that GITHUB_TOKEN is valid and not expired"
+                )
+            }
+            StatusCode::FORBIDDEN => format!(
+                "GitHub refused /{path} (403 {message}): the token needs the read:audit_log scope and its owner must be an owner of the organization"
+            ),
+            StatusCode::NOT_FOUND => format!(
+                "GitHub has no /{path} (404 {message}): check GITHUB_ORG, GITHUB_API_URL, and that the organization is on GitHub Enterprise Cloud"
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                format!("GitHub rejected the search (422 {message}): check GITHUB_PHRASE")
+            }
+            s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT => {
+                return Ok(Answer::Retry(format!("GitHub answered {s}")));
+            }
+            s => format!("GitHub answered {s} for /{path}: {message}"),
+        }))
+    }
+
+    fn next_link(&self, response: &Response) -> Result<Option<String>, SourceError> {
+        let Some(header) = response.headers().get(LINK) else {
+            return Ok(None);
+        };
+        let text = header
+            .to_str()
+            .map_err(|_| SourceError::Fatal("GitHub sent a Link header that is not text".into()))?;
+        let links = parse_link_header::parse_with_rel(text).map_err(|e| {
+            SourceError::Fatal(format!(
+                "GitHub sent a Link header that does not parse ({e}): {text}"
+            ))
+        })?;
+        let Some(next) = links.get("next") else {
+            return Ok(None);
+        };
+        if !self.same_origin(&next.uri) {
+            return Err(SourceError::Fatal(format!(
+                "GitHub's next-page link points to {}, outside GITHUB_API_URL {}; refusing to follow it",
+                next.uri.origin().ascii_serialization(),
+                self.api.origin().ascii_serialization()
+            )));
+        }
+        Ok(Some(next.raw_uri.clone()))
+    }
+
+    /// Waits out a rate limit if the budget allows it afterwards, else stops the run.
+    async fn wait(
+        &self,
+        wait: Duration,
+        reset_at: Option<SystemTime>,
+        budget: &Budget,
+    ) -> Result<(), SourceError> {
+        if !budget.allows(wait, AFTER_WAIT_RESERVE) {
+            return Err(SourceError::RateLimited { reset_at });
+        }
+        tracing::warn!(wait_seconds = wait.as_secs(), "GitHub rate limit: waiting");
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+}
+
+/// GitHub's `message` field, or the start of the body.
+async fn github_message(response: Response) -> String {
+    let body = response.text().await.unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| body.chars().take(200).collect())
+}
+
+#[async_trait]
+impl AuditLogSource for GitHubSource {
+    async fn fetch(&self, request: &PageRequest, budget: &Budget) -> Result<Page, SourceError> {
+        let url = match request {
+            PageRequest::CreatedSince(ms) => self.first_page_url(*ms),
+            PageRequest::Continue(link) => Url::parse(link)
+                .map_err(|e| SourceError::Fatal(format!("bad next-page link {link}: {e}")))?,
+        };
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        loop {
+            let rate = self.rate();
+            if rate.exhausted(self.reserve) {
+                let wait = rate
+                    .reset_at
+                    .and_then(|t| t.duration_since(SystemTime::now()).ok())
+                    .unwrap_or_default();
+                self.wait(wait, rate.reset_at, budget).await?;
+                // The reset has passed: spend one request to learn the new allowance.
+                if let Ok(mut shared) = self.rate.lock() {
+                    shared.remaining = None;
+                }
+            }
+            let sent =
+                send_within(self.client.get(url.clone()).headers(self.headers()), budget).await;
+            let answer = match sent {
+                Ok(response) => self.interpret(response).await?,
+                Err(Failure::OutOfTime) => return Err(SourceError::OutOfTime),
+                Err(Failure::Transient(why)) => Answer::Retry(why),
+            };
+            match answer {
+                Answer::Page(page) => return Ok(page),
+                Answer::WaitForReset(reset_at) => {
+                    let wait = reset_at
+                        .and_then(|t| t.duration_since(SystemTime::now()).ok())
+                        .unwrap_or(SECONDARY_LIMIT_WAIT);
+                    self.wait(wait, reset_at, budget).await?;
+                }
+                Answer::WaitFor(wait) => self.wait(wait, None, budget).await?,
+                Answer::Retry(why) => {
+                    let delay = backoff.next_delay();
+                    if !budget.allows(delay, AFTER_WAIT_RESERVE) {
+                        return Err(SourceError::Fatal(format!(
+                            "GitHub kept failing ({why}) until the run's time budget ran out"
+                        )));
+                    }
+                    tracing::warn!(
+                        attempt = backoff.attempts(),
+                        retry_in_ms = delay.as_millis() as u64,
+                        "GitHub request failed ({why}); retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(api: &str) -> GitHubSource {
+        let vars = [
+            ("GITHUB_ORG", "acme"),
+            ("GITHUB_TOKEN", "t"),
+            ("GITHUB_API_URL", api),
+        ];
+        let config = Config::load(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+        .expect("config");
+        GitHubSource::new(reqwest::Client::new(), &config)
+    }
+
+    #[test]
+    fn the_first_page_asks_for_everything_since_the_second_oldest_first() {
+        let url = source("https://ghes.example.com/api/v3").first_page_url(1_606_929_874_512);
+        assert_eq!(url.path(), "/api/v3/orgs/acme/audit-log");
+        let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        assert!(query.contains(&("phrase".into(), "created:>=2020-12-02T17:24:34Z".into())));
+        assert!(query.contains(&("order".into(), "asc".into())));
+        assert!(query.contains(&("per_page".into(), "100".into())));
+        assert!(query.contains(&("include".into(), "web".into())));
+    }
+
+    #[test]
+    fn next_links_are_followed_only_on_the_configured_origin() {
+        let github = source("https://api.github.com");
+        let ok = Url::parse("https://api.github.com/orgs/acme/audit-log?after=abc").expect("url");
+        assert!(github.same_origin(&ok));
+        for foreign in [
+            "https://evil.example.com/orgs/acme/audit-log",
+            "http://api.github.com/x",
+            "https://api.github.com:8443/x",
+        ] {
+            assert!(
+                !github.same_origin(&Url::parse(foreign).expect("url")),
+                "{foreign}"
+            );
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Forwards GitHub audit-log events to a Sekoia.io intake, exactly once.
+//!
+//! The drain ([`drain::drain`]) is the whole data path; it only knows the edge traits in
+//! [`ports`]. Each outside system has one adapter: [`github`], [`sekoia`], [`cursor`].
+
+pub mod budget;
+pub mod config;
+pub mod connector;
+pub mod cursor;
+pub mod dedupe;
+pub mod drain;
+pub mod dry_run;
+pub mod github;
+pub mod http;
+pub mod ports;
+pub mod secret;
+pub mod sekoia;
+#[cfg(feature = "simulator")]
+pub mod simulator;
+pub mod timefmt;

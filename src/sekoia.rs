@@ -1,0 +1,216 @@
+//! The Sekoia.io HTTP intake as an [`IntakeSink`]: `POST {intake}/batch`, gzip, bounded bodies.
+
+use std::io::Write;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
+use url::Url;
+
+use crate::budget::Budget;
+use crate::http::{self, Backoff, Failure, send_within};
+use crate::ports::{AuditEvent, IntakeSink, SinkError};
+use crate::secret::Secret;
+
+/// The intake refuses larger events.
+pub const MAX_EVENT_BYTES: usize = 250 * 1024;
+/// Bodies stay under this many bytes as sent (before gzip), escaping included.
+pub const MAX_BODY_BYTES: usize = 9 * 1024 * 1024;
+
+pub struct SekoiaIntake {
+    client: reqwest::Client,
+    batch_url: Url,
+    key: Secret,
+    max_body_bytes: usize,
+}
+
+impl SekoiaIntake {
+    pub fn new(client: reqwest::Client, intake_url: &Url, key: &Secret) -> Self {
+        let mut batch_url = intake_url.clone();
+        batch_url.set_path(&format!(
+            "{}/batch",
+            intake_url.path().trim_end_matches('/')
+        ));
+        Self {
+            client,
+            batch_url,
+            key: key.clone(),
+            max_body_bytes: MAX_BODY_BYTES,
+        }
+    }
+
+    /// A smaller body limit, to exercise chunking without megabytes of events.
+    pub fn with_max_body_bytes(mut self, max_body_bytes: usize) -> Self {
+        self.max_body_bytes = max_body_bytes;
+        self
+    }
+
+    /// Splits the events into `/batch` bodies of at most `max_body_bytes` each.
+    fn bodies(&self, events: &[&AuditEvent]) -> Vec<Vec<u8>> {
+        let head = format!(
+            r#"{{"intake_key":{},"jsons":["#,
+            json_string(self.key.expose())
+        );
+        let tail = "]}";
+        let mut bodies = Vec::new();
+        let mut body = head.clone().into_bytes();
+        let mut count = 0;
+        for event in events {
+            let element = json_string(event.json());
+            let grown = body.len() + usize::from(count > 0) + element.len() + tail.len();
+            if count > 0 && grown > self.max_body_bytes {
+                body.extend_from_slice(tail.as_bytes());
+                bodies.push(std::mem::replace(&mut body, head.clone().into_bytes()));
+                count = 0;
+            }
+            if count > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(element.as_bytes());
+            count += 1;
+        }
+        if count > 0 {
+            body.extend_from_slice(tail.as_bytes());
+            bodies.push(body);
+        }
+        bodies
+    }
+
+    async fn post(&self, body: &[u8], budget: &Budget) -> Result<(), SinkError> {
+        let gzipped = gzip(body)
+            .map_err(|e| SinkError::Fatal(format!("cannot compress the intake body: {e}")))?;
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        loop {
+            let request = self
+                .client
+                .post(self.batch_url.clone())
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .header(CONTENT_ENCODING, HeaderValue::from_static("gzip"))
+                .body(gzipped.clone());
+            let (why, wait) = match send_within(request, budget).await {
+                Err(Failure::OutOfTime) => return Err(SinkError::OutOfTime),
+                Err(Failure::Transient(why)) => (why, None),
+                Ok(response) => {
+                    let status = response.status();
+                    if status.is_success() {
+                        return Ok(());
+                    }
+                    let retry_after = http::retry_after(&response);
+                    let text: String = response
+                        .text()
+                        .await
+                        .unwrap_or_default()
+                        .chars()
+                        .take(200)
+                        .collect();
+                    match status {
+                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                            return Err(SinkError::Fatal(format!(
+                                "the intake key was rejected ({status}): check SEKOIA_INTAKE_KEY and SEKOIA_INTAKE_URL"
+                            )));
+                        }
+                        s if s.is_server_error()
+                            || s == StatusCode::TOO_MANY_REQUESTS
+                            || s == StatusCode::REQUEST_TIMEOUT =>
+                        {
+                            (format!("intake answered {s}"), retry_after)
+                        }
+                        s => {
+                            return Err(SinkError::Fatal(format!(
+                                "the intake refused a batch ({s}): {text}"
+                            )));
+                        }
+                    }
+                }
+            };
+            let delay = wait.unwrap_or_else(|| backoff.next_delay());
+            if !budget.allows(delay, Duration::from_secs(1)) {
+                return Err(SinkError::Fatal(format!(
+                    "the intake kept failing ({why}) until the run's time budget ran out"
+                )));
+            }
+            tracing::warn!(
+                retry_in_ms = delay.as_millis() as u64,
+                "posting to the intake failed ({why}); retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+fn json_string(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
+}
+
+fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+    encoder.write_all(body)?;
+    encoder.finish()
+}
+
+#[async_trait]
+impl IntakeSink for SekoiaIntake {
+    fn max_event_bytes(&self) -> usize {
+        MAX_EVENT_BYTES
+    }
+
+    async fn send(&self, events: &[&AuditEvent], budget: &Budget) -> Result<(), SinkError> {
+        for body in self.bodies(events) {
+            self.post(&body, budget).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    fn event(payload: &str) -> AuditEvent {
+        let text =
+            serde_json::json!({"_document_id": "d", "@timestamp": 1, "note": payload}).to_string();
+        AuditEvent::from_raw(RawValue::from_string(text).expect("json"))
+    }
+
+    fn intake(max_body_bytes: usize) -> SekoiaIntake {
+        let url = Url::parse("https://intake.sekoia.io").expect("url");
+        SekoiaIntake::new(reqwest::Client::new(), &url, &Secret::new("key"))
+            .with_max_body_bytes(max_body_bytes)
+    }
+
+    #[test]
+    fn bodies_stay_under_the_byte_limit_counting_escapes_and_multibyte_text() {
+        // Quotes double under escaping and é is two bytes: counting characters would overflow.
+        let events: Vec<AuditEvent> = (0..200)
+            .map(|i| event(&format!("{i} \"quoted\" é {}", "\u{7}".repeat(50))))
+            .collect();
+        let refs: Vec<&AuditEvent> = events.iter().collect();
+        let bodies = intake(4096).bodies(&refs);
+        assert!(bodies.len() > 1);
+        let mut forwarded = Vec::new();
+        for body in &bodies {
+            assert!(body.len() <= 4096, "body of {} bytes", body.len());
+            let parsed: serde_json::Value = serde_json::from_slice(body).expect("valid json");
+            assert_eq!(parsed["intake_key"], "key");
+            for json in parsed["jsons"].as_array().expect("jsons") {
+                forwarded.push(json.as_str().expect("a JSON string").to_owned());
+            }
+        }
+        let sent: Vec<&str> = events.iter().map(AuditEvent::json).collect();
+        assert_eq!(forwarded, sent, "every event, in order, byte for byte");
+    }
+
+    #[test]
+    fn the_batch_path_is_appended_to_a_regional_base() {
+        let url = Url::parse("https://intake.fra2.sekoia.io/api/v1/intake-http").expect("url");
+        let sink = SekoiaIntake::new(reqwest::Client::new(), &url, &Secret::new("k"));
+        assert_eq!(
+            sink.batch_url.as_str(),
+            "https://intake.fra2.sekoia.io/api/v1/intake-http/batch"
+        );
+    }
+}

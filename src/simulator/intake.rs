@@ -1,0 +1,163 @@
+//! The simulated Sekoia intake: `POST /batch`, plus `GET /_sim/stats` for the demo.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use flate2::read::GzDecoder;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::lock;
+
+/// Sekoia's per-event limit.
+const MAX_EVENT_BYTES: usize = 250 * 1024;
+/// Bodies above this (decompressed) are refused whole.
+const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+pub struct IntakeState {
+    key: String,
+    /// How many times each `_document_id` arrived.
+    received: HashMap<String, u32>,
+    /// Event texts in arrival order, for byte-for-byte checks.
+    pub texts: Vec<String>,
+    pub stats: IntakeStats,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IntakeStats {
+    pub batches: u64,
+    pub events: u64,
+    pub unique_events: u64,
+    pub duplicate_events: u64,
+    pub largest_body_bytes: usize,
+    pub rejected_batches: u64,
+    pub rejected_events: u64,
+}
+
+impl IntakeState {
+    pub(super) fn new(key: &str) -> Self {
+        Self {
+            key: key.to_owned(),
+            received: HashMap::new(),
+            texts: Vec::new(),
+            stats: IntakeStats::default(),
+        }
+    }
+
+    /// `_document_id` → how many times it arrived.
+    pub fn received(&self) -> &HashMap<String, u32> {
+        &self.received
+    }
+}
+
+pub(super) fn router(state: Arc<Mutex<IntakeState>>) -> Router {
+    Router::new()
+        .route("/batch", post(batch))
+        .route("/_sim/stats", get(stats))
+        .layer(DefaultBodyLimit::max(4 * MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct Batch {
+    intake_key: String,
+    jsons: Vec<String>,
+}
+
+fn refuse(state: &Arc<Mutex<IntakeState>>, status: StatusCode, message: &str) -> Response {
+    lock(state).stats.rejected_batches += 1;
+    (status, axum::Json(json!({"message": message}))).into_response()
+}
+
+async fn batch(
+    State(state): State<Arc<Mutex<IntakeState>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let gzipped = headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        == Some("gzip");
+    let body = if gzipped {
+        let mut text = Vec::new();
+        let limit = (MAX_BODY_BYTES + 1) as u64;
+        if GzDecoder::new(&body[..])
+            .take(limit)
+            .read_to_end(&mut text)
+            .is_err()
+        {
+            return refuse(&state, StatusCode::BAD_REQUEST, "body is not valid gzip");
+        }
+        text
+    } else {
+        body.to_vec()
+    };
+    if body.len() > MAX_BODY_BYTES {
+        return refuse(&state, StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+    }
+    let Ok(batch) = serde_json::from_slice::<Batch>(&body) else {
+        return refuse(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "expected {\"intake_key\": ..., \"jsons\": [...]}",
+        );
+    };
+    let mut state = lock(&state);
+    if batch.intake_key != state.key {
+        state.stats.rejected_batches += 1;
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message": "invalid intake key"})),
+        )
+            .into_response();
+    }
+    let mut accepted = Vec::new();
+    let mut too_large = 0;
+    for text in batch.jsons {
+        if text.len() > MAX_EVENT_BYTES {
+            too_large += 1;
+            continue;
+        }
+        let id = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| {
+                v.get("_document_id")
+                    .and_then(|id| id.as_str())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| format!("(no _document_id) {text}"));
+        let count = state.received.entry(id).or_insert(0);
+        *count += 1;
+        let duplicate = *count > 1;
+        state.stats.events += 1;
+        if duplicate {
+            state.stats.duplicate_events += 1;
+        } else {
+            state.stats.unique_events += 1;
+        }
+        state.texts.push(text);
+        accepted.push(format!("{:032x}", state.stats.events));
+    }
+    state.stats.batches += 1;
+    state.stats.largest_body_bytes = state.stats.largest_body_bytes.max(body.len());
+    state.stats.rejected_events += too_large;
+    if accepted.is_empty() && too_large > 0 {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            axum::Json(json!({"message": "every event too large"})),
+        )
+            .into_response();
+    }
+    axum::Json(json!({"received": true, "event_ids": accepted})).into_response()
+}
+
+async fn stats(State(state): State<Arc<Mutex<IntakeState>>>) -> Response {
+    axum::Json(lock(&state).stats.clone()).into_response()
+}

@@ -1,0 +1,111 @@
+//! A loopback stand-in for GitHub's audit-log API and the Sekoia intake, for tests, `make demo`
+//! and benchmarks. It behaves like the real services where the connector depends on them:
+//! cursor pagination through `Link` headers, `created:` filtering at second precision, `order`,
+//! `per_page` ≤ 100, rate-limit headers, bearer-token checks, events indexed late, and an intake
+//! that checks the key and counts every `_document_id` it receives.
+
+mod events;
+mod github;
+mod intake;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use events::{SimEvent, generate_events};
+pub use github::GitHubState;
+pub use intake::{IntakeState, IntakeStats};
+
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub org: String,
+    pub token: String,
+    pub intake_key: String,
+    /// Added to every audit-log answer.
+    pub latency: Duration,
+    /// `x-ratelimit-limit` per hour.
+    pub rate_limit: u64,
+    /// 0 picks a free port.
+    pub github_port: u16,
+    pub intake_port: u16,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            org: "acme".into(),
+            token: "ghp_simulated_token".into(),
+            intake_key: "simulated-intake-key".into(),
+            latency: Duration::ZERO,
+            rate_limit: 1750,
+            github_port: 0,
+            intake_port: 0,
+        }
+    }
+}
+
+/// A running simulator; it stops when dropped.
+pub struct Simulator {
+    pub github_url: String,
+    pub intake_url: String,
+    github: Arc<Mutex<GitHubState>>,
+    intake: Arc<Mutex<IntakeState>>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Simulator {
+    pub async fn start(options: SimOptions) -> std::io::Result<Self> {
+        let github = Arc::new(Mutex::new(GitHubState::new(&options)));
+        let intake = Arc::new(Mutex::new(IntakeState::new(&options.intake_key)));
+        let (github_addr, github_server) =
+            serve(options.github_port, github::router(github.clone())).await?;
+        let (intake_addr, intake_server) =
+            serve(options.intake_port, intake::router(intake.clone())).await?;
+        Ok(Self {
+            github_url: format!("http://{github_addr}"),
+            intake_url: format!("http://{intake_addr}"),
+            github,
+            intake,
+            servers: vec![github_server, intake_server],
+        })
+    }
+
+    pub fn github(&self) -> MutexGuard<'_, GitHubState> {
+        lock(&self.github)
+    }
+
+    pub fn intake(&self) -> MutexGuard<'_, IntakeState> {
+        lock(&self.intake)
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        for server in &self.servers {
+            server.abort();
+        }
+    }
+}
+
+/// A poisoned lock only means a handler panicked; the counts are still worth reading.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn serve(
+    port: u16,
+    router: axum::Router,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, router).await {
+            tracing::error!("simulator server stopped: {err}");
+        }
+    });
+    Ok((addr, server))
+}

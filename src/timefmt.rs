@@ -1,0 +1,55 @@
+//! Wall-clock helpers: epoch milliseconds and their RFC 3339 rendering.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub fn now_ms() -> i64 {
+    to_ms(SystemTime::now())
+}
+
+pub fn to_ms(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+pub fn from_ms(ms: i64) -> SystemTime {
+    let magnitude = Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 {
+        UNIX_EPOCH + magnitude
+    } else {
+        UNIX_EPOCH - magnitude
+    }
+}
+
+/// The start of the second holding `ms`: GitHub's `created:` filter has second precision.
+pub fn floor_to_second(ms: i64) -> i64 {
+    ms.div_euclid(1000) * 1000
+}
+
+/// `2026-11-21T10:00:00.123Z`
+pub fn rfc3339_ms(ms: i64) -> String {
+    humantime::format_rfc3339_millis(from_ms(ms)).to_string()
+}
+
+/// `2026-11-21T10:00:00Z`, the form GitHub's search phrase takes.
+pub fn rfc3339_seconds(ms: i64) -> String {
+    humantime::format_rfc3339_seconds(from_ms(ms)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floors_to_the_second_including_before_the_epoch() {
+        assert_eq!(floor_to_second(1_700_000_000_999), 1_700_000_000_000);
+        assert_eq!(floor_to_second(-1), -1000);
+    }
+
+    #[test]
+    fn renders_search_phrase_time_at_second_precision() {
+        assert_eq!(rfc3339_seconds(1_606_929_874_512), "2020-12-02T17:24:34Z");
+        assert_eq!(rfc3339_ms(1_606_929_874_512), "2020-12-02T17:24:34.512Z");
+    }
+}

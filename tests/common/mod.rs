@@ -1,0 +1,213 @@
+//! A simulator plus a state directory, and the checks every delivery test makes.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use github_audit_sekoia::budget::Budget;
+use github_audit_sekoia::config::Config;
+use github_audit_sekoia::connector::drain_settings;
+use github_audit_sekoia::cursor::{Checkpoint, FileCursorStore};
+use github_audit_sekoia::drain::{DrainFailure, Summary, drain};
+use github_audit_sekoia::github::GitHubSource;
+use github_audit_sekoia::http;
+use github_audit_sekoia::ports::{CursorError, CursorStore};
+use github_audit_sekoia::sekoia::SekoiaIntake;
+use github_audit_sekoia::simulator::{SimEvent, SimOptions, Simulator};
+use github_audit_sekoia::timefmt::now_ms;
+
+pub const ORG: &str = "acme";
+pub const PAGE: usize = 100;
+
+pub struct Harness {
+    pub sim: Simulator,
+    pub state: tempfile::TempDir,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::with_options(SimOptions::default()).await
+    }
+
+    pub async fn with_options(options: SimOptions) -> Self {
+        let sim = Simulator::start(options).await.expect("simulator starts");
+        Self {
+            sim,
+            state: tempfile::tempdir().expect("tempdir"),
+            extra_env: Vec::new(),
+        }
+    }
+
+    /// The environment a user would set to point the connector at this simulator.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let options = SimOptions::default();
+        let mut env: Vec<(String, String)> = [
+            ("GITHUB_ORG", ORG.to_owned()),
+            ("GITHUB_API_URL", self.sim.github_url.clone()),
+            ("GITHUB_TOKEN", options.token),
+            ("SEKOIA_INTAKE_URL", self.sim.intake_url.clone()),
+            ("SEKOIA_INTAKE_KEY", options.intake_key),
+            ("STATE_DIR", self.state.path().display().to_string()),
+            ("FIRST_RUN_LOOKBACK", "7d".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        env.extend(self.extra_env.iter().cloned());
+        env
+    }
+
+    pub fn config(&self) -> Config {
+        let env = self.env();
+        Config::load(|name| {
+            env.iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+        .expect("valid config")
+    }
+
+    pub fn store(&self) -> FileCursorStore {
+        FileCursorStore::new(self.state.path())
+    }
+
+    /// One drain through the library, with the given store (to inject crashes).
+    pub async fn drain_with(
+        &self,
+        store: &dyn CursorStore,
+        budget: Duration,
+        max_body_bytes: Option<usize>,
+    ) -> Result<Summary, DrainFailure> {
+        let config = self.config();
+        let client = http::client();
+        let source = GitHubSource::new(client.clone(), &config);
+        let mut sink = SekoiaIntake::new(
+            client,
+            &config.intake_url,
+            config.intake_key().expect("key"),
+        );
+        if let Some(limit) = max_body_bytes {
+            sink = sink.with_max_body_bytes(limit);
+        }
+        drain(
+            &source,
+            &sink,
+            store,
+            &config.cursor_key(),
+            drain_settings(&config),
+            Budget::lasting(budget),
+        )
+        .await
+    }
+
+    pub async fn drain(&self) -> Summary {
+        self.drain_with(&self.store(), Duration::from_secs(120), None)
+            .await
+            .expect("drain succeeds")
+    }
+
+    pub fn add(&self, events: Vec<SimEvent>) {
+        self.sim.github().add_events(events);
+    }
+
+    /// `_document_id` → times received, for every event GitHub holds for the web include.
+    pub fn received(&self) -> HashMap<String, u32> {
+        self.sim.intake().received().clone()
+    }
+
+    /// Every web event GitHub can show arrived exactly once, and nothing else arrived.
+    pub fn assert_exactly_once(&self) {
+        let expected: Vec<String> = self
+            .sim
+            .github()
+            .events()
+            .iter()
+            .filter(|e| !e.git)
+            .map(|e| e.document_id.clone())
+            .collect();
+        let received = self.received();
+        let missing: Vec<&String> = expected
+            .iter()
+            .filter(|id| !received.contains_key(*id))
+            .collect();
+        let repeated: Vec<(&String, &u32)> = received.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(
+            missing.is_empty(),
+            "{} of {} events never arrived, e.g. {:?}",
+            missing.len(),
+            expected.len(),
+            missing.first()
+        );
+        assert!(
+            repeated.is_empty(),
+            "{} events arrived more than once, e.g. {:?}",
+            repeated.len(),
+            repeated.first()
+        );
+        assert_eq!(
+            received.len(),
+            expected.len(),
+            "the intake received events GitHub does not have"
+        );
+    }
+
+    pub fn checkpoint(&self) -> Checkpoint {
+        let path = self.store().path_for(&self.config().cursor_key());
+        Checkpoint::from_json(&std::fs::read_to_string(path).expect("checkpoint file"))
+            .expect("valid checkpoint")
+    }
+}
+
+/// Events from `start` to `end` ms ago, deterministic per seed.
+pub fn events_between(
+    count: usize,
+    from_ago: Duration,
+    to_ago: Duration,
+    seed: u64,
+) -> Vec<SimEvent> {
+    let now = now_ms();
+    github_audit_sekoia::simulator::generate_events(
+        count,
+        now - from_ago.as_millis() as i64,
+        now - to_ago.as_millis() as i64,
+        0.0,
+        ORG,
+        seed,
+    )
+}
+
+/// A store that dies right after the intake acknowledged page `fail_at_save` and before the
+/// checkpoint is written: what a kill between post and save leaves behind.
+pub struct CrashBeforeSave<S> {
+    pub inner: S,
+    pub fail_at_save: usize,
+    pub saves: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl<S: CursorStore> CursorStore for CrashBeforeSave<S> {
+    async fn acquire(
+        &self,
+        key: &str,
+        held_until: SystemTime,
+    ) -> Result<Option<Checkpoint>, CursorError> {
+        self.inner.acquire(key, held_until).await
+    }
+
+    async fn save(&self, key: &str, checkpoint: &Checkpoint) -> Result<(), CursorError> {
+        let n = self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if n == self.fail_at_save {
+            return Err(CursorError::Storage(
+                "simulated crash before the checkpoint was written".into(),
+            ));
+        }
+        self.inner.save(key, checkpoint).await
+    }
+
+    async fn release(&self, key: &str) -> Result<(), CursorError> {
+        self.inner.release(key).await
+    }
+}
