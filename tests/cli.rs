@@ -10,43 +10,34 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_github-audit-sekoia");
 
-fn run(h: &Harness, args: &[&str], env: &[(&str, &str)]) -> Output {
+fn command(env: Vec<(String, String)>, args: &[&str], overrides: &[(&str, &str)]) -> Command {
     let mut command = Command::new(BIN);
     command
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (k, v) in h.env() {
-        command.env(k, v);
-    }
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.output().expect("the binary runs")
+    command.envs(env);
+    command.envs(overrides.iter().copied());
+    command
+}
+
+fn run(h: &Harness, args: &[&str], overrides: &[(&str, &str)]) -> Output {
+    command(h.env(), args, overrides)
+        .output()
+        .expect("the binary runs")
 }
 
 /// The binary blocks, so it runs on a blocking thread while the simulator serves.
 async fn run_async(
     h: &Harness,
     args: &[&'static str],
-    env: &[(&'static str, &'static str)],
+    overrides: &[(&'static str, &'static str)],
 ) -> Output {
-    let command_env = h.env();
-    let args = args.to_vec();
-    let env = env.to_vec();
+    let (env, args, overrides) = (h.env(), args.to_vec(), overrides.to_vec());
     tokio::task::spawn_blocking(move || {
-        let mut command = Command::new(BIN);
-        command
-            .args(&args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default());
-        for (k, v) in command_env {
-            command.env(k, v);
-        }
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        command.output().expect("the binary runs")
+        command(env, &args, &overrides)
+            .output()
+            .expect("the binary runs")
     })
     .await
     .expect("join")

@@ -114,7 +114,7 @@ impl CursorStore for FileCursorStore {
 
     async fn save(&self, key: &str, checkpoint: &Checkpoint) -> Result<(), CursorError> {
         let path = self.path_for(key);
-        let contents = checkpoint.to_json();
+        let contents = checkpoint.to_json()?;
         tokio::task::spawn_blocking(move || write_atomically(&path, contents.as_bytes()))
             .await
             .map_err(|e| CursorError::Storage(format!("checkpoint writer stopped: {e}")))?

@@ -88,7 +88,7 @@ impl Checkpoint {
         }
     }
 
-    pub fn to_json(&self) -> String {
+    pub fn to_json(&self) -> Result<String, CursorError> {
         let stored = StoredCheckpoint {
             format: 1,
             settled_before: rfc3339_ms(self.settled_before_ms),
@@ -99,7 +99,8 @@ impl Checkpoint {
             delivered: BASE64.encode(self.delivered.encode()),
             resume: self.resume.clone(),
         };
-        serde_json::to_string_pretty(&stored).unwrap_or_default()
+        serde_json::to_string_pretty(&stored)
+            .map_err(|e| CursorError::Storage(format!("cannot render the checkpoint: {e}")))
     }
 
     pub fn from_json(text: &str) -> Result<Self, String> {
@@ -205,6 +206,9 @@ mod tests {
             next_page: "https://api.github.com/x?after=abc".into(),
             settled_frozen: true,
         });
-        assert_eq!(Checkpoint::from_json(&cp.to_json()), Ok(cp));
+        assert_eq!(
+            Checkpoint::from_json(&cp.to_json().expect("renders")),
+            Ok(cp)
+        );
     }
 }

@@ -113,7 +113,7 @@ impl Harness {
         self.sim.github().add_events(events);
     }
 
-    /// `_document_id` → times received, for every event GitHub holds for the web include.
+    /// `_document_id` → how many times the intake received it.
     pub fn received(&self) -> HashMap<String, u32> {
         self.sim.intake().received().clone()
     }
