@@ -1,6 +1,6 @@
 //! How long this run may keep working.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -11,8 +11,15 @@ pub struct Budget {
 
 impl Budget {
     pub fn lasting(duration: Duration) -> Self {
-        Self {
-            deadline: Instant::now() + duration,
+        Self { deadline: Instant::now() + duration }
+    }
+
+    /// Stops `margin` before a Lambda invocation's deadline. A deadline already past is no
+    /// deadline at all (`cargo lambda watch` sends one in 1970): `fallback` applies.
+    pub fn before_deadline(deadline: SystemTime, margin: Duration, fallback: Duration) -> Self {
+        match deadline.duration_since(SystemTime::now()) {
+            Ok(left) => Self::lasting(left.saturating_sub(margin)),
+            Err(_) => Self::lasting(fallback),
         }
     }
 
@@ -27,5 +34,27 @@ impl Budget {
     /// Whether `wait` can pass and still leave `reserve` before the deadline.
     pub fn allows(&self, wait: Duration, reserve: Duration) -> bool {
         self.remaining() > wait + reserve
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lambda_deadline_leaves_the_safety_margin() {
+        let budget = Budget::before_deadline(
+            SystemTime::now() + Duration::from_secs(300),
+            Duration::from_secs(20),
+            Duration::from_secs(5),
+        );
+        assert!(budget.remaining() <= Duration::from_secs(280));
+        assert!(budget.remaining() > Duration::from_secs(270));
+    }
+
+    #[test]
+    fn a_deadline_in_the_past_falls_back_to_the_configured_budget() {
+        let budget = Budget::before_deadline(SystemTime::UNIX_EPOCH, Duration::from_secs(20), Duration::from_secs(42));
+        assert!(budget.remaining() > Duration::from_secs(40));
     }
 }

@@ -18,11 +18,8 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-fn problem(variable: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable,
-        problem: problem.into(),
-    }
+pub(crate) fn problem(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { variable, problem: problem.into() }
 }
 
 /// Whose audit log to drain.
@@ -57,17 +54,27 @@ impl Include {
     }
 }
 
+/// Where the GitHub and intake credentials come from.
+#[derive(Debug, Clone)]
+pub enum CredentialsConfig {
+    /// `GITHUB_TOKEN` and `SEKOIA_INTAKE_KEY` (local runs).
+    Environment { github_token: Secret, intake_key: Option<Secret> },
+    /// One Secrets Manager secret, named by `SECRET_ID`.
+    SecretsManager { secret_id: String },
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub target: Target,
     pub github_api_url: Url,
-    pub github_token: Secret,
+    pub credentials: CredentialsConfig,
     pub include: Include,
     /// Extra search qualifiers, ANDed to the connector's own `created:` qualifier.
     pub phrase: Option<String>,
     pub intake_url: Url,
-    intake_key: Option<Secret>,
     pub state_dir: PathBuf,
+    /// DynamoDB table holding the cursors; `None`: files under `state_dir`.
+    pub cursor_table: Option<String>,
     pub first_run_lookback: Duration,
     pub late_arrival_window: Duration,
     pub max_run: Duration,
@@ -78,83 +85,56 @@ pub struct Config {
 impl Config {
     /// Reads every setting through `lookup` (the process environment, or it with CLI overrides).
     pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
 
-        let org = get("GITHUB_ORG").ok_or_else(|| {
-            problem(
-                "GITHUB_ORG",
-                "is required: the organization whose audit log to drain",
-            )
-        })?;
-        if !org
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(problem(
-                "GITHUB_ORG",
-                format!("{org:?} is not an organization name (letters, digits, '-')"),
-            ));
-        }
-        let github_token = get("GITHUB_TOKEN").map(Secret::new).ok_or_else(|| {
-            problem(
-                "GITHUB_TOKEN",
-                "is required: a classic personal access token with read:audit_log",
-            )
-        })?;
+        let org = get("GITHUB_ORG")
+            .ok_or_else(|| problem("GITHUB_ORG", "is required: the organization whose audit log to drain"))?;
+        let credentials = match get("SECRET_ID") {
+            Some(secret_id) => CredentialsConfig::SecretsManager { secret_id },
+            None => CredentialsConfig::Environment {
+                github_token: get("GITHUB_TOKEN").map(Secret::new).ok_or_else(|| {
+                    problem(
+                        "GITHUB_TOKEN",
+                        "is required (or SECRET_ID): a classic personal access token with read:audit_log",
+                    )
+                })?,
+                intake_key: get("SEKOIA_INTAKE_KEY").map(Secret::new),
+            },
+        };
         let include = match get("GITHUB_INCLUDE").as_deref() {
             None | Some("web") => Include::Web,
             Some("git") => Include::Git,
             Some("all") => Include::All,
-            Some(other) => {
-                return Err(problem(
-                    "GITHUB_INCLUDE",
-                    format!("is {other:?}; expected web, git or all"),
-                ));
-            }
+            Some(other) => return Err(problem("GITHUB_INCLUDE", format!("is {other:?}; expected web, git or all"))),
         };
         let max_run_seconds = match get("MAX_RUN_SECONDS") {
             None => 600,
             Some(text) => text.parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
-                problem(
-                    "MAX_RUN_SECONDS",
-                    format!("is {text:?}; expected a whole number of seconds above 0"),
-                )
+                problem("MAX_RUN_SECONDS", format!("is {text:?}; expected a whole number of seconds above 0"))
             })?,
         };
         let rate_limit_reserve = get("RATE_LIMIT_RESERVE")
             .map(|text| {
-                text.parse::<u32>().map_err(|_| {
-                    problem(
-                        "RATE_LIMIT_RESERVE",
-                        format!("is {text:?}; expected a number of requests"),
-                    )
-                })
+                text.parse::<u32>()
+                    .map_err(|_| problem("RATE_LIMIT_RESERVE", format!("is {text:?}; expected a number of requests")))
             })
             .transpose()?;
 
         Ok(Self {
-            target: Target::Organization(org),
+            target: Target::Organization(org_name("GITHUB_ORG", &org)?),
             github_api_url: base_url(
                 "GITHUB_API_URL",
-                get("GITHUB_API_URL")
-                    .as_deref()
-                    .unwrap_or(DEFAULT_GITHUB_API_URL),
+                get("GITHUB_API_URL").as_deref().unwrap_or(DEFAULT_GITHUB_API_URL),
             )?,
-            github_token,
+            credentials,
             include,
             phrase: get("GITHUB_PHRASE"),
             intake_url: base_url(
                 "SEKOIA_INTAKE_URL",
-                get("SEKOIA_INTAKE_URL")
-                    .as_deref()
-                    .unwrap_or(DEFAULT_INTAKE_URL),
+                get("SEKOIA_INTAKE_URL").as_deref().unwrap_or(DEFAULT_INTAKE_URL),
             )?,
-            intake_key: get("SEKOIA_INTAKE_KEY").map(Secret::new),
             state_dir: PathBuf::from(get("STATE_DIR").unwrap_or_else(|| "./state".to_owned())),
+            cursor_table: get("CURSOR_TABLE"),
             first_run_lookback: duration("FIRST_RUN_LOOKBACK", get("FIRST_RUN_LOOKBACK"), "24h")?,
             late_arrival_window: duration("LATE_ARRIVAL_WINDOW", get("LATE_ARRIVAL_WINDOW"), "5m")?,
             max_run: Duration::from_secs(max_run_seconds),
@@ -166,38 +146,29 @@ impl Config {
         Self::load(|name| std::env::var(name).ok())
     }
 
-    /// Only a run that posts needs the key; `--dry-run` does not.
-    pub fn intake_key(&self) -> Result<&Secret, ConfigError> {
-        self.intake_key.as_ref().ok_or_else(|| {
-            problem(
-                "SEKOIA_INTAKE_KEY",
-                "is required: the key of the Sekoia.io intake to post to",
-            )
-        })
-    }
-
     /// The cursor's name: each (target, include) keeps its own.
     pub fn cursor_key(&self) -> String {
-        format!(
-            "{}/{}",
-            self.target.audit_log_path().trim_end_matches("/audit-log"),
-            self.include.as_str()
-        )
+        format!("{}/{}", self.target.audit_log_path().trim_end_matches("/audit-log"), self.include.as_str())
+    }
+
+    /// The same settings for another organization (a Lambda payload's `{"org": …}`).
+    pub fn for_org(&self, org: &str) -> Result<Self, ConfigError> {
+        Ok(Self { target: Target::Organization(org_name("org", org)?), ..self.clone() })
     }
 }
 
-fn duration(
-    variable: &'static str,
-    value: Option<String>,
-    default: &str,
-) -> Result<Duration, ConfigError> {
+fn org_name(variable: &'static str, org: &str) -> Result<String, ConfigError> {
+    let valid = !org.is_empty() && org.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid {
+        return Err(problem(variable, format!("{org:?} is not an organization name (letters, digits, '-')")));
+    }
+    Ok(org.to_owned())
+}
+
+fn duration(variable: &'static str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
     let text = value.unwrap_or_else(|| default.to_owned());
-    humantime::parse_duration(&text).map_err(|_| {
-        problem(
-            variable,
-            format!("is {text:?}; expected a duration like 30s, 5m, 24h or 7d"),
-        )
-    })
+    humantime::parse_duration(&text)
+        .map_err(|_| problem(variable, format!("is {text:?}; expected a duration like 30s, 5m, 24h or 7d")))
 }
 
 /// https only, except for loopback hosts (the simulator, tests).
@@ -213,14 +184,10 @@ fn base_url(variable: &'static str, text: &str) -> Result<Url, ConfigError> {
     match url.scheme() {
         "https" => Ok(url),
         "http" if loopback => Ok(url),
-        "http" => Err(problem(
-            variable,
-            format!("is {text:?}: plain http is only allowed for loopback hosts; use https"),
-        )),
-        other => Err(problem(
-            variable,
-            format!("is {text:?}: scheme {other} is not https"),
-        )),
+        "http" => {
+            Err(problem(variable, format!("is {text:?}: plain http is only allowed for loopback hosts; use https")))
+        }
+        other => Err(problem(variable, format!("is {text:?}: scheme {other} is not https"))),
     }
 }
 
@@ -230,10 +197,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::load(|name| map.get(name).cloned())
     }
 
@@ -247,10 +211,8 @@ mod tests {
         assert_eq!(config.first_run_lookback, Duration::from_secs(24 * 3600));
         assert_eq!(config.late_arrival_window, Duration::from_secs(300));
         assert_eq!(config.cursor_key(), "orgs/acme/web");
-        assert_eq!(
-            config.intake_key().map_err(|e| e.variable).err(),
-            Some("SEKOIA_INTAKE_KEY")
-        );
+        assert!(config.cursor_table.is_none());
+        assert!(matches!(config.credentials, CredentialsConfig::Environment { intake_key: None, .. }));
     }
 
     #[test]
@@ -271,23 +233,30 @@ mod tests {
             let err = load(&vars).expect_err(variable);
             assert_eq!(err.variable, variable);
         }
-        assert_eq!(
-            load(&[("GITHUB_ORG", "acme")]).err().map(|e| e.variable),
-            Some("GITHUB_TOKEN")
-        );
-        assert_eq!(
-            load(&[("GITHUB_TOKEN", "t")]).err().map(|e| e.variable),
-            Some("GITHUB_ORG")
+        assert_eq!(load(&[("GITHUB_ORG", "acme")]).err().map(|e| e.variable), Some("GITHUB_TOKEN"));
+        assert_eq!(load(&[("GITHUB_TOKEN", "t")]).err().map(|e| e.variable), Some("GITHUB_ORG"));
+    }
+
+    #[test]
+    fn a_secret_id_replaces_the_token_variables() {
+        let config = load(&[("GITHUB_ORG", "acme"), ("SECRET_ID", "prod/github-audit")]).expect("valid");
+        assert!(
+            matches!(config.credentials, CredentialsConfig::SecretsManager { ref secret_id } if secret_id == "prod/github-audit")
         );
     }
 
     #[test]
+    fn another_org_keeps_the_other_settings_and_gets_its_own_cursor() {
+        let config = load(&MINIMAL).expect("valid");
+        let other = config.for_org("globex").expect("valid name");
+        assert_eq!(other.cursor_key(), "orgs/globex/web");
+        assert_eq!(other.github_api_url, config.github_api_url);
+        assert!(config.for_org("../x").is_err());
+    }
+
+    #[test]
     fn plain_http_is_accepted_for_loopback_only() {
-        for url in [
-            "http://127.0.0.1:8080",
-            "http://localhost:1",
-            "http://[::1]:9",
-        ] {
+        for url in ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9"] {
             let mut vars = MINIMAL.to_vec();
             vars.push(("GITHUB_API_URL", url));
             assert!(load(&vars).is_ok(), "{url}");
@@ -303,9 +272,6 @@ mod tests {
         ])
         .expect("valid");
         let shown = format!("{config:?}");
-        assert!(
-            !shown.contains("supersecret") && !shown.contains("intake-secret"),
-            "{shown}"
-        );
+        assert!(!shown.contains("supersecret") && !shown.contains("intake-secret"), "{shown}");
     }
 }

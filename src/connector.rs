@@ -1,51 +1,169 @@
-//! Wires the configured adapters to the drain: what every entry point runs.
+//! Wires the configured adapters to the drain: what every entry point runs. Built once per
+//! process (or Lambda container) so clients, connection pools and credentials are reused.
+
+use std::sync::Arc;
+
+use aws_config::BehaviorVersion;
 
 use crate::budget::Budget;
-use crate::config::{Config, ConfigError};
-use crate::cursor::{FileCursorStore, ReadOnlyStore};
-use crate::drain::{DrainFailure, DrainSettings, Summary, drain};
+use crate::config::{Config, ConfigError, CredentialsConfig, problem};
+use crate::credentials::{CredentialCache, CredentialError, CredentialSource, Credentials, SecretsManagerCredentials, StaticCredentials};
+use crate::cursor::{DynamoCursorStore, FileCursorStore, ReadOnlyStore};
+use crate::drain::{DrainFailure, DrainPlan, Summary, drain};
 use crate::dry_run::NdjsonStdout;
-use crate::github::GitHubSource;
+use crate::github::{GitHubSource, TokenAuth};
 use crate::http;
+use crate::ports::CursorStore;
 use crate::sekoia::SekoiaIntake;
+use crate::timefmt::{now_ms, rfc3339_seconds};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
+    Credentials(#[from] CredentialError),
+    #[error(transparent)]
     Drain(#[from] DrainFailure),
 }
 
-/// One drain of the configured target with the local file cursor store.
-/// `dry_run` prints the events instead of posting them and leaves the cursor where it was.
-pub async fn run_once(config: &Config, dry_run: bool) -> Result<Summary, RunError> {
-    let client = http::client();
-    let source = GitHubSource::new(client.clone(), config);
-    let settings = drain_settings(config);
-    let budget = Budget::lasting(config.max_run);
-    let store = FileCursorStore::new(&config.state_dir);
-    let key = config.cursor_key();
-    let summary = if dry_run {
-        drain(
-            &source,
-            &NdjsonStdout,
-            &ReadOnlyStore(store),
-            &key,
-            settings,
-            budget,
-        )
-        .await?
-    } else {
-        let sink = SekoiaIntake::new(client, &config.intake_url, config.intake_key()?);
-        drain(&source, &sink, &store, &key, settings, budget).await?
-    };
-    Ok(summary)
+/// A stretch of the audit log to deliver again, apart from the scheduled cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub since_ms: i64,
+    pub until_ms: i64,
 }
 
-pub fn drain_settings(config: &Config) -> DrainSettings {
-    DrainSettings {
-        first_run_lookback: config.first_run_lookback,
-        late_arrival_window: config.late_arrival_window,
+impl TimeRange {
+    /// From RFC 3339 UTC instants, e.g. `2026-11-01T00:00:00Z`.
+    pub fn parse(since: &str, until: &str) -> Result<Self, ConfigError> {
+        let instant = |name: &'static str, text: &str| {
+            humantime::parse_rfc3339_weak(text.trim())
+                .map(crate::timefmt::to_ms)
+                .map_err(|_| problem(name, format!("is {text:?}; expected an RFC 3339 UTC time like 2026-11-01T00:00:00Z")))
+        };
+        let range = Self { since_ms: instant("since", since)?, until_ms: instant("until", until)? };
+        if range.since_ms >= range.until_ms {
+            return Err(problem("until", "must be after since"));
+        }
+        Ok(range)
+    }
+}
+
+/// One run's request.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// Another organization than `GITHUB_ORG`, with its own cursor.
+    pub org: Option<String>,
+    pub backfill: Option<TimeRange>,
+    pub budget: Budget,
+    /// Print the events instead of posting them; the cursor does not move.
+    pub dry_run: bool,
+}
+
+pub struct Connector {
+    config: Config,
+    client: reqwest::Client,
+    credentials: Arc<CredentialCache>,
+    store: Box<dyn CursorStore>,
+}
+
+impl Connector {
+    /// Reads the AWS configuration the standard way (region, credentials, `AWS_ENDPOINT_URL`);
+    /// nothing reaches AWS unless a secret or a cursor table is configured.
+    pub async fn new(config: Config) -> Self {
+        let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        let credential_source: Box<dyn CredentialSource> = match &config.credentials {
+            CredentialsConfig::SecretsManager { secret_id } => {
+                Box::new(SecretsManagerCredentials::new(aws_sdk_secretsmanager::Client::new(&aws), secret_id))
+            }
+            CredentialsConfig::Environment { github_token, intake_key } => Box::new(StaticCredentials(Credentials {
+                github_token: github_token.clone(),
+                intake_key: intake_key.clone(),
+            })),
+        };
+        let store: Box<dyn CursorStore> = match &config.cursor_table {
+            Some(table) => Box::new(DynamoCursorStore::new(aws_sdk_dynamodb::Client::new(&aws), table)),
+            None => Box::new(FileCursorStore::new(&config.state_dir)),
+        };
+        Self { client: http::client(), credentials: Arc::new(CredentialCache::new(credential_source)), store, config }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub async fn run(&self, request: &RunRequest) -> Result<Summary, RunError> {
+        let config = match &request.org {
+            Some(org) => self.config.for_org(org)?,
+            None => self.config.clone(),
+        };
+        if !request.dry_run {
+            self.require_intake_key().await?;
+        }
+        let auth = Arc::new(TokenAuth::new(self.credentials.clone()));
+        let source = GitHubSource::new(self.client.clone(), &config, auth);
+        let plan = plan(&config, request.backfill);
+        let summary = if request.dry_run {
+            drain(&source, &NdjsonStdout, &ReadOnlyStore(self.store.as_ref()), &plan, request.budget).await?
+        } else {
+            let sink = SekoiaIntake::new(self.client.clone(), &config.intake_url, self.credentials.clone());
+            drain(&source, &sink, self.store.as_ref(), &plan, request.budget).await?
+        };
+        Ok(summary)
+    }
+
+    /// A missing key is a configuration error, found before anything is fetched.
+    async fn require_intake_key(&self) -> Result<(), RunError> {
+        match self.credentials.get().await?.intake_key {
+            Some(_) => Ok(()),
+            None => Err(problem("SEKOIA_INTAKE_KEY", "is required: the key of the Sekoia.io intake to post to").into()),
+        }
+    }
+}
+
+/// The scheduled cursor, or a backfill's own cursor that never moves the scheduled one.
+pub fn plan(config: &Config, backfill: Option<TimeRange>) -> DrainPlan {
+    let window = config.late_arrival_window;
+    match backfill {
+        None => DrainPlan {
+            key: config.cursor_key(),
+            start_ms: now_ms() - i64::try_from(config.first_run_lookback.as_millis()).unwrap_or(i64::MAX),
+            until_ms: None,
+            late_arrival_window: window,
+        },
+        Some(range) => DrainPlan {
+            key: format!(
+                "backfill/{}/{}..{}",
+                config.cursor_key(),
+                rfc3339_seconds(range.since_ms),
+                rfc3339_seconds(range.until_ms)
+            ),
+            start_ms: range.since_ms,
+            until_ms: Some(range.until_ms),
+            late_arrival_window: window,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backfill_range_must_be_ordered_utc_instants() {
+        let range = TimeRange::parse("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z").expect("valid");
+        assert_eq!(range.until_ms - range.since_ms, 86_400_000);
+        assert_eq!(TimeRange::parse("2026-11-02T00:00:00Z", "2026-11-01T00:00:00Z").err().map(|e| e.variable), Some("until"));
+        assert_eq!(TimeRange::parse("yesterday", "2026-11-01T00:00:00Z").err().map(|e| e.variable), Some("since"));
+    }
+
+    #[test]
+    fn a_backfill_has_its_own_cursor_key() {
+        let vars = [("GITHUB_ORG", "acme"), ("GITHUB_TOKEN", "t")];
+        let config = Config::load(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())).expect("config");
+        let range = TimeRange::parse("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z").expect("valid");
+        assert_eq!(plan(&config, None).key, "orgs/acme/web");
+        assert_eq!(plan(&config, Some(range)).key, "backfill/orgs/acme/web/2026-11-01T00:00:00Z..2026-11-02T00:00:00Z");
     }
 }

@@ -90,9 +90,7 @@ impl DeliveredSet {
         let mut entries = BTreeSet::new();
         for _ in 0..count {
             let delta: u64 = take_varint(&mut rest)?;
-            ts = ts
-                .checked_add_unsigned(delta)
-                .ok_or(DecodeError("timestamp overflow"))?;
+            ts = ts.checked_add_unsigned(delta).ok_or(DecodeError("timestamp overflow"))?;
             if rest.len() < FINGERPRINT_BYTES {
                 return Err(DecodeError("truncated"));
             }
@@ -180,9 +178,6 @@ mod tests {
             set.insert(ts, &event(&format!("doc-{i:08}"), ts));
         }
         let size = set.encode().len();
-        assert!(
-            size < 360_000,
-            "encoded size {size} bytes leaves no room in a 400 KB item"
-        );
+        assert!(size < 360_000, "encoded size {size} bytes leaves no room in a 400 KB item");
     }
 }

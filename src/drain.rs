@@ -15,8 +15,7 @@ use tokio::time::Instant;
 use crate::budget::Budget;
 use crate::cursor::{Checkpoint, MAX_DELIVERED_BYTES, Resume};
 use crate::ports::{
-    AuditEvent, AuditLogSource, CursorError, CursorStore, IntakeSink, PageRequest, SinkError,
-    SourceError,
+    AuditEvent, AuditLogSource, CursorError, CursorStore, IntakeSink, PageRequest, SinkError, SourceError,
 };
 use crate::timefmt::{now_ms, rfc3339_ms, rfc3339_seconds, to_ms};
 
@@ -27,12 +26,28 @@ const LEASE_GRACE: Duration = Duration::from_secs(30);
 /// The summary lists at most this many oversize `_document_id`s (the log has them all).
 const MAX_REPORTED_OVERSIZE: usize = 100;
 
-#[derive(Debug, Clone, Copy)]
-pub struct DrainSettings {
-    /// Where the very first run starts, back from now.
-    pub first_run_lookback: Duration,
+/// What to drain: one cursor over one stretch of the audit log.
+#[derive(Debug, Clone)]
+pub struct DrainPlan {
+    /// The cursor's name in the store.
+    pub key: String,
+    /// Where a cursor with no checkpoint yet starts (epoch ms).
+    pub start_ms: i64,
+    /// A backfill's end (exclusive, epoch ms); scheduled drains have none.
+    pub until_ms: Option<i64>,
     /// How long after its `@timestamp` GitHub may still add an event to the index.
     pub late_arrival_window: Duration,
+}
+
+/// How far a backfill has come.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackfillProgress {
+    pub since: String,
+    pub until: String,
+    /// Everything before this instant of the range has been delivered.
+    pub covered_until: String,
+    pub percent: f64,
+    pub complete: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -68,6 +83,8 @@ pub struct Summary {
     pub rate_limit_reset: Option<String>,
     /// Set when the delivered set outgrew its bound and the re-read window had to start later.
     pub late_window_shortened_to: Option<String>,
+    /// Only for backfills.
+    pub backfill: Option<BackfillProgress>,
     pub elapsed_seconds: f64,
     pub error: Option<String>,
 }
@@ -94,27 +111,47 @@ pub async fn drain(
     source: &dyn AuditLogSource,
     sink: &dyn IntakeSink,
     store: &dyn CursorStore,
-    key: &str,
-    settings: DrainSettings,
+    plan: &DrainPlan,
     budget: Budget,
 ) -> Result<Summary, DrainFailure> {
+    let key = plan.key.as_str();
     let mut run = Run::new(key, budget);
     let held_until = SystemTime::now() + budget.remaining() + LEASE_GRACE;
+    let mut settled_before_ms = None;
     let outcome = match store.acquire(key, held_until).await {
         Err(CursorError::Busy { .. }) => Ok(StopReason::TargetBusy),
         Err(err) => Err(DrainError::Cursor(err)),
         Ok(stored) => {
-            let checkpoint = stored.unwrap_or_else(|| {
-                Checkpoint::starting_at(run.started_ms - ms(settings.first_run_lookback))
-            });
-            let outcome = run.pump(source, sink, store, checkpoint, settings).await;
+            let checkpoint = stored.unwrap_or_else(|| Checkpoint::starting_at(plan.start_ms));
+            let outcome = if plan.until_ms.is_some_and(|until| checkpoint.settled_before_ms >= until) {
+                // A finished backfill: nothing left to read.
+                settled_before_ms = Some(checkpoint.settled_before_ms);
+                Ok(StopReason::Drained)
+            } else {
+                run.pump(source, sink, store, checkpoint, plan, &mut settled_before_ms).await
+            };
             if let Err(err) = store.release(key).await {
                 tracing::warn!("could not release the hold on {key}: {err}");
             }
             outcome
         }
     };
+    if let (Some(until_ms), Some(settled)) = (plan.until_ms, settled_before_ms) {
+        run.summary.backfill = Some(backfill_progress(plan.start_ms, until_ms, settled));
+    }
     run.finish(outcome)
+}
+
+fn backfill_progress(since_ms: i64, until_ms: i64, settled_before_ms: i64) -> BackfillProgress {
+    let covered = settled_before_ms.clamp(since_ms, until_ms);
+    let span = (until_ms - since_ms).max(1) as f64;
+    BackfillProgress {
+        since: rfc3339_ms(since_ms),
+        until: rfc3339_ms(until_ms),
+        covered_until: rfc3339_ms(covered),
+        percent: ((covered - since_ms) as f64 * 1000.0 / span).round() / 10.0,
+        complete: settled_before_ms >= until_ms,
+    }
 }
 
 struct Run<'a> {
@@ -140,16 +177,11 @@ impl<'a> Run<'a> {
             lag_seconds: None,
             rate_limit_reset: None,
             late_window_shortened_to: None,
+            backfill: None,
             elapsed_seconds: 0.0,
             error: None,
         };
-        Self {
-            key,
-            budget,
-            started: Instant::now(),
-            started_ms: now_ms(),
-            summary,
-        }
+        Self { key, budget, started: Instant::now(), started_ms: now_ms(), summary }
     }
 
     async fn pump(
@@ -158,19 +190,22 @@ impl<'a> Run<'a> {
         sink: &dyn IntakeSink,
         store: &dyn CursorStore,
         mut checkpoint: Checkpoint,
-        settings: DrainSettings,
+        plan: &DrainPlan,
+        settled_before_ms: &mut Option<i64>,
     ) -> Result<StopReason, DrainError> {
         // Everything older than this was visible to GitHub's search when this run started.
-        let settle_horizon = self.started_ms - ms(settings.late_arrival_window);
+        let settle_horizon = self.started_ms - ms(plan.late_arrival_window);
+        let first_page = |checkpoint: &Checkpoint| PageRequest::Created {
+            since_ms: checkpoint.read_from_ms(),
+            until_ms: plan.until_ms,
+        };
         self.summary.cursor = Some(rfc3339_ms(checkpoint.settled_before_ms));
+        *settled_before_ms = Some(checkpoint.settled_before_ms);
 
         // Continue an unfinished pass, or start a new one just before the settled point.
         let (mut request, mut settled_frozen) = match checkpoint.resume.take() {
-            Some(resume) => (
-                PageRequest::Continue(resume.next_page),
-                resume.settled_frozen,
-            ),
-            None => (PageRequest::CreatedSince(checkpoint.read_from_ms()), false),
+            Some(resume) => (PageRequest::Continue(resume.next_page), resume.settled_frozen),
+            None => (first_page(&checkpoint), false),
         };
         tracing::info!(target = self.key, from = %rfc3339_seconds(checkpoint.read_from_ms()), resuming = matches!(request, PageRequest::Continue(_)), "draining");
         let mut position = checkpoint.read_from_ms();
@@ -194,10 +229,8 @@ impl<'a> Run<'a> {
                     if self.summary.pages == 0 && matches!(request, PageRequest::Continue(_)) =>
                 {
                     // A continuation saved by an earlier run may have expired: start the pass over.
-                    tracing::warn!(
-                        "could not continue the previous pass ({message}); re-reading from the cursor"
-                    );
-                    request = PageRequest::CreatedSince(checkpoint.read_from_ms());
+                    tracing::warn!("could not continue the previous pass ({message}); re-reading from the cursor");
+                    request = first_page(&checkpoint);
                     settled_frozen = false;
                     continue;
                 }
@@ -257,15 +290,12 @@ impl<'a> Run<'a> {
                 );
                 self.summary.late_window_shortened_to = Some(rfc3339_ms(moved));
             }
-            checkpoint.resume = page.next.clone().map(|next_page| Resume {
-                next_page,
-                settled_frozen,
-            });
+            checkpoint.resume = page.next.clone().map(|next_page| Resume { next_page, settled_frozen });
             store.save(self.key, &checkpoint).await?;
+            *settled_before_ms = Some(checkpoint.settled_before_ms);
             self.summary.cursor = Some(rfc3339_ms(checkpoint.settled_before_ms));
             self.summary.newest_event = checkpoint.newest_event_ms.map(rfc3339_ms);
-            self.summary.lag_seconds =
-                newest_this_run.map(|ts| (now_ms() - ts).max(0) as f64 / 1000.0);
+            self.summary.lag_seconds = newest_this_run.map(|ts| (now_ms() - ts).max(0) as f64 / 1000.0);
             slowest_cycle = slowest_cycle.max(cycle_started.elapsed());
             tracing::debug!(page = self.summary.pages, sent = to_send.len(), cursor = ?self.summary.cursor, "page delivered");
 
@@ -307,14 +337,8 @@ impl<'a> Run<'a> {
             }
             Err(error) => {
                 self.summary.error = Some(error.to_string());
-                tracing::error!(
-                    events_forwarded = self.summary.events_forwarded,
-                    "run failed: {error}"
-                );
-                Err(DrainFailure {
-                    error,
-                    summary: Box::new(self.summary),
-                })
+                tracing::error!(events_forwarded = self.summary.events_forwarded, "run failed: {error}");
+                Err(DrainFailure { error, summary: Box::new(self.summary) })
             }
         }
     }

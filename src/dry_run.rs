@@ -19,10 +19,8 @@ impl IntakeSink for NdjsonStdout {
     async fn send(&self, events: &[&AuditEvent], _budget: &Budget) -> Result<(), SinkError> {
         let mut out = std::io::stdout().lock();
         for event in events {
-            writeln!(out, "{}", event.json())
-                .map_err(|e| SinkError::Fatal(format!("cannot write to stdout: {e}")))?;
+            writeln!(out, "{}", event.json()).map_err(|e| SinkError::Fatal(format!("cannot write to stdout: {e}")))?;
         }
-        out.flush()
-            .map_err(|e| SinkError::Fatal(format!("cannot write to stdout: {e}")))
+        out.flush().map_err(|e| SinkError::Fatal(format!("cannot write to stdout: {e}")))
     }
 }

@@ -29,19 +29,12 @@ pub(crate) enum Failure {
 }
 
 /// Sends with a timeout that never outlasts the budget.
-pub(crate) async fn send_within(
-    request: RequestBuilder,
-    budget: &Budget,
-) -> Result<Response, Failure> {
+pub(crate) async fn send_within(request: RequestBuilder, budget: &Budget) -> Result<Response, Failure> {
     let remaining = budget.remaining();
     if remaining.is_zero() {
         return Err(Failure::OutOfTime);
     }
-    match request
-        .timeout(remaining.min(MAX_REQUEST_TIMEOUT))
-        .send()
-        .await
-    {
+    match request.timeout(remaining.min(MAX_REQUEST_TIMEOUT)).send().await {
         Ok(response) => Ok(response),
         Err(_) if budget.remaining().is_zero() => Err(Failure::OutOfTime),
         Err(err) => Err(Failure::Transient(describe(&err))),
@@ -69,11 +62,7 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub(crate) fn new(base: Duration, cap: Duration) -> Self {
-        Self {
-            attempt: 0,
-            base,
-            cap,
-        }
+        Self { attempt: 0, base, cap }
     }
 
     pub(crate) fn attempts(&self) -> u32 {
@@ -81,10 +70,7 @@ impl Backoff {
     }
 
     pub(crate) fn next_delay(&mut self) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(1 << self.attempt.min(16))
-            .min(self.cap);
+        let ceiling = self.base.saturating_mul(1 << self.attempt.min(16)).min(self.cap);
         self.attempt += 1;
         ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)
     }
@@ -96,14 +82,7 @@ pub(crate) fn retry_after(response: &Response) -> Option<Duration> {
 }
 
 pub(crate) fn header_number(response: &Response, name: &str) -> Option<u64> {
-    response
-        .headers()
-        .get(name)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    response.headers().get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
 #[cfg(test)]

@@ -6,12 +6,14 @@
 pub mod budget;
 pub mod config;
 pub mod connector;
+pub mod credentials;
 pub mod cursor;
 pub mod dedupe;
 pub mod drain;
 pub mod dry_run;
 pub mod github;
 pub mod http;
+pub mod lambda;
 pub mod ports;
 pub mod secret;
 pub mod sekoia;

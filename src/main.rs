@@ -1,13 +1,17 @@
-//! The command-line runner: one drain, configured from the environment (flags override).
+//! The command-line runner: configured from the environment (flags override), one drain per
+//! `run`, or a `backfill` that loops until its range is complete.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use github_audit_sekoia::budget::Budget;
 use github_audit_sekoia::config::Config;
-use github_audit_sekoia::connector::{RunError, run_once};
-use github_audit_sekoia::drain::Summary;
+use github_audit_sekoia::connector::{Connector, RunError, RunRequest, TimeRange};
+use github_audit_sekoia::drain::{StopReason, Summary};
+use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
 #[command(version, about = "Forwards GitHub audit logs to a Sekoia.io intake")]
@@ -19,13 +23,30 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Drain new audit-log events into the intake once, then print a JSON summary.
-    Run(RunArgs),
+    Run {
+        #[command(flatten)]
+        settings: Settings,
+        /// Print the events as NDJSON instead of posting them; the cursor does not move.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Deliver a past time range again, under its own cursor, until it is complete.
+    Backfill {
+        #[command(flatten)]
+        settings: Settings,
+        /// Start of the range, RFC 3339 UTC (2026-11-01T00:00:00Z).
+        #[arg(long)]
+        since: String,
+        /// End of the range (exclusive), RFC 3339 UTC.
+        #[arg(long)]
+        until: String,
+    },
 }
 
 /// Each flag overrides the environment variable named in its help. Secrets come from the
 /// environment only, so they never show in a process list.
 #[derive(clap::Args)]
-struct RunArgs {
+struct Settings {
     /// GITHUB_ORG
     #[arg(long)]
     org: Option<String>,
@@ -53,14 +74,11 @@ struct RunArgs {
     /// MAX_RUN_SECONDS
     #[arg(long)]
     max_run_seconds: Option<String>,
-    /// Print the events as NDJSON instead of posting them; the cursor does not move.
-    #[arg(long)]
-    dry_run: bool,
 }
 
-impl RunArgs {
-    fn overrides(&self) -> HashMap<&'static str, String> {
-        [
+impl Settings {
+    fn config(&self) -> Result<Config, github_audit_sekoia::config::ConfigError> {
+        let overrides: HashMap<&str, &String> = [
             ("GITHUB_ORG", &self.org),
             ("GITHUB_API_URL", &self.api_url),
             ("GITHUB_INCLUDE", &self.include),
@@ -72,8 +90,9 @@ impl RunArgs {
             ("MAX_RUN_SECONDS", &self.max_run_seconds),
         ]
         .into_iter()
-        .filter_map(|(name, value)| value.clone().map(|v| (name, v)))
-        .collect()
+        .filter_map(|(name, value)| value.as_ref().map(|v| (name, v)))
+        .collect();
+        Config::load(|name| overrides.get(name).map(|v| v.to_string()).or_else(|| std::env::var(name).ok()))
     }
 }
 
@@ -87,27 +106,63 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let Command::Run(args) = Cli::parse().command;
-    let overrides = args.overrides();
-    let config = match Config::load(|name| {
-        overrides
-            .get(name)
-            .cloned()
-            .or_else(|| std::env::var(name).ok())
-    }) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("{err}");
-            return ExitCode::from(2);
-        }
+    let outcome = match Cli::parse().command {
+        Command::Run { settings, dry_run } => run(&settings, dry_run).await,
+        Command::Backfill { settings, since, until } => backfill(&settings, &since, &until).await,
     };
-    match run_once(&config, args.dry_run).await {
+    match outcome {
         Ok(summary) => print_summary(&summary, ExitCode::SUCCESS),
-        Err(RunError::Config(err)) => {
+        Err(RunError::Drain(failure)) => print_summary(&failure.summary, ExitCode::FAILURE),
+        Err(err) => {
             eprintln!("{err}");
             ExitCode::from(2)
         }
-        Err(RunError::Drain(failure)) => print_summary(&failure.summary, ExitCode::FAILURE),
+    }
+}
+
+async fn run(settings: &Settings, dry_run: bool) -> Result<Summary, RunError> {
+    let config = settings.config()?;
+    let budget = Budget::lasting(config.max_run);
+    Connector::new(config).await.run(&RunRequest { org: None, backfill: None, budget, dry_run }).await
+}
+
+async fn backfill(settings: &Settings, since: &str, until: &str) -> Result<Summary, RunError> {
+    let config = settings.config()?;
+    let range = TimeRange::parse(since, until)?;
+    let max_run = config.max_run;
+    let connector = Connector::new(config).await;
+    let bar = ProgressBar::new(1000).with_style(
+        ProgressStyle::with_template("{bar:40} {percent:>3}% covered up to {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    loop {
+        let request = RunRequest { org: None, backfill: Some(range), budget: Budget::lasting(max_run), dry_run: false };
+        let summary = connector.run(&request).await?;
+        if let Some(progress) = &summary.backfill {
+            bar.set_position((progress.percent * 10.0) as u64);
+            bar.set_message(progress.covered_until.clone());
+            if progress.complete {
+                bar.finish();
+                return Ok(summary);
+            }
+        }
+        match summary.stop_reason {
+            StopReason::RateLimited => {
+                let wait = summary
+                    .rate_limit_reset
+                    .as_deref()
+                    .and_then(|t| humantime::parse_rfc3339(t).ok())
+                    .and_then(|reset| reset.duration_since(std::time::SystemTime::now()).ok())
+                    .unwrap_or(Duration::from_secs(60));
+                bar.println(format!("GitHub rate limit reached: waiting {}s for it to reset", wait.as_secs() + 1));
+                tokio::time::sleep(wait + Duration::from_secs(1)).await;
+            }
+            StopReason::TargetBusy => {
+                bar.abandon_with_message("another run holds this backfill".to_owned());
+                return Ok(summary);
+            }
+            _ => {}
+        }
     }
 }
 

@@ -34,20 +34,12 @@ impl AuditEvent {
         let keys: Option<EventKeys> = serde_json::from_str(raw.get()).ok();
         let as_ms = |n: &serde_json::Number| n.as_i64().or_else(|| n.as_f64().map(|f| f as i64));
         let (timestamp_ms, document_id) = match keys {
-            Some(k) => (
-                k.timestamp
-                    .as_ref()
-                    .and_then(as_ms)
-                    .or_else(|| k.created_at.as_ref().and_then(as_ms)),
-                k.document_id,
-            ),
+            Some(k) => {
+                (k.timestamp.as_ref().and_then(as_ms).or_else(|| k.created_at.as_ref().and_then(as_ms)), k.document_id)
+            }
             None => (None, None),
         };
-        Self {
-            raw,
-            timestamp_ms,
-            document_id,
-        }
+        Self { raw, timestamp_ms, document_id }
     }
 
     pub fn json(&self) -> &str {
@@ -56,17 +48,16 @@ impl AuditEvent {
 
     /// What a user searches the SIEM for when we report this event.
     pub fn label(&self) -> String {
-        self.document_id
-            .clone()
-            .unwrap_or_else(|| "(no _document_id)".to_owned())
+        self.document_id.clone().unwrap_or_else(|| "(no _document_id)".to_owned())
     }
 }
 
 /// Where the next page comes from: a time to start at, or the source's own continuation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageRequest {
-    /// Events created at or after this instant (epoch ms; sources may round down to the second).
-    CreatedSince(i64),
+    /// Events created at or after `since_ms` and, if set, before `until_ms` (epoch ms; sources
+    /// may widen both to whole seconds).
+    Created { since_ms: i64, until_ms: Option<i64> },
     /// An opaque continuation the source handed out with the previous page.
     Continue(String),
 }
@@ -126,11 +117,7 @@ pub enum CursorError {
 pub trait CursorStore: Send + Sync {
     /// Takes exclusive hold of `key` until `release` (or `held_until`, for stores whose hold
     /// must outlive a crashed holder) and loads its checkpoint, `None` on the very first run.
-    async fn acquire(
-        &self,
-        key: &str,
-        held_until: SystemTime,
-    ) -> Result<Option<Checkpoint>, CursorError>;
+    async fn acquire(&self, key: &str, held_until: SystemTime) -> Result<Option<Checkpoint>, CursorError>;
     /// Durable when it returns.
     async fn save(&self, key: &str, checkpoint: &Checkpoint) -> Result<(), CursorError>;
     async fn release(&self, key: &str) -> Result<(), CursorError>;

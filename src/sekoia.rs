@@ -1,6 +1,7 @@
 //! The Sekoia.io HTTP intake as an [`IntakeSink`]: `POST {intake}/batch`, gzip, bounded bodies.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,7 +14,7 @@ use url::Url;
 use crate::budget::Budget;
 use crate::http::{self, Backoff, Failure, send_within};
 use crate::ports::{AuditEvent, IntakeSink, SinkError};
-use crate::secret::Secret;
+use crate::credentials::CredentialCache;
 
 /// The intake refuses larger events.
 pub const MAX_EVENT_BYTES: usize = 250 * 1024;
@@ -23,23 +24,21 @@ pub const MAX_BODY_BYTES: usize = 9 * 1024 * 1024;
 pub struct SekoiaIntake {
     client: reqwest::Client,
     batch_url: Url,
-    key: Secret,
+    credentials: Arc<CredentialCache>,
     max_body_bytes: usize,
 }
 
+/// Why a body was not acknowledged.
+enum PostError {
+    KeyRejected(StatusCode),
+    Sink(SinkError),
+}
+
 impl SekoiaIntake {
-    pub fn new(client: reqwest::Client, intake_url: &Url, key: &Secret) -> Self {
+    pub fn new(client: reqwest::Client, intake_url: &Url, credentials: Arc<CredentialCache>) -> Self {
         let mut batch_url = intake_url.clone();
-        batch_url.set_path(&format!(
-            "{}/batch",
-            intake_url.path().trim_end_matches('/')
-        ));
-        Self {
-            client,
-            batch_url,
-            key: key.clone(),
-            max_body_bytes: MAX_BODY_BYTES,
-        }
+        batch_url.set_path(&format!("{}/batch", intake_url.path().trim_end_matches('/')));
+        Self { client, batch_url, credentials, max_body_bytes: MAX_BODY_BYTES }
     }
 
     /// A smaller body limit, to exercise chunking without megabytes of events.
@@ -48,12 +47,10 @@ impl SekoiaIntake {
         self
     }
 
-    /// Splits the events into `/batch` bodies of at most `max_body_bytes` each.
-    fn bodies(&self, events: &[&AuditEvent]) -> Vec<Vec<u8>> {
-        let head = format!(
-            r#"{{"intake_key":{},"jsons":["#,
-            json_string(self.key.expose())
-        );
+    /// Splits the events into `/batch` bodies of at most `max_body_bytes` each, with how many
+    /// events each body holds.
+    fn bodies(&self, events: &[&AuditEvent], key: &str) -> Vec<(Vec<u8>, usize)> {
+        let head = format!(r#"{{"intake_key":{},"jsons":["#, json_string(key));
         let tail = "]}";
         let mut bodies = Vec::new();
         let mut body = head.clone().into_bytes();
@@ -63,7 +60,7 @@ impl SekoiaIntake {
             let grown = body.len() + usize::from(count > 0) + element.len() + tail.len();
             if count > 0 && grown > self.max_body_bytes {
                 body.extend_from_slice(tail.as_bytes());
-                bodies.push(std::mem::replace(&mut body, head.clone().into_bytes()));
+                bodies.push((std::mem::replace(&mut body, head.clone().into_bytes()), count));
                 count = 0;
             }
             if count > 0 {
@@ -74,14 +71,25 @@ impl SekoiaIntake {
         }
         if count > 0 {
             body.extend_from_slice(tail.as_bytes());
-            bodies.push(body);
+            bodies.push((body, count));
         }
         bodies
     }
 
-    async fn post(&self, body: &[u8], budget: &Budget) -> Result<(), SinkError> {
-        let gzipped = gzip(body)
-            .map_err(|e| SinkError::Fatal(format!("cannot compress the intake body: {e}")))?;
+    /// Posts every body in turn; stops at the first whose key is rejected, saying how many
+    /// events went before it.
+    async fn post_all(&self, events: &[&AuditEvent], key: &str, budget: &Budget) -> Result<(), (usize, PostError)> {
+        let mut acknowledged = 0;
+        for (body, count) in self.bodies(events, key) {
+            self.post(&body, budget).await.map_err(|e| (acknowledged, e))?;
+            acknowledged += count;
+        }
+        Ok(())
+    }
+
+    async fn post(&self, body: &[u8], budget: &Budget) -> Result<(), PostError> {
+        let gzipped =
+            gzip(body).map_err(|e| PostError::Sink(SinkError::Fatal(format!("cannot compress the intake body: {e}"))))?;
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         loop {
             let request = self
@@ -91,7 +99,7 @@ impl SekoiaIntake {
                 .header(CONTENT_ENCODING, HeaderValue::from_static("gzip"))
                 .body(gzipped.clone());
             let (why, wait) = match send_within(request, budget).await {
-                Err(Failure::OutOfTime) => return Err(SinkError::OutOfTime),
+                Err(Failure::OutOfTime) => return Err(PostError::Sink(SinkError::OutOfTime)),
                 Err(Failure::Transient(why)) => (why, None),
                 Ok(response) => {
                     let status = response.status();
@@ -99,19 +107,9 @@ impl SekoiaIntake {
                         return Ok(());
                     }
                     let retry_after = http::retry_after(&response);
-                    let text: String = response
-                        .text()
-                        .await
-                        .unwrap_or_default()
-                        .chars()
-                        .take(200)
-                        .collect();
+                    let text: String = response.text().await.unwrap_or_default().chars().take(200).collect();
                     match status {
-                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                            return Err(SinkError::Fatal(format!(
-                                "the intake key was rejected ({status}): check SEKOIA_INTAKE_KEY and SEKOIA_INTAKE_URL"
-                            )));
-                        }
+                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(PostError::KeyRejected(status)),
                         s if s.is_server_error()
                             || s == StatusCode::TOO_MANY_REQUESTS
                             || s == StatusCode::REQUEST_TIMEOUT =>
@@ -119,23 +117,20 @@ impl SekoiaIntake {
                             (format!("intake answered {s}"), retry_after)
                         }
                         s => {
-                            return Err(SinkError::Fatal(format!(
+                            return Err(PostError::Sink(SinkError::Fatal(format!(
                                 "the intake refused a batch ({s}): {text}"
-                            )));
+                            ))));
                         }
                     }
                 }
             };
             let delay = wait.unwrap_or_else(|| backoff.next_delay());
             if !budget.allows(delay, Duration::from_secs(1)) {
-                return Err(SinkError::Fatal(format!(
+                return Err(PostError::Sink(SinkError::Fatal(format!(
                     "the intake kept failing ({why}) until the run's time budget ran out"
-                )));
+                ))));
             }
-            tracing::warn!(
-                retry_in_ms = delay.as_millis() as u64,
-                "posting to the intake failed ({why}); retrying"
-            );
+            tracing::warn!(retry_in_ms = delay.as_millis() as u64, "posting to the intake failed ({why}); retrying");
             tokio::time::sleep(delay).await;
         }
     }
@@ -158,45 +153,67 @@ impl IntakeSink for SekoiaIntake {
     }
 
     async fn send(&self, events: &[&AuditEvent], budget: &Budget) -> Result<(), SinkError> {
-        for body in self.bodies(events) {
-            self.post(&body, budget).await?;
+        let credential_error = |e| SinkError::Fatal(format!("intake credentials: {e}"));
+        let missing_key = || SinkError::Fatal("no intake key: set SEKOIA_INTAKE_KEY or the secret's sekoia_intake_key".into());
+        let credentials = self.credentials.get().await.map_err(credential_error)?;
+        let key = credentials.intake_key.as_ref().ok_or_else(missing_key)?;
+        let (acknowledged, status) = match self.post_all(events, key.expose(), budget).await {
+            Ok(()) => return Ok(()),
+            Err((_, PostError::Sink(err))) => return Err(err),
+            Err((acknowledged, PostError::KeyRejected(status))) => (acknowledged, status),
+        };
+        // The key may have been rotated since it was read: read it again, once.
+        tracing::warn!("the intake rejected the key ({status}); reading the credentials again");
+        let credentials = self.credentials.reload().await.map_err(credential_error)?;
+        let key = credentials.intake_key.as_ref().ok_or_else(missing_key)?;
+        match self.post_all(&events[acknowledged..], key.expose(), budget).await {
+            Ok(()) => Ok(()),
+            Err((_, PostError::Sink(err))) => Err(err),
+            Err((_, PostError::KeyRejected(status))) => Err(SinkError::Fatal(format!(
+                "the intake key was rejected ({status}): check SEKOIA_INTAKE_KEY (or the secret's sekoia_intake_key) and SEKOIA_INTAKE_URL"
+            ))),
         }
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::{CredentialCache, Credentials, StaticCredentials};
+    use crate::secret::Secret;
     use serde_json::value::RawValue;
 
     fn event(payload: &str) -> AuditEvent {
-        let text =
-            serde_json::json!({"_document_id": "d", "@timestamp": 1, "note": payload}).to_string();
+        let text = serde_json::json!({"_document_id": "d", "@timestamp": 1, "note": payload}).to_string();
         AuditEvent::from_raw(RawValue::from_string(text).expect("json"))
+    }
+
+    fn credentials() -> Arc<CredentialCache> {
+        let credentials = Credentials { github_token: Secret::new("t"), intake_key: Some(Secret::new("key")) };
+        Arc::new(CredentialCache::new(Box::new(StaticCredentials(credentials))))
     }
 
     fn intake(max_body_bytes: usize) -> SekoiaIntake {
         let url = Url::parse("https://intake.sekoia.io").expect("url");
-        SekoiaIntake::new(reqwest::Client::new(), &url, &Secret::new("key"))
-            .with_max_body_bytes(max_body_bytes)
+        SekoiaIntake::new(reqwest::Client::new(), &url, credentials()).with_max_body_bytes(max_body_bytes)
     }
 
     #[test]
     fn bodies_stay_under_the_byte_limit_counting_escapes_and_multibyte_text() {
         // Quotes double under escaping and é is two bytes: counting characters would overflow.
-        let events: Vec<AuditEvent> = (0..200)
-            .map(|i| event(&format!("{i} \"quoted\" é {}", "\u{7}".repeat(50))))
-            .collect();
+        let events: Vec<AuditEvent> =
+            (0..200).map(|i| event(&format!("{i} \"quoted\" é {}", "\u{7}".repeat(50)))).collect();
         let refs: Vec<&AuditEvent> = events.iter().collect();
-        let bodies = intake(4096).bodies(&refs);
+        let bodies = intake(4096).bodies(&refs, "key");
         assert!(bodies.len() > 1);
         let mut forwarded = Vec::new();
-        for body in &bodies {
+        for (body, count) in &bodies {
             assert!(body.len() <= 4096, "body of {} bytes", body.len());
             let parsed: serde_json::Value = serde_json::from_slice(body).expect("valid json");
             assert_eq!(parsed["intake_key"], "key");
-            for json in parsed["jsons"].as_array().expect("jsons") {
+            let jsons = parsed["jsons"].as_array().expect("jsons");
+            assert_eq!(jsons.len(), *count);
+            for json in jsons {
                 forwarded.push(json.as_str().expect("a JSON string").to_owned());
             }
         }
@@ -207,10 +224,7 @@ mod tests {
     #[test]
     fn the_batch_path_is_appended_to_a_regional_base() {
         let url = Url::parse("https://intake.fra2.sekoia.io/api/v1/intake-http").expect("url");
-        let sink = SekoiaIntake::new(reqwest::Client::new(), &url, &Secret::new("k"));
-        assert_eq!(
-            sink.batch_url.as_str(),
-            "https://intake.fra2.sekoia.io/api/v1/intake-http/batch"
-        );
+        let sink = SekoiaIntake::new(reqwest::Client::new(), &url, credentials());
+        assert_eq!(sink.batch_url.as_str(), "https://intake.fra2.sekoia.io/api/v1/intake-http/batch");
     }
 }

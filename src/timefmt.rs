@@ -15,11 +15,7 @@ pub fn to_ms(time: SystemTime) -> i64 {
 
 pub fn from_ms(ms: i64) -> SystemTime {
     let magnitude = Duration::from_millis(ms.unsigned_abs());
-    if ms >= 0 {
-        UNIX_EPOCH + magnitude
-    } else {
-        UNIX_EPOCH - magnitude
-    }
+    if ms >= 0 { UNIX_EPOCH + magnitude } else { UNIX_EPOCH - magnitude }
 }
 
 /// The start of the second holding `ms`: GitHub's `created:` filter has second precision.

@@ -12,70 +12,42 @@ const BIN: &str = env!("CARGO_BIN_EXE_github-audit-sekoia");
 
 fn command(env: Vec<(String, String)>, args: &[&str], overrides: &[(&str, &str)]) -> Command {
     let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     command.envs(env);
     command.envs(overrides.iter().copied());
     command
 }
 
 fn run(h: &Harness, args: &[&str], overrides: &[(&str, &str)]) -> Output {
-    command(h.env(), args, overrides)
-        .output()
-        .expect("the binary runs")
+    command(h.env(), args, overrides).output().expect("the binary runs")
 }
 
 /// The binary blocks, so it runs on a blocking thread while the simulator serves.
-async fn run_async(
-    h: &Harness,
-    args: &[&'static str],
-    overrides: &[(&'static str, &'static str)],
-) -> Output {
+async fn run_async(h: &Harness, args: &[&'static str], overrides: &[(&'static str, &'static str)]) -> Output {
     let (env, args, overrides) = (h.env(), args.to_vec(), overrides.to_vec());
-    tokio::task::spawn_blocking(move || {
-        command(env, &args, &overrides)
-            .output()
-            .expect("the binary runs")
-    })
-    .await
-    .expect("join")
+    tokio::task::spawn_blocking(move || command(env, &args, &overrides).output().expect("the binary runs"))
+        .await
+        .expect("join")
 }
 
 fn summary(output: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("last stdout line is not a JSON summary ({e}): {stdout}"))
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("last stdout line is not a JSON summary ({e}): {stdout}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_drains_then_a_second_run_sends_nothing() {
     let h = Harness::start().await;
-    h.add(events_between(
-        2_500,
-        Duration::from_secs(6 * 3600),
-        Duration::from_secs(1),
-        21,
-    ));
+    h.add(events_between(2_500, Duration::from_secs(6 * 3600), Duration::from_secs(1), 21));
 
     let first = run_async(&h, &["run"], &[]).await;
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let s = summary(&first);
     assert_eq!(s["events_forwarded"], 2_500);
     assert_eq!(s["stop_reason"], "drained");
     assert_eq!(s["pages"], 25);
-    for field in [
-        "duplicates_skipped",
-        "oversize_events",
-        "cursor",
-        "lag_seconds",
-    ] {
+    for field in ["duplicates_skipped", "oversize_events", "cursor", "lag_seconds"] {
         assert!(s.get(field).is_some(), "summary lacks {field}: {s}");
     }
 
@@ -83,39 +55,21 @@ async fn run_drains_then_a_second_run_sends_nothing() {
     assert!(second.status.success());
     let s = summary(&second);
     assert_eq!(s["events_forwarded"], 0);
-    assert!(
-        s["duplicates_skipped"].as_u64() > Some(0),
-        "the late-arrival window was re-read and recognised: {s}"
-    );
+    assert!(s["duplicates_skipped"].as_u64() > Some(0), "the late-arrival window was re-read and recognised: {s}");
     h.assert_exactly_once();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_prints_the_events_and_leaves_the_cursor_alone() {
     let h = Harness::start().await;
-    h.add(events_between(
-        150,
-        Duration::from_secs(3600),
-        Duration::from_secs(1),
-        22,
-    ));
+    h.add(events_between(150, Duration::from_secs(3600), Duration::from_secs(1), 22));
 
     let output = run_async(&h, &["run", "--dry-run"], &[("SEKOIA_INTAKE_KEY", "")]).await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 151, "150 events then the summary");
-    let expected: Vec<String> = h
-        .sim
-        .github()
-        .events()
-        .iter()
-        .map(|e| e.json.clone())
-        .collect();
+    let expected: Vec<String> = h.sim.github().events().iter().map(|e| e.json.clone()).collect();
     assert_eq!(&lines[..150], expected.as_slice());
     assert!(h.received().is_empty(), "nothing posted");
 
@@ -126,14 +80,10 @@ async fn dry_run_prints_the_events_and_leaves_the_cursor_alone() {
 
 #[test]
 fn a_bad_setting_exits_2_naming_the_variable_and_sends_nothing() {
-    let h = tokio::runtime::Runtime::new()
-        .expect("runtime")
-        .block_on(Harness::start());
-    for (variable, value) in [
-        ("GITHUB_INCLUDE", "everything"),
-        ("GITHUB_API_URL", "http://api.github.com"),
-        ("GITHUB_TOKEN", ""),
-    ] {
+    let h = tokio::runtime::Runtime::new().expect("runtime").block_on(Harness::start());
+    for (variable, value) in
+        [("GITHUB_INCLUDE", "everything"), ("GITHUB_API_URL", "http://api.github.com"), ("GITHUB_TOKEN", "")]
+    {
         let output = run(&h, &["run"], &[(variable, value)]);
         assert_eq!(output.status.code(), Some(2), "{variable}={value}");
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -146,57 +96,25 @@ fn a_bad_setting_exits_2_naming_the_variable_and_sends_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_token_fails_with_a_clear_message_and_no_secret_in_the_output() {
     let h = Harness::start().await;
-    h.add(events_between(
-        10,
-        Duration::from_secs(3600),
-        Duration::from_secs(1),
-        23,
-    ));
+    h.add(events_between(10, Duration::from_secs(3600), Duration::from_secs(1), 23));
     let output = run_async(&h, &["run"], &[("GITHUB_TOKEN", "ghp_wrong_secret_value")]).await;
     assert_eq!(output.status.code(), Some(1));
     let s = summary(&output);
     assert_eq!(s["stop_reason"], "failed");
-    assert!(
-        s["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("GITHUB_TOKEN"),
-        "{s}"
-    );
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        !all.contains("ghp_wrong_secret_value") && !all.contains("simulated-intake-key"),
-        "a secret leaked: {all}"
-    );
+    assert!(s["error"].as_str().unwrap_or_default().contains("GITHUB_TOKEN"), "{s}");
+    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!all.contains("ghp_wrong_secret_value") && !all.contains("simulated-intake-key"), "a secret leaked: {all}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_intake_key_fails_and_keeps_the_cursor() {
     let h = Harness::start().await;
-    h.add(events_between(
-        300,
-        Duration::from_secs(3600),
-        Duration::from_secs(1),
-        24,
-    ));
+    h.add(events_between(300, Duration::from_secs(3600), Duration::from_secs(1), 24));
     let output = run_async(&h, &["run"], &[("SEKOIA_INTAKE_KEY", "not-the-key")]).await;
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        summary(&output)["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("intake key was rejected")
-    );
+    assert!(summary(&output)["error"].as_str().unwrap_or_default().contains("intake key was rejected"));
 
     let retry = run_async(&h, &["run"], &[]).await;
-    assert_eq!(
-        summary(&retry)["events_forwarded"],
-        300,
-        "nothing was skipped by the failed run"
-    );
+    assert_eq!(summary(&retry)["events_forwarded"], 300, "nothing was skipped by the failed run");
     h.assert_exactly_once();
 }

@@ -31,27 +31,15 @@ struct Args {
     seed: u64,
     #[arg(long, default_value = "acme")]
     org: String,
-    #[arg(
-        long,
-        env = "SIM_GITHUB_TOKEN",
-        default_value = "ghp_simulated_token",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "SIM_GITHUB_TOKEN", default_value = "ghp_simulated_token", hide_env_values = true)]
     token: String,
-    #[arg(
-        long,
-        env = "SIM_INTAKE_KEY",
-        default_value = "simulated-intake-key",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "SIM_INTAKE_KEY", default_value = "simulated-intake-key", hide_env_values = true)]
     intake_key: String,
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let args = Args::parse();
     let options = SimOptions {
         org: args.org.clone(),
@@ -73,10 +61,7 @@ async fn main() -> std::io::Result<()> {
         &args.org,
         args.seed,
     ));
-    println!(
-        "GITHUB_API_URL={} SEKOIA_INTAKE_URL={} GITHUB_ORG={}",
-        sim.github_url, sim.intake_url, args.org
-    );
+    println!("GITHUB_API_URL={} SEKOIA_INTAKE_URL={} GITHUB_ORG={}", sim.github_url, sim.intake_url, args.org);
     eprintln!(
         "simulator ready with {} events; intake counts at {}/_sim/stats; Ctrl-C stops it",
         args.events, sim.intake_url

@@ -20,10 +20,7 @@ pub struct FileCursorStore {
 
 impl FileCursorStore {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self {
-            dir: dir.into(),
-            locks: Mutex::new(HashMap::new()),
-        }
+        Self { dir: dir.into(), locks: Mutex::new(HashMap::new()) }
     }
 
     /// `orgs/acme/web` → `STATE_DIR/orgs_acme_web.json`
@@ -37,15 +34,7 @@ impl FileCursorStore {
 }
 
 fn file_stem(key: &str) -> String {
-    key.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect()
 }
 
 fn storage_error(what: &str, path: &Path, err: std::io::Error) -> CursorError {
@@ -57,26 +46,18 @@ fn storage_error(what: &str, path: &Path, err: std::io::Error) -> CursorError {
 fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), CursorError> {
     let tmp = path.with_extension("json.tmp");
     let mut file = File::create(&tmp).map_err(|e| storage_error("create", &tmp, e))?;
-    file.write_all(contents)
-        .map_err(|e| storage_error("write", &tmp, e))?;
-    file.sync_all()
-        .map_err(|e| storage_error("sync", &tmp, e))?;
+    file.write_all(contents).map_err(|e| storage_error("write", &tmp, e))?;
+    file.sync_all().map_err(|e| storage_error("sync", &tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| storage_error("replace", path, e))?;
     if let Some(dir) = path.parent() {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| storage_error("sync", dir, e))?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| storage_error("sync", dir, e))?;
     }
     Ok(())
 }
 
 #[async_trait]
 impl CursorStore for FileCursorStore {
-    async fn acquire(
-        &self,
-        key: &str,
-        _held_until: SystemTime,
-    ) -> Result<Option<Checkpoint>, CursorError> {
+    async fn acquire(&self, key: &str, _held_until: SystemTime) -> Result<Option<Checkpoint>, CursorError> {
         fs::create_dir_all(&self.dir).map_err(|e| storage_error("create", &self.dir, e))?;
         let lock_path = self.lock_path(key);
         let lock = OpenOptions::new()
@@ -88,9 +69,7 @@ impl CursorStore for FileCursorStore {
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                return Err(CursorError::Busy {
-                    key: key.to_owned(),
-                });
+                return Err(CursorError::Busy { key: key.to_owned() });
             }
             Err(TryLockError::Error(e)) => return Err(storage_error("lock", &lock_path, e)),
         }
@@ -105,10 +84,7 @@ impl CursorStore for FileCursorStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(storage_error("read", &path, e)),
         };
-        self.locks
-            .lock()
-            .map_err(|_| CursorError::Storage("lock table poisoned".into()))?
-            .insert(key.to_owned(), lock);
+        self.locks.lock().map_err(|_| CursorError::Storage("lock table poisoned".into()))?.insert(key.to_owned(), lock);
         Ok(checkpoint)
     }
 
@@ -122,10 +98,7 @@ impl CursorStore for FileCursorStore {
 
     async fn release(&self, key: &str) -> Result<(), CursorError> {
         // Dropping the handle releases the OS lock.
-        self.locks
-            .lock()
-            .map_err(|_| CursorError::Storage("lock table poisoned".into()))?
-            .remove(key);
+        self.locks.lock().map_err(|_| CursorError::Storage("lock table poisoned".into()))?.remove(key);
         Ok(())
     }
 }
@@ -140,17 +113,8 @@ mod tests {
         let first = FileCursorStore::new(dir.path());
         let second = FileCursorStore::new(dir.path());
         let now = SystemTime::now();
-        assert!(
-            first
-                .acquire("orgs/acme/web", now)
-                .await
-                .expect("first")
-                .is_none()
-        );
-        assert!(matches!(
-            second.acquire("orgs/acme/web", now).await,
-            Err(CursorError::Busy { .. })
-        ));
+        assert!(first.acquire("orgs/acme/web", now).await.expect("first").is_none());
+        assert!(matches!(second.acquire("orgs/acme/web", now).await, Err(CursorError::Busy { .. })));
         first.release("orgs/acme/web").await.expect("release");
         assert!(second.acquire("orgs/acme/web", now).await.is_ok());
     }
@@ -164,10 +128,7 @@ mod tests {
         let cp = Checkpoint::starting_at(1_700_000_000_000);
         store.save("orgs/acme/web", &cp).await.expect("save");
         store.release("orgs/acme/web").await.expect("release");
-        assert_eq!(
-            store.acquire("orgs/acme/web", now).await.expect("load"),
-            Some(cp)
-        );
+        assert_eq!(store.acquire("orgs/acme/web", now).await.expect("load"), Some(cp));
     }
 
     #[tokio::test]
@@ -175,10 +136,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FileCursorStore::new(dir.path());
         fs::write(store.path_for("orgs/acme/web"), "{not json").expect("write");
-        let err = store
-            .acquire("orgs/acme/web", SystemTime::now())
-            .await
-            .expect_err("corrupt");
+        let err = store.acquire("orgs/acme/web", SystemTime::now()).await.expect_err("corrupt");
         assert!(err.to_string().contains("delete the file"), "{err}");
     }
 }

@@ -1,5 +1,6 @@
 //! The checkpoint a target keeps between runs, and the stores that keep it.
 
+mod dynamodb;
 mod file;
 
 use async_trait::async_trait;
@@ -8,6 +9,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
+pub use dynamodb::{DynamoCursorStore, PARTITION_KEY};
 pub use file::FileCursorStore;
 
 use crate::dedupe::DeliveredSet;
@@ -45,12 +47,7 @@ pub struct Resume {
 
 impl Checkpoint {
     pub fn starting_at(ms: i64) -> Self {
-        Self {
-            settled_before_ms: ms,
-            delivered: DeliveredSet::default(),
-            newest_event_ms: None,
-            resume: None,
-        }
+        Self { settled_before_ms: ms, delivered: DeliveredSet::default(), newest_event_ms: None, resume: None }
     }
 
     /// The first instant the next read must cover.
@@ -76,10 +73,7 @@ impl Checkpoint {
             }
             // Drop about the excess, rounded up to whole seconds so the next read starts cleanly.
             let excess_entries = (size - max_bytes) / 7 + 1;
-            let Some(cut_ts) = self
-                .delivered
-                .nth_oldest_ms(excess_entries.min(self.delivered.len() - 1))
-            else {
+            let Some(cut_ts) = self.delivered.nth_oldest_ms(excess_entries.min(self.delivered.len() - 1)) else {
                 return moved;
             };
             let cut = floor_to_second(cut_ts) + 1000;
@@ -104,14 +98,11 @@ impl Checkpoint {
     }
 
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let stored: StoredCheckpoint =
-            serde_json::from_str(text).map_err(|e| format!("not a checkpoint: {e}"))?;
+        let stored: StoredCheckpoint = serde_json::from_str(text).map_err(|e| format!("not a checkpoint: {e}"))?;
         if stored.format != 1 {
             return Err(format!("unknown checkpoint format {}", stored.format));
         }
-        let bytes = BASE64
-            .decode(stored.delivered)
-            .map_err(|e| format!("delivered set is not base64: {e}"))?;
+        let bytes = BASE64.decode(stored.delivered).map_err(|e| format!("delivered set is not base64: {e}"))?;
         let delivered = DeliveredSet::decode(&bytes).map_err(|e| e.to_string())?;
         Ok(Self {
             settled_before_ms: stored.settled_before_ms,
@@ -136,16 +127,12 @@ struct StoredCheckpoint {
     resume: Option<Resume>,
 }
 
-/// Loads like `inner` and saves nothing: `--dry-run` leaves the cursor where it was.
-pub struct ReadOnlyStore<S>(pub S);
+/// Loads like the store it wraps and saves nothing: `--dry-run` leaves the cursor where it was.
+pub struct ReadOnlyStore<'a>(pub &'a dyn CursorStore);
 
 #[async_trait]
-impl<S: CursorStore> CursorStore for ReadOnlyStore<S> {
-    async fn acquire(
-        &self,
-        key: &str,
-        held_until: SystemTime,
-    ) -> Result<Option<Checkpoint>, CursorError> {
+impl CursorStore for ReadOnlyStore<'_> {
+    async fn acquire(&self, key: &str, held_until: SystemTime) -> Result<Option<Checkpoint>, CursorError> {
         self.0.acquire(key, held_until).await
     }
 
@@ -178,11 +165,7 @@ mod tests {
         cp.settle(5_000);
         assert_eq!(cp.settled_before_ms, 10_500);
         assert_eq!(cp.read_from_ms(), 10_000);
-        assert_eq!(
-            cp.delivered.len(),
-            1,
-            "the event in the re-read second stays known"
-        );
+        assert_eq!(cp.delivered.len(), 1, "the event in the re-read second stays known");
     }
 
     #[test]
@@ -202,13 +185,7 @@ mod tests {
         let mut cp = Checkpoint::starting_at(1_700_000_000_123);
         deliver(&mut cp, 1, 1_700_000_000_500);
         cp.newest_event_ms = Some(1_700_000_000_500);
-        cp.resume = Some(Resume {
-            next_page: "https://api.github.com/x?after=abc".into(),
-            settled_frozen: true,
-        });
-        assert_eq!(
-            Checkpoint::from_json(&cp.to_json().expect("renders")),
-            Ok(cp)
-        );
+        cp.resume = Some(Resume { next_page: "https://api.github.com/x?after=abc".into(), settled_frozen: true });
+        assert_eq!(Checkpoint::from_json(&cp.to_json().expect("renders")), Ok(cp));
     }
 }

@@ -98,11 +98,5 @@ pub(crate) fn make_event(rng: &mut StdRng, ts: i64, git: bool, org: &str, n: usi
             "user_agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 \"quoted\" é"
         })
     };
-    SimEvent {
-        timestamp_ms: ts,
-        document_id,
-        git,
-        hidden: false,
-        json: value.to_string(),
-    }
+    SimEvent { timestamp_ms: ts, document_id, git, hidden: false, json: value.to_string() }
 }

@@ -46,9 +46,7 @@ impl GitHubState {
     /// Adds events to the index (hidden ones stay invisible until [`Self::reveal_all`]).
     pub fn add_events(&mut self, events: impl IntoIterator<Item = SimEvent>) {
         self.events.extend(events);
-        self.events.sort_by(|a, b| {
-            (a.timestamp_ms, &a.document_id).cmp(&(b.timestamp_ms, &b.document_id))
-        });
+        self.events.sort_by(|a, b| (a.timestamp_ms, &a.document_id).cmp(&(b.timestamp_ms, &b.document_id)));
     }
 
     /// GitHub finishes indexing: every hidden event becomes searchable.
@@ -81,24 +79,16 @@ impl GitHubState {
         ] {
             headers.insert(name, HeaderValue::from(value));
         }
-        headers.insert(
-            "x-ratelimit-resource",
-            HeaderValue::from_static("audit_log"),
-        );
+        headers.insert("x-ratelimit-resource", HeaderValue::from_static("audit_log"));
     }
 }
 
 fn epoch_seconds() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 pub(super) fn router(state: Arc<Mutex<GitHubState>>) -> Router {
-    Router::new()
-        .route("/orgs/{org}/audit-log", get(audit_log))
-        .with_state(state)
+    Router::new().route("/orgs/{org}/audit-log", get(audit_log)).with_state(state)
 }
 
 fn error(status: StatusCode, headers: HeaderMap, message: &str) -> Response {
@@ -114,22 +104,12 @@ struct SearchFilter {
 }
 
 fn parse_time(text: &str) -> Option<i64> {
-    let full = if text.len() == 10 {
-        format!("{text}T00:00:00Z")
-    } else {
-        text.to_owned()
-    };
-    humantime::parse_rfc3339_weak(full.trim_end_matches('Z'))
-        .ok()
-        .map(|t| to_ms(t).div_euclid(1000) * 1000)
+    let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_owned() };
+    humantime::parse_rfc3339_weak(full.trim_end_matches('Z')).ok().map(|t| to_ms(t).div_euclid(1000) * 1000)
 }
 
 fn parse_phrase(phrase: &str) -> Option<SearchFilter> {
-    let mut query = SearchFilter {
-        from_ms: i64::MIN,
-        until_ms: i64::MAX,
-        actions: Vec::new(),
-    };
+    let mut query = SearchFilter { from_ms: i64::MIN, until_ms: i64::MAX, actions: Vec::new() };
     for term in phrase.split([' ', '+']).filter(|t| !t.is_empty()) {
         if let Some(created) = term.strip_prefix("created:") {
             if let Some(t) = created.strip_prefix(">=") {
@@ -142,9 +122,7 @@ fn parse_phrase(phrase: &str) -> Option<SearchFilter> {
                 query.until_ms = query.until_ms.min(parse_time(t)?);
             } else if let Some((a, b)) = created.split_once("..") {
                 query.from_ms = query.from_ms.max(parse_time(a)?);
-                query.until_ms = query
-                    .until_ms
-                    .min(parse_time(b)? + if b.len() == 10 { 86_400_000 } else { 1000 });
+                query.until_ms = query.until_ms.min(parse_time(b)? + if b.len() == 10 { 86_400_000 } else { 1000 });
             } else {
                 return None;
             }
@@ -181,19 +159,13 @@ async fn audit_log(
     let authorized = request_headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v == format!("Bearer {}", state.token) || v == format!("token {}", state.token)
-        });
+        .is_some_and(|v| v == format!("Bearer {}", state.token) || v == format!("token {}", state.token));
     if !authorized {
         return error(StatusCode::UNAUTHORIZED, headers, "Bad credentials");
     }
     state.rate_headers(&mut headers);
     if state.rate_used >= state.rate_limit {
-        return error(
-            StatusCode::FORBIDDEN,
-            headers,
-            "API rate limit exceeded for user ID 1.",
-        );
+        return error(StatusCode::FORBIDDEN, headers, "API rate limit exceeded for user ID 1.");
     }
     state.rate_used += 1;
     state.rate_headers(&mut headers);
@@ -202,11 +174,7 @@ async fn audit_log(
     }
 
     let Some(query) = parse_phrase(params.get("phrase").map(String::as_str).unwrap_or("")) else {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            headers,
-            "Invalid search phrase",
-        );
+        return error(StatusCode::UNPROCESSABLE_ENTITY, headers, "Invalid search phrase");
     };
     let include = params.get("include").map(String::as_str).unwrap_or("web");
     let (want_web, want_git) = match include {
@@ -216,11 +184,7 @@ async fn audit_log(
         _ => return error(StatusCode::UNPROCESSABLE_ENTITY, headers, "Invalid include"),
     };
     let ascending = params.get("order").map(String::as_str) == Some("asc");
-    let per_page = params
-        .get("per_page")
-        .and_then(|p| p.parse::<usize>().ok())
-        .unwrap_or(30)
-        .clamp(1, 100);
+    let per_page = params.get("per_page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(30).clamp(1, 100);
     let after = match params.get("after").filter(|a| !a.is_empty()) {
         Some(cursor) => match decode_cursor(cursor) {
             Some(position) => Some(position),
@@ -235,17 +199,12 @@ async fn audit_log(
             && e.timestamp_ms < query.until_ms
             && (if e.git { want_git } else { want_web })
             && (query.actions.is_empty()
-                || query
-                    .actions
-                    .iter()
-                    .any(|a| e.json.contains(&format!("\"action\":\"{a}\""))))
+                || query.actions.iter().any(|a| e.json.contains(&format!("\"action\":\"{a}\""))))
     };
     let events = &state.events;
     let page: Vec<&SimEvent> = if ascending {
         let start = match &after {
-            Some((ts, id)) => {
-                events.partition_point(|e| (e.timestamp_ms, &e.document_id) <= (*ts, id))
-            }
+            Some((ts, id)) => events.partition_point(|e| (e.timestamp_ms, &e.document_id) <= (*ts, id)),
             None => events.partition_point(|e| e.timestamp_ms < query.from_ms),
         };
         events[start..]
@@ -256,9 +215,7 @@ async fn audit_log(
             .collect()
     } else {
         let end = match &after {
-            Some((ts, id)) => {
-                events.partition_point(|e| (e.timestamp_ms, &e.document_id) < (*ts, id))
-            }
+            Some((ts, id)) => events.partition_point(|e| (e.timestamp_ms, &e.document_id) < (*ts, id)),
             None => events.partition_point(|e| e.timestamp_ms < query.until_ms),
         };
         events[..end]
@@ -274,10 +231,7 @@ async fn audit_log(
 
     let base = format!(
         "http://{}/orgs/{org}/audit-log",
-        request_headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("127.0.0.1")
+        request_headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1")
     );
     let mut link_query: Vec<(String, String)> = params
         .iter()
@@ -297,24 +251,12 @@ async fn audit_log(
     };
     let mut links = vec![format!("<{base}?{}>; rel=\"first\"", encoded(&[]))];
     if let (true, Some(last)) = (has_more, page.last()) {
-        links.push(format!(
-            "<{base}?{}>; rel=\"next\"",
-            encoded(&[("after", &encode_cursor(last)), ("before", "")])
-        ));
+        links.push(format!("<{base}?{}>; rel=\"next\"", encoded(&[("after", &encode_cursor(last)), ("before", "")])));
     }
     if let Ok(value) = HeaderValue::from_str(&links.join(", ")) {
         headers.insert("link", value);
     }
-    headers.insert(
-        "content-type",
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    let body = format!(
-        "[{}]",
-        page.iter()
-            .map(|e| e.json.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    headers.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
+    let body = format!("[{}]", page.iter().map(|e| e.json.as_str()).collect::<Vec<_>>().join(","));
     (StatusCode::OK, headers, body).into_response()
 }

@@ -43,12 +43,7 @@ pub struct IntakeStats {
 
 impl IntakeState {
     pub(super) fn new(key: &str) -> Self {
-        Self {
-            key: key.to_owned(),
-            received: HashMap::new(),
-            texts: Vec::new(),
-            stats: IntakeStats::default(),
-        }
+        Self { key: key.to_owned(), received: HashMap::new(), texts: Vec::new(), stats: IntakeStats::default() }
     }
 
     /// `_document_id` → how many times it arrived.
@@ -76,23 +71,12 @@ fn refuse(state: &Arc<Mutex<IntakeState>>, status: StatusCode, message: &str) ->
     (status, axum::Json(json!({"message": message}))).into_response()
 }
 
-async fn batch(
-    State(state): State<Arc<Mutex<IntakeState>>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let gzipped = headers
-        .get("content-encoding")
-        .and_then(|v| v.to_str().ok())
-        == Some("gzip");
+async fn batch(State(state): State<Arc<Mutex<IntakeState>>>, headers: HeaderMap, body: Bytes) -> Response {
+    let gzipped = headers.get("content-encoding").and_then(|v| v.to_str().ok()) == Some("gzip");
     let body = if gzipped {
         let mut text = Vec::new();
         let limit = (MAX_BODY_BYTES + 1) as u64;
-        if GzDecoder::new(&body[..])
-            .take(limit)
-            .read_to_end(&mut text)
-            .is_err()
-        {
+        if GzDecoder::new(&body[..]).take(limit).read_to_end(&mut text).is_err() {
             return refuse(&state, StatusCode::BAD_REQUEST, "body is not valid gzip");
         }
         text
@@ -103,20 +87,12 @@ async fn batch(
         return refuse(&state, StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     }
     let Ok(batch) = serde_json::from_slice::<Batch>(&body) else {
-        return refuse(
-            &state,
-            StatusCode::BAD_REQUEST,
-            "expected {\"intake_key\": ..., \"jsons\": [...]}",
-        );
+        return refuse(&state, StatusCode::BAD_REQUEST, "expected {\"intake_key\": ..., \"jsons\": [...]}");
     };
     let mut state = lock(&state);
     if batch.intake_key != state.key {
         state.stats.rejected_batches += 1;
-        return (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"message": "invalid intake key"})),
-        )
-            .into_response();
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "invalid intake key"}))).into_response();
     }
     let mut accepted = Vec::new();
     let mut too_large = 0;
@@ -127,11 +103,7 @@ async fn batch(
         }
         let id = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
-            .and_then(|v| {
-                v.get("_document_id")
-                    .and_then(|id| id.as_str())
-                    .map(str::to_owned)
-            })
+            .and_then(|v| v.get("_document_id").and_then(|id| id.as_str()).map(str::to_owned))
             .unwrap_or_else(|| format!("(no _document_id) {text}"));
         let count = state.received.entry(id).or_insert(0);
         *count += 1;
@@ -149,10 +121,7 @@ async fn batch(
     state.stats.largest_body_bytes = state.stats.largest_body_bytes.max(body.len());
     state.stats.rejected_events += too_large;
     if accepted.is_empty() && too_large > 0 {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            axum::Json(json!({"message": "every event too large"})),
-        )
+        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(json!({"message": "every event too large"})))
             .into_response();
     }
     axum::Json(json!({"received": true, "event_ids": accepted})).into_response()

@@ -59,10 +59,8 @@ impl Simulator {
     pub async fn start(options: SimOptions) -> std::io::Result<Self> {
         let github = Arc::new(Mutex::new(GitHubState::new(&options)));
         let intake = Arc::new(Mutex::new(IntakeState::new(&options.intake_key)));
-        let (github_addr, github_server) =
-            serve(options.github_port, github::router(github.clone())).await?;
-        let (intake_addr, intake_server) =
-            serve(options.intake_port, intake::router(intake.clone())).await?;
+        let (github_addr, github_server) = serve(options.github_port, github::router(github.clone())).await?;
+        let (intake_addr, intake_server) = serve(options.intake_port, intake::router(intake.clone())).await?;
         Ok(Self {
             github_url: format!("http://{github_addr}"),
             intake_url: format!("http://{intake_addr}"),
@@ -91,15 +89,10 @@ impl Drop for Simulator {
 
 /// A poisoned lock only means a handler panicked; the counts are still worth reading.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn serve(
-    port: u16,
-    router: axum::Router,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+async fn serve(port: u16, router: axum::Router) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(async move {

@@ -2,15 +2,17 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use github_audit_sekoia::budget::Budget;
-use github_audit_sekoia::config::Config;
-use github_audit_sekoia::connector::drain_settings;
+use github_audit_sekoia::config::{Config, CredentialsConfig};
+use github_audit_sekoia::connector::plan;
+use github_audit_sekoia::credentials::{CredentialCache, Credentials, StaticCredentials};
 use github_audit_sekoia::cursor::{Checkpoint, FileCursorStore};
 use github_audit_sekoia::drain::{DrainFailure, Summary, drain};
-use github_audit_sekoia::github::GitHubSource;
+use github_audit_sekoia::github::{GitHubSource, TokenAuth};
 use github_audit_sekoia::http;
 use github_audit_sekoia::ports::{CursorError, CursorStore};
 use github_audit_sekoia::sekoia::SekoiaIntake;
@@ -33,11 +35,7 @@ impl Harness {
 
     pub async fn with_options(options: SimOptions) -> Self {
         let sim = Simulator::start(options).await.expect("simulator starts");
-        Self {
-            sim,
-            state: tempfile::tempdir().expect("tempdir"),
-            extra_env: Vec::new(),
-        }
+        Self { sim, state: tempfile::tempdir().expect("tempdir"), extra_env: Vec::new() }
     }
 
     /// The environment a user would set to point the connector at this simulator.
@@ -61,13 +59,7 @@ impl Harness {
 
     pub fn config(&self) -> Config {
         let env = self.env();
-        Config::load(|name| {
-            env.iter()
-                .rev()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        })
-        .expect("valid config")
+        Config::load(|name| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone())).expect("valid config")
     }
 
     pub fn store(&self) -> FileCursorStore {
@@ -83,30 +75,20 @@ impl Harness {
     ) -> Result<Summary, DrainFailure> {
         let config = self.config();
         let client = http::client();
-        let source = GitHubSource::new(client.clone(), &config);
-        let mut sink = SekoiaIntake::new(
-            client,
-            &config.intake_url,
-            config.intake_key().expect("key"),
-        );
+        let CredentialsConfig::Environment { github_token, intake_key } = config.credentials.clone() else {
+            panic!("the harness configures credentials through the environment")
+        };
+        let credentials = Arc::new(CredentialCache::new(Box::new(StaticCredentials(Credentials { github_token, intake_key }))));
+        let source = GitHubSource::new(client.clone(), &config, Arc::new(TokenAuth::new(credentials.clone())));
+        let mut sink = SekoiaIntake::new(client, &config.intake_url, credentials);
         if let Some(limit) = max_body_bytes {
             sink = sink.with_max_body_bytes(limit);
         }
-        drain(
-            &source,
-            &sink,
-            store,
-            &config.cursor_key(),
-            drain_settings(&config),
-            Budget::lasting(budget),
-        )
-        .await
+        drain(&source, &sink, store, &plan(&config, None), Budget::lasting(budget)).await
     }
 
     pub async fn drain(&self) -> Summary {
-        self.drain_with(&self.store(), Duration::from_secs(120), None)
-            .await
-            .expect("drain succeeds")
+        self.drain_with(&self.store(), Duration::from_secs(120), None).await.expect("drain succeeds")
     }
 
     pub fn add(&self, events: Vec<SimEvent>) {
@@ -120,19 +102,10 @@ impl Harness {
 
     /// Every web event GitHub can show arrived exactly once, and nothing else arrived.
     pub fn assert_exactly_once(&self) {
-        let expected: Vec<String> = self
-            .sim
-            .github()
-            .events()
-            .iter()
-            .filter(|e| !e.git)
-            .map(|e| e.document_id.clone())
-            .collect();
+        let expected: Vec<String> =
+            self.sim.github().events().iter().filter(|e| !e.git).map(|e| e.document_id.clone()).collect();
         let received = self.received();
-        let missing: Vec<&String> = expected
-            .iter()
-            .filter(|id| !received.contains_key(*id))
-            .collect();
+        let missing: Vec<&String> = expected.iter().filter(|id| !received.contains_key(*id)).collect();
         let repeated: Vec<(&String, &u32)> = received.iter().filter(|(_, n)| **n > 1).collect();
         assert!(
             missing.is_empty(),
@@ -141,33 +114,18 @@ impl Harness {
             expected.len(),
             missing.first()
         );
-        assert!(
-            repeated.is_empty(),
-            "{} events arrived more than once, e.g. {:?}",
-            repeated.len(),
-            repeated.first()
-        );
-        assert_eq!(
-            received.len(),
-            expected.len(),
-            "the intake received events GitHub does not have"
-        );
+        assert!(repeated.is_empty(), "{} events arrived more than once, e.g. {:?}", repeated.len(), repeated.first());
+        assert_eq!(received.len(), expected.len(), "the intake received events GitHub does not have");
     }
 
     pub fn checkpoint(&self) -> Checkpoint {
         let path = self.store().path_for(&self.config().cursor_key());
-        Checkpoint::from_json(&std::fs::read_to_string(path).expect("checkpoint file"))
-            .expect("valid checkpoint")
+        Checkpoint::from_json(&std::fs::read_to_string(path).expect("checkpoint file")).expect("valid checkpoint")
     }
 }
 
 /// Events from `start` to `end` ms ago, deterministic per seed.
-pub fn events_between(
-    count: usize,
-    from_ago: Duration,
-    to_ago: Duration,
-    seed: u64,
-) -> Vec<SimEvent> {
+pub fn events_between(count: usize, from_ago: Duration, to_ago: Duration, seed: u64) -> Vec<SimEvent> {
     let now = now_ms();
     github_audit_sekoia::simulator::generate_events(
         count,
@@ -189,20 +147,14 @@ pub struct CrashBeforeSave<S> {
 
 #[async_trait]
 impl<S: CursorStore> CursorStore for CrashBeforeSave<S> {
-    async fn acquire(
-        &self,
-        key: &str,
-        held_until: SystemTime,
-    ) -> Result<Option<Checkpoint>, CursorError> {
+    async fn acquire(&self, key: &str, held_until: SystemTime) -> Result<Option<Checkpoint>, CursorError> {
         self.inner.acquire(key, held_until).await
     }
 
     async fn save(&self, key: &str, checkpoint: &Checkpoint) -> Result<(), CursorError> {
         let n = self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         if n == self.fail_at_save {
-            return Err(CursorError::Storage(
-                "simulated crash before the checkpoint was written".into(),
-            ));
+            return Err(CursorError::Storage("simulated crash before the checkpoint was written".into()));
         }
         self.inner.save(key, checkpoint).await
     }

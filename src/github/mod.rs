@@ -1,6 +1,10 @@
 //! The GitHub audit-log API as an [`AuditLogSource`].
 
-use std::sync::Mutex;
+mod auth;
+
+pub use auth::{GitHubAuth, TokenAuth};
+
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -13,8 +17,7 @@ use crate::budget::Budget;
 use crate::config::{Config, Include, Target};
 use crate::http::{self, Backoff, Failure, header_number, send_within};
 use crate::ports::{AuditEvent, AuditLogSource, Page, PageRequest, SourceError};
-use crate::secret::Secret;
-use crate::timefmt::rfc3339_seconds;
+use crate::timefmt::{floor_to_second, rfc3339_seconds};
 
 const PER_PAGE: &str = "100";
 /// Budget kept after a rate-limit wait, to fetch, post and save one more page.
@@ -28,7 +31,7 @@ pub struct GitHubSource {
     target: Target,
     include: Include,
     phrase: Option<String>,
-    token: Secret,
+    auth: Arc<dyn GitHubAuth>,
     reserve: Option<u32>,
     rate: Mutex<RateLimit>,
 }
@@ -46,8 +49,7 @@ impl RateLimit {
         Self {
             limit: header_number(response, "x-ratelimit-limit"),
             remaining: header_number(response, "x-ratelimit-remaining"),
-            reset_at: header_number(response, "x-ratelimit-reset")
-                .map(|s| UNIX_EPOCH + Duration::from_secs(s)),
+            reset_at: header_number(response, "x-ratelimit-reset").map(|s| UNIX_EPOCH + Duration::from_secs(s)),
         }
     }
 
@@ -56,9 +58,7 @@ impl RateLimit {
         let Some(remaining) = self.remaining else {
             return false;
         };
-        let reserve = reserve
-            .map(u64::from)
-            .unwrap_or_else(|| self.limit.unwrap_or(0) / 20);
+        let reserve = reserve.map(u64::from).unwrap_or_else(|| self.limit.unwrap_or(0) / 20);
         remaining <= reserve
     }
 }
@@ -69,30 +69,35 @@ enum Answer {
     Retry(String),
     WaitForReset(Option<SystemTime>),
     WaitFor(Duration),
+    Unauthorized(String),
 }
 
 impl GitHubSource {
-    pub fn new(client: reqwest::Client, config: &Config) -> Self {
+    pub fn new(client: reqwest::Client, config: &Config, auth: Arc<dyn GitHubAuth>) -> Self {
         Self {
             client,
             api: config.github_api_url.clone(),
             target: config.target.clone(),
             include: config.include,
             phrase: config.phrase.clone(),
-            token: config.github_token.clone(),
+            auth,
             reserve: config.rate_limit_reserve,
             rate: Mutex::new(RateLimit::default()),
         }
     }
 
-    fn first_page_url(&self, since_ms: i64) -> Url {
+    fn first_page_url(&self, since_ms: i64, until_ms: Option<i64>) -> Url {
         let mut url = self.api.clone();
-        url.set_path(&format!(
-            "{}/{}",
-            self.api.path().trim_end_matches('/'),
-            self.target.audit_log_path()
-        ));
-        let mut phrase = format!("created:>={}", rfc3339_seconds(since_ms));
+        url.set_path(&format!("{}/{}", self.api.path().trim_end_matches('/'), self.target.audit_log_path()));
+        // `created:` has one-second precision and a range includes both ends.
+        let mut phrase = match until_ms {
+            None => format!("created:>={}", rfc3339_seconds(since_ms)),
+            Some(until) => format!(
+                "created:{}..{}",
+                rfc3339_seconds(since_ms),
+                rfc3339_seconds(floor_to_second(until + 999) - 1000)
+            ),
+        };
         if let Some(extra) = &self.phrase {
             phrase.push(' ');
             phrase.push_str(extra);
@@ -112,21 +117,17 @@ impl GitHubSource {
             && url.port_or_known_default() == self.api.port_or_known_default()
     }
 
-    fn headers(&self) -> HeaderMap {
+    async fn headers(&self) -> Result<HeaderMap, SourceError> {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            ACCEPT,
-            HeaderValue::from_static("application/vnd.github+json"),
-        );
-        headers.insert(
-            "x-github-api-version",
-            HeaderValue::from_static("2022-11-28"),
-        );
-        if let Ok(mut auth) = HeaderValue::from_str(&format!("Bearer {}", self.token.expose())) {
-            auth.set_sensitive(true);
-            headers.insert(AUTHORIZATION, auth);
-        }
-        headers
+        headers.insert(ACCEPT, HeaderValue::from_static("application/vnd.github+json"));
+        headers.insert("x-github-api-version", HeaderValue::from_static("2022-11-28"));
+        let authorization =
+            self.auth.authorization().await.map_err(|e| SourceError::Fatal(format!("GitHub credentials: {e}")))?;
+        let mut value = HeaderValue::from_str(authorization.expose())
+            .map_err(|_| SourceError::Fatal("the GitHub token contains characters a header cannot carry".into()))?;
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+        Ok(headers)
     }
 
     fn rate(&self) -> RateLimit {
@@ -141,44 +142,28 @@ impl GitHubSource {
         }
         if status.is_success() {
             let next = self.next_link(&response)?;
-            let body = response.text().await.map_err(|e| {
-                SourceError::Fatal(format!(
-                    "reading GitHub's answer failed: {}",
-                    http::describe(&e)
-                ))
-            })?;
+            let body = response
+                .text()
+                .await
+                .map_err(|e| SourceError::Fatal(format!("reading GitHub's answer failed: {}", http::describe(&e))))?;
             let raw: Vec<Box<RawValue>> = serde_json::from_str(&body).map_err(|e| {
-                SourceError::Fatal(format!(
-                    "GitHub's audit-log answer is not a JSON array of events: {e}"
-                ))
+                SourceError::Fatal(format!("GitHub's audit-log answer is not a JSON array of events: {e}"))
             })?;
             let events = raw.into_iter().map(AuditEvent::from_raw).collect();
             return Ok(Answer::Page(Page { events, next }));
         }
         let retry_after = http::retry_after(&response);
         let message = github_message(response).await;
-        let rate_limited = matches!(
-            status,
-            StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
-        );
+        let rate_limited = matches!(status, StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS);
         if rate_limited && rate.remaining == Some(0) {
             return Ok(Answer::WaitForReset(rate.reset_at));
         }
-        if rate_limited
-            && (retry_after.is_some()
-                || message
-                    .to_ascii_lowercase()
-                    .contains("secondary rate limit"))
-        {
+        if rate_limited && (retry_after.is_some() || message.to_ascii_lowercase().contains("secondary rate limit")) {
             return Ok(Answer::WaitFor(retry_after.unwrap_or(SECONDARY_LIMIT_WAIT)));
         }
         let path = self.target.audit_log_path();
         Err(SourceError::Fatal(match status {
-            StatusCode::UNAUTHORIZED => {
-                format!(
-                    "GitHub rejected the token (401 {message}): check that GITHUB_TOKEN is valid and not expired"
-                )
-            }
+            StatusCode::UNAUTHORIZED => return Ok(Answer::Unauthorized(message)),
             StatusCode::FORBIDDEN => format!(
                 "GitHub refused /{path} (403 {message}): the token needs the read:audit_log scope and its owner must be an owner of the organization"
             ),
@@ -199,14 +184,10 @@ impl GitHubSource {
         let Some(header) = response.headers().get(LINK) else {
             return Ok(None);
         };
-        let text = header
-            .to_str()
-            .map_err(|_| SourceError::Fatal("GitHub sent a Link header that is not text".into()))?;
-        let links = parse_link_header::parse_with_rel(text).map_err(|e| {
-            SourceError::Fatal(format!(
-                "GitHub sent a Link header that does not parse ({e}): {text}"
-            ))
-        })?;
+        let text =
+            header.to_str().map_err(|_| SourceError::Fatal("GitHub sent a Link header that is not text".into()))?;
+        let links = parse_link_header::parse_with_rel(text)
+            .map_err(|e| SourceError::Fatal(format!("GitHub sent a Link header that does not parse ({e}): {text}")))?;
         let Some(next) = links.get("next") else {
             return Ok(None);
         };
@@ -221,12 +202,7 @@ impl GitHubSource {
     }
 
     /// Waits out a rate limit if the budget allows it afterwards, else stops the run.
-    async fn wait(
-        &self,
-        wait: Duration,
-        reset_at: Option<SystemTime>,
-        budget: &Budget,
-    ) -> Result<(), SourceError> {
+    async fn wait(&self, wait: Duration, reset_at: Option<SystemTime>, budget: &Budget) -> Result<(), SourceError> {
         if !budget.allows(wait, AFTER_WAIT_RESERVE) {
             return Err(SourceError::RateLimited { reset_at });
         }
@@ -249,26 +225,24 @@ async fn github_message(response: Response) -> String {
 impl AuditLogSource for GitHubSource {
     async fn fetch(&self, request: &PageRequest, budget: &Budget) -> Result<Page, SourceError> {
         let url = match request {
-            PageRequest::CreatedSince(ms) => self.first_page_url(*ms),
-            PageRequest::Continue(link) => Url::parse(link)
-                .map_err(|e| SourceError::Fatal(format!("bad next-page link {link}: {e}")))?,
+            PageRequest::Created { since_ms, until_ms } => self.first_page_url(*since_ms, *until_ms),
+            PageRequest::Continue(link) => {
+                Url::parse(link).map_err(|e| SourceError::Fatal(format!("bad next-page link {link}: {e}")))?
+            }
         };
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let mut refreshed = false;
         loop {
             let rate = self.rate();
             if rate.exhausted(self.reserve) {
-                let wait = rate
-                    .reset_at
-                    .and_then(|t| t.duration_since(SystemTime::now()).ok())
-                    .unwrap_or_default();
+                let wait = rate.reset_at.and_then(|t| t.duration_since(SystemTime::now()).ok()).unwrap_or_default();
                 self.wait(wait, rate.reset_at, budget).await?;
                 // The reset has passed: spend one request to learn the new allowance.
                 if let Ok(mut shared) = self.rate.lock() {
                     shared.remaining = None;
                 }
             }
-            let sent =
-                send_within(self.client.get(url.clone()).headers(self.headers()), budget).await;
+            let sent = send_within(self.client.get(url.clone()).headers(self.headers().await?), budget).await;
             let answer = match sent {
                 Ok(response) => self.interpret(response).await?,
                 Err(Failure::OutOfTime) => return Err(SourceError::OutOfTime),
@@ -277,12 +251,22 @@ impl AuditLogSource for GitHubSource {
             match answer {
                 Answer::Page(page) => return Ok(page),
                 Answer::WaitForReset(reset_at) => {
-                    let wait = reset_at
-                        .and_then(|t| t.duration_since(SystemTime::now()).ok())
-                        .unwrap_or(SECONDARY_LIMIT_WAIT);
+                    let wait =
+                        reset_at.and_then(|t| t.duration_since(SystemTime::now()).ok()).unwrap_or(SECONDARY_LIMIT_WAIT);
                     self.wait(wait, reset_at, budget).await?;
                 }
                 Answer::WaitFor(wait) => self.wait(wait, None, budget).await?,
+                Answer::Unauthorized(_) if !refreshed => {
+                    // The token may have been rotated since it was read.
+                    tracing::warn!("GitHub rejected the credentials (401); reading them again");
+                    self.auth.refresh().await.map_err(|e| SourceError::Fatal(format!("GitHub credentials: {e}")))?;
+                    refreshed = true;
+                }
+                Answer::Unauthorized(message) => {
+                    return Err(SourceError::Fatal(format!(
+                        "GitHub rejected the credentials (401 {message}): check that the token (GITHUB_TOKEN or the secret's github_token) is valid and not expired"
+                    )));
+                }
                 Answer::Retry(why) => {
                     let delay = backoff.next_delay();
                     if !budget.allows(delay, AFTER_WAIT_RESERVE) {
@@ -305,25 +289,21 @@ impl AuditLogSource for GitHubSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::credentials::{CredentialCache, Credentials, StaticCredentials};
+    use crate::secret::Secret;
 
     fn source(api: &str) -> GitHubSource {
-        let vars = [
-            ("GITHUB_ORG", "acme"),
-            ("GITHUB_TOKEN", "t"),
-            ("GITHUB_API_URL", api),
-        ];
-        let config = Config::load(|name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        })
-        .expect("config");
-        GitHubSource::new(reqwest::Client::new(), &config)
+        let vars = [("GITHUB_ORG", "acme"), ("GITHUB_TOKEN", "t"), ("GITHUB_API_URL", api)];
+        let config =
+            Config::load(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())).expect("config");
+        let credentials = Credentials { github_token: Secret::new("t"), intake_key: None };
+        let auth = TokenAuth::new(Arc::new(CredentialCache::new(Box::new(StaticCredentials(credentials)))));
+        GitHubSource::new(reqwest::Client::new(), &config, Arc::new(auth))
     }
 
     #[test]
     fn the_first_page_asks_for_everything_since_the_second_oldest_first() {
-        let url = source("https://ghes.example.com/api/v3").first_page_url(1_606_929_874_512);
+        let url = source("https://ghes.example.com/api/v3").first_page_url(1_606_929_874_512, None);
         assert_eq!(url.path(), "/api/v3/orgs/acme/audit-log");
         let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         assert!(query.contains(&("phrase".into(), "created:>=2020-12-02T17:24:34Z".into())));
@@ -333,19 +313,21 @@ mod tests {
     }
 
     #[test]
+    fn a_bounded_first_page_covers_whole_seconds_up_to_the_end() {
+        let url = source("https://api.github.com").first_page_url(1_606_929_874_512, Some(1_606_929_900_000));
+        let phrase = url.query_pairs().find(|(k, _)| k == "phrase").map(|(_, v)| v.into_owned());
+        assert_eq!(phrase.as_deref(), Some("created:2020-12-02T17:24:34Z..2020-12-02T17:24:59Z"));
+    }
+
+    #[test]
     fn next_links_are_followed_only_on_the_configured_origin() {
         let github = source("https://api.github.com");
         let ok = Url::parse("https://api.github.com/orgs/acme/audit-log?after=abc").expect("url");
         assert!(github.same_origin(&ok));
-        for foreign in [
-            "https://evil.example.com/orgs/acme/audit-log",
-            "http://api.github.com/x",
-            "https://api.github.com:8443/x",
-        ] {
-            assert!(
-                !github.same_origin(&Url::parse(foreign).expect("url")),
-                "{foreign}"
-            );
+        for foreign in
+            ["https://evil.example.com/orgs/acme/audit-log", "http://api.github.com/x", "https://api.github.com:8443/x"]
+        {
+            assert!(!github.same_origin(&Url::parse(foreign).expect("url")), "{foreign}");
         }
     }
 }
