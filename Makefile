@@ -1,23 +1,51 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
 CARGO ?= cargo
+PYTHON ?= python3
+LAMBDA_BIN := github-audit-sekoia-lambda
 
-.PHONY: demo test lint build clean
+.PHONY: demo test lint tools build deploy deploy-cargo-lambda invoke-local clean
 
 ## Build, start the simulator, drain it into the simulated intake twice, show what arrived.
 demo:
 	$(CARGO) build --bins
 	./scripts/demo.sh
 
-## Everything CI checks: formatting, lints, unit and integration tests.
-test: lint
-	$(CARGO) test --all-targets
+## Everything CI checks: template, formatting, lints, the function end to end, all tests
+## (AWS is moto's server on a loopback port). Tests run last so their summary closes the log.
+test: tools lint
+	cfn-lint template.yaml
+	./scripts/with-moto.sh ./scripts/lambda-e2e.sh
+	./scripts/with-moto.sh $(CARGO) test --all-targets
 
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-build:
-	$(CARGO) build --release --bin github-audit-sekoia
+## moto (AWS stand-in), cfn-lint and cargo-lambda (with zig for arm64), all from PyPI.
+tools:
+	@command -v moto_server >/dev/null && command -v cfn-lint >/dev/null && command -v cargo-lambda >/dev/null \
+	  || $(PYTHON) -m pip install --quiet "moto[server]" cfn-lint cargo-lambda
+
+## The Lambda bootstrap for Graviton: target/lambda/$(LAMBDA_BIN)/bootstrap
+build: tools
+	$(CARGO) lambda build --release --arm64 --bin $(LAMBDA_BIN)
+
+## AWS SAM: builds with cargo-lambda, then asks for the stack's parameters.
+deploy:
+	sam build
+	sam deploy --guided
+
+## Without SAM: the function only; the table, the secret and the role must exist already.
+## make deploy-cargo-lambda ROLE_ARN=… GITHUB_ORG=… SECRET_ID=… CURSOR_TABLE=…
+deploy-cargo-lambda: build
+	$(CARGO) lambda deploy --binary-name $(LAMBDA_BIN) --iam-role $(ROLE_ARN) --timeout 900 --memory 256 \
+	  --log-retention 30 --env-var GITHUB_ORG=$(GITHUB_ORG),SECRET_ID=$(SECRET_ID),CURSOR_TABLE=$(CURSOR_TABLE) \
+	  github-audit-sekoia
+
+## The function under `cargo lambda watch`, invoked with events/scheduled.json, against the
+## simulator and moto.
+invoke-local: tools
+	./scripts/with-moto.sh ./scripts/lambda-e2e.sh
 
 clean:
 	$(CARGO) clean

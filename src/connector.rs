@@ -7,7 +7,9 @@ use aws_config::BehaviorVersion;
 
 use crate::budget::Budget;
 use crate::config::{Config, ConfigError, CredentialsConfig, problem};
-use crate::credentials::{CredentialCache, CredentialError, CredentialSource, Credentials, SecretsManagerCredentials, StaticCredentials};
+use crate::credentials::{
+    CredentialCache, CredentialError, CredentialSource, Credentials, SecretsManagerCredentials, StaticCredentials,
+};
 use crate::cursor::{DynamoCursorStore, FileCursorStore, ReadOnlyStore};
 use crate::drain::{DrainFailure, DrainPlan, Summary, drain};
 use crate::dry_run::NdjsonStdout;
@@ -38,9 +40,9 @@ impl TimeRange {
     /// From RFC 3339 UTC instants, e.g. `2026-11-01T00:00:00Z`.
     pub fn parse(since: &str, until: &str) -> Result<Self, ConfigError> {
         let instant = |name: &'static str, text: &str| {
-            humantime::parse_rfc3339_weak(text.trim())
-                .map(crate::timefmt::to_ms)
-                .map_err(|_| problem(name, format!("is {text:?}; expected an RFC 3339 UTC time like 2026-11-01T00:00:00Z")))
+            humantime::parse_rfc3339_weak(text.trim()).map(crate::timefmt::to_ms).map_err(|_| {
+                problem(name, format!("is {text:?}; expected an RFC 3339 UTC time like 2026-11-01T00:00:00Z"))
+            })
         };
         let range = Self { since_ms: instant("since", since)?, until_ms: instant("until", until)? };
         if range.since_ms >= range.until_ms {
@@ -154,14 +156,18 @@ mod tests {
     fn a_backfill_range_must_be_ordered_utc_instants() {
         let range = TimeRange::parse("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z").expect("valid");
         assert_eq!(range.until_ms - range.since_ms, 86_400_000);
-        assert_eq!(TimeRange::parse("2026-11-02T00:00:00Z", "2026-11-01T00:00:00Z").err().map(|e| e.variable), Some("until"));
+        assert_eq!(
+            TimeRange::parse("2026-11-02T00:00:00Z", "2026-11-01T00:00:00Z").err().map(|e| e.variable),
+            Some("until")
+        );
         assert_eq!(TimeRange::parse("yesterday", "2026-11-01T00:00:00Z").err().map(|e| e.variable), Some("since"));
     }
 
     #[test]
     fn a_backfill_has_its_own_cursor_key() {
         let vars = [("GITHUB_ORG", "acme"), ("GITHUB_TOKEN", "t")];
-        let config = Config::load(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())).expect("config");
+        let config =
+            Config::load(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())).expect("config");
         let range = TimeRange::parse("2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z").expect("valid");
         assert_eq!(plan(&config, None).key, "orgs/acme/web");
         assert_eq!(plan(&config, Some(range)).key, "backfill/orgs/acme/web/2026-11-01T00:00:00Z..2026-11-02T00:00:00Z");

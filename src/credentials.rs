@@ -79,11 +79,7 @@ struct SecretFields {
 pub fn parse_secret(secret_id: &str, text: &str) -> Result<Credentials, CredentialError> {
     let error = |problem: String| CredentialError::Secret { secret_id: secret_id.to_owned(), problem };
     let fields: SecretFields = serde_json::from_str(text).map_err(|e| {
-        error(format!(
-            "is not a JSON object with string values (line {}, column {})",
-            e.line(),
-            e.column()
-        ))
+        error(format!("is not a JSON object with string values (line {}, column {})", e.line(), e.column()))
     })?;
     let required = |value: Option<String>, key: &str| {
         value.filter(|v| !v.trim().is_empty()).map(Secret::new).ok_or_else(|| error(format!("has no \"{key}\" key")))

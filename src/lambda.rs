@@ -100,8 +100,9 @@ mod tests {
 
     #[test]
     fn a_bad_backfill_is_refused_with_the_field_named() {
-        let err = request(json!({"backfill": {"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"}}), budget())
-            .expect_err("refused");
+        let err =
+            request(json!({"backfill": {"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"}}), budget())
+                .expect_err("refused");
         assert_eq!(err.variable, "until");
         assert_eq!(request(json!({"backfill": {"since": "x"}}), budget()).expect_err("refused").variable, "payload");
     }

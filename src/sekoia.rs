@@ -12,9 +12,9 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
 use url::Url;
 
 use crate::budget::Budget;
+use crate::credentials::CredentialCache;
 use crate::http::{self, Backoff, Failure, send_within};
 use crate::ports::{AuditEvent, IntakeSink, SinkError};
-use crate::credentials::CredentialCache;
 
 /// The intake refuses larger events.
 pub const MAX_EVENT_BYTES: usize = 250 * 1024;
@@ -88,8 +88,8 @@ impl SekoiaIntake {
     }
 
     async fn post(&self, body: &[u8], budget: &Budget) -> Result<(), PostError> {
-        let gzipped =
-            gzip(body).map_err(|e| PostError::Sink(SinkError::Fatal(format!("cannot compress the intake body: {e}"))))?;
+        let gzipped = gzip(body)
+            .map_err(|e| PostError::Sink(SinkError::Fatal(format!("cannot compress the intake body: {e}"))))?;
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         loop {
             let request = self
@@ -154,7 +154,8 @@ impl IntakeSink for SekoiaIntake {
 
     async fn send(&self, events: &[&AuditEvent], budget: &Budget) -> Result<(), SinkError> {
         let credential_error = |e| SinkError::Fatal(format!("intake credentials: {e}"));
-        let missing_key = || SinkError::Fatal("no intake key: set SEKOIA_INTAKE_KEY or the secret's sekoia_intake_key".into());
+        let missing_key =
+            || SinkError::Fatal("no intake key: set SEKOIA_INTAKE_KEY or the secret's sekoia_intake_key".into());
         let credentials = self.credentials.get().await.map_err(credential_error)?;
         let key = credentials.intake_key.as_ref().ok_or_else(missing_key)?;
         let (acknowledged, status) = match self.post_all(events, key.expose(), budget).await {

@@ -16,5 +16,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         handle(connector, event).await.map_err(lambda_runtime::Error::from)
     }))
-        .await
+    .await
 }

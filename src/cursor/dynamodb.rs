@@ -84,7 +84,9 @@ impl CursorStore for DynamoCursorStore {
             .update_item()
             .table_name(&self.table)
             .key(PARTITION_KEY, AttributeValue::S(key.to_owned()))
-            .update_expression("SET lease_owner = :owner, lease_until_ms = :until, version = if_not_exists(version, :zero)")
+            .update_expression(
+                "SET lease_owner = :owner, lease_until_ms = :until, version = if_not_exists(version, :zero)",
+            )
             .condition_expression("attribute_not_exists(lease_until_ms) OR lease_until_ms < :now")
             .expression_attribute_values(":owner", AttributeValue::S(owner.clone()))
             .expression_attribute_values(":until", AttributeValue::N(to_ms(held_until).to_string()))

@@ -60,6 +60,11 @@ impl GitHubState {
         &self.events
     }
 
+    /// The token was rotated: only `token` is accepted from now on.
+    pub fn set_token(&mut self, token: &str) {
+        self.token = token.to_owned();
+    }
+
     pub fn set_rate_limit_remaining(&mut self, remaining: u64, resets_in: Duration) {
         self.rate_used = self.rate_limit.saturating_sub(remaining);
         self.rate_reset = epoch_seconds() + resets_in.as_secs();

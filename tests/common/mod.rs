@@ -78,7 +78,8 @@ impl Harness {
         let CredentialsConfig::Environment { github_token, intake_key } = config.credentials.clone() else {
             panic!("the harness configures credentials through the environment")
         };
-        let credentials = Arc::new(CredentialCache::new(Box::new(StaticCredentials(Credentials { github_token, intake_key }))));
+        let credentials =
+            Arc::new(CredentialCache::new(Box::new(StaticCredentials(Credentials { github_token, intake_key }))));
         let source = GitHubSource::new(client.clone(), &config, Arc::new(TokenAuth::new(credentials.clone())));
         let mut sink = SekoiaIntake::new(client, &config.intake_url, credentials);
         if let Some(limit) = max_body_bytes {

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The built function end to end, as AWS would run it: `cargo lambda watch` emulates the Lambda
+# runtime API, `cargo lambda invoke` sends events/scheduled.json; GitHub and the intake are the
+# simulator, DynamoDB and Secrets Manager are moto (run under scripts/with-moto.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${AWS_ENDPOINT_URL:?run under scripts/with-moto.sh}"
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+cargo build --quiet --bin github-audit-sekoia-sim
+target/debug/github-audit-sekoia-sim --events 1500 --span 6h --git-share 0 >"$work/sim" 2>/dev/null &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$work/sim" ] && break; sleep 0.1; done
+# shellcheck disable=SC2046 # NAME=value words
+export $(cat "$work/sim")
+
+suffix=$RANDOM$RANDOM
+table="e2e-cursors-$suffix"
+secret="e2e-github-audit-$suffix"
+python3 - "$table" "$secret" <<'PY'
+import json, sys, boto3
+table, secret = sys.argv[1:3]
+boto3.client("dynamodb").create_table(
+    TableName=table, BillingMode="PAY_PER_REQUEST",
+    AttributeDefinitions=[{"AttributeName": "target", "AttributeType": "S"}],
+    KeySchema=[{"AttributeName": "target", "KeyType": "HASH"}])
+boto3.client("secretsmanager").create_secret(Name=secret, SecretString=json.dumps(
+    {"github_token": "ghp_simulated_token", "sekoia_intake_key": "simulated-intake-key"}))
+PY
+
+port=$(free_port)
+env_vars="GITHUB_ORG=$GITHUB_ORG,GITHUB_API_URL=$GITHUB_API_URL,SEKOIA_INTAKE_URL=$SEKOIA_INTAKE_URL"
+env_vars+=",SECRET_ID=$secret,CURSOR_TABLE=$table,FIRST_RUN_LOOKBACK=1d,MAX_RUN_SECONDS=60"
+env_vars+=",AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL,AWS_REGION=$AWS_REGION,AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY"
+cargo lambda watch --quiet --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$port" \
+  --bin github-audit-sekoia-lambda --env-vars "$env_vars" >"$work/watch.log" 2>&1 &
+pids+=($!)
+
+invoke() {
+  cargo lambda invoke github-audit-sekoia-lambda --invoke-address 127.0.0.1 --invoke-port "$port" --data-file "$1"
+}
+answer=""
+for _ in $(seq 120); do
+  if answer=$(invoke events/scheduled.json 2>"$work/invoke.err"); then break; fi
+  sleep 1
+done
+[ -n "$answer" ] || { echo "the function never answered:" >&2; cat "$work/invoke.err" "$work/watch.log" >&2; exit 1; }
+echo "$answer"
+second=$(invoke events/scheduled.json)
+
+python3 - "$answer" "$second" "$SEKOIA_INTAKE_URL/_sim/stats" <<'PY'
+import json, sys, urllib.request
+first, second = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+stats = json.load(urllib.request.urlopen(sys.argv[3]))
+assert first["stop_reason"] == "drained", first
+assert first["events_forwarded"] == 1500, first
+assert second["events_forwarded"] == 0, second
+assert stats["unique_events"] == 1500 and stats["duplicate_events"] == 0, stats
+print(f"lambda e2e OK: {first['events_forwarded']} events through cargo lambda watch, second invocation sent nothing")
+PY

@@ -1,0 +1,267 @@
+//! The Lambda side against moto's server (DynamoDB, Secrets Manager) and the simulator.
+//! Run through `scripts/with-moto.sh` (as `make test` does), which sets `AWS_ENDPOINT_URL`.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use common::{Harness, events_between};
+use github_audit_sekoia::config::Config;
+use github_audit_sekoia::connector::{Connector, RunError};
+use github_audit_sekoia::cursor::{Checkpoint, DynamoCursorStore, PARTITION_KEY};
+use github_audit_sekoia::drain::{StopReason, Summary};
+use github_audit_sekoia::lambda::{SAFETY_MARGIN, handle};
+use github_audit_sekoia::ports::{CursorError, CursorStore};
+use github_audit_sekoia::simulator::SimOptions;
+use github_audit_sekoia::timefmt::to_ms;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{Value, json};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+async fn aws() -> aws_config::SdkConfig {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|url| url.starts_with("http://127.0.0.1")),
+        "these tests need moto: run them through scripts/with-moto.sh (make test does)"
+    );
+    aws_config::load_defaults(BehaviorVersion::latest()).await
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:x}", fastrand::u64(..))
+}
+
+async fn create_table() -> String {
+    let table = unique("cursors");
+    aws_sdk_dynamodb::Client::new(&aws().await)
+        .create_table()
+        .table_name(&table)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(PARTITION_KEY)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .key_schema(
+            KeySchemaElement::builder().attribute_name(PARTITION_KEY).key_type(KeyType::Hash).build().expect("key"),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("table created");
+    table
+}
+
+async fn create_secret(value: Value) -> String {
+    let name = unique("github-audit");
+    aws_sdk_secretsmanager::Client::new(&aws().await)
+        .create_secret()
+        .name(&name)
+        .secret_string(value.to_string())
+        .send()
+        .await
+        .expect("secret created");
+    name
+}
+
+fn secret_value(token: &str) -> Value {
+    json!({"github_token": token, "sekoia_intake_key": SimOptions::default().intake_key})
+}
+
+/// The function's configuration: the simulator for GitHub and the intake, AWS for the rest.
+fn lambda_config(h: &Harness, secret_id: &str, table: &str) -> Config {
+    let vars = [
+        ("GITHUB_ORG", common::ORG.to_owned()),
+        ("GITHUB_API_URL", h.sim.github_url.clone()),
+        ("SEKOIA_INTAKE_URL", h.sim.intake_url.clone()),
+        ("SECRET_ID", secret_id.to_owned()),
+        ("CURSOR_TABLE", table.to_owned()),
+        ("FIRST_RUN_LOOKBACK", "7d".to_owned()),
+        ("MAX_RUN_SECONDS", "60".to_owned()),
+    ];
+    Config::load(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())).expect("config")
+}
+
+fn invocation(payload: Value, deadline_in: Duration) -> LambdaEvent<Value> {
+    let mut context = Context::default();
+    context.request_id = unique("request");
+    context.deadline = to_ms(SystemTime::now() + deadline_in) as u64;
+    LambdaEvent::new(payload, context)
+}
+
+async fn item_exists(table: &str, key: &str) -> bool {
+    aws_sdk_dynamodb::Client::new(&aws().await)
+        .get_item()
+        .table_name(table)
+        .key(PARTITION_KEY, aws_sdk_dynamodb::types::AttributeValue::S(key.to_owned()))
+        .send()
+        .await
+        .expect("get_item")
+        .item
+        .is_some()
+}
+
+#[tokio::test]
+async fn a_scheduled_invocation_drains_into_the_intake_and_keeps_its_cursor_in_dynamodb() {
+    let h = Harness::start().await;
+    h.add(events_between(3_000, DAY, Duration::from_secs(1), 31));
+    let table = create_table().await;
+    let connector =
+        Connector::new(lambda_config(&h, &create_secret(secret_value(&SimOptions::default().token)).await, &table))
+            .await;
+
+    let first = handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("first invocation");
+    assert_eq!(first.stop_reason, StopReason::Drained);
+    assert_eq!(first.events_forwarded, 3_000);
+    assert!(item_exists(&table, "orgs/acme/web").await);
+
+    let rule_envelope = json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+    let second =
+        handle(&connector, invocation(rule_envelope, Duration::from_secs(120))).await.expect("second invocation");
+    assert_eq!(second.events_forwarded, 0);
+    assert!(second.duplicates_skipped > 0, "the window was re-read from the DynamoDB checkpoint");
+    h.assert_exactly_once();
+}
+
+#[tokio::test]
+async fn a_rotated_secret_is_read_again_when_github_rejects_the_cached_token() {
+    let h = Harness::start().await;
+    h.add(events_between(500, DAY, Duration::from_secs(600), 32));
+    let secret_id = create_secret(secret_value(&SimOptions::default().token)).await;
+    let connector = Connector::new(lambda_config(&h, &secret_id, &create_table().await)).await;
+    handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("first invocation");
+
+    // Rotation: GitHub only takes the new token, and the secret holds it.
+    h.sim.github().set_token("ghp_rotated_token");
+    aws_sdk_secretsmanager::Client::new(&aws().await)
+        .put_secret_value()
+        .secret_id(&secret_id)
+        .secret_string(secret_value("ghp_rotated_token").to_string())
+        .send()
+        .await
+        .expect("rotated");
+    h.add(events_between(200, Duration::from_secs(250), Duration::from_secs(1), 33));
+
+    let second = handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("second invocation");
+    assert_eq!(second.events_forwarded, 200);
+    h.assert_exactly_once();
+}
+
+#[tokio::test]
+async fn a_secret_missing_a_key_stops_before_anything_is_fetched_or_sent() {
+    let h = Harness::start().await;
+    h.add(events_between(50, DAY, Duration::from_secs(1), 34));
+    let secret_id = create_secret(json!({"github_token": "ghp_secret_value"})).await;
+    let connector = Connector::new(lambda_config(&h, &secret_id, &create_table().await)).await;
+
+    let err = handle(&connector, invocation(json!({}), Duration::from_secs(60))).await.expect_err("refused");
+    assert!(matches!(err, RunError::Credentials(_)));
+    let message = err.to_string();
+    assert!(message.contains("sekoia_intake_key") && message.contains(&secret_id), "{message}");
+    assert!(!message.contains("ghp_secret_value"));
+    assert_eq!(h.sim.github().requests, 0);
+    assert!(h.received().is_empty());
+}
+
+#[tokio::test]
+async fn the_lease_refuses_a_second_run_until_it_expires_and_a_stale_writer_loses() {
+    let table = create_table().await;
+    let client = aws_sdk_dynamodb::Client::new(&aws().await);
+    let first = DynamoCursorStore::new(client.clone(), &table);
+    let second = DynamoCursorStore::new(client, &table);
+    let key = "orgs/acme/web";
+    let soon = SystemTime::now() + Duration::from_secs(2);
+
+    assert_eq!(first.acquire(key, soon).await.expect("first holds"), None);
+    let mut checkpoint = Checkpoint::starting_at(1_700_000_000_000);
+    first.save(key, &checkpoint).await.expect("the holder saves");
+    assert!(matches!(second.acquire(key, soon).await, Err(CursorError::Busy { .. })), "two runs at once");
+
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let taken_over =
+        second.acquire(key, SystemTime::now() + Duration::from_secs(60)).await.expect("expired lease taken over");
+    assert_eq!(taken_over, Some(checkpoint.clone()));
+
+    checkpoint.settled_before_ms += 60_000;
+    assert!(matches!(first.save(key, &checkpoint).await, Err(CursorError::Conflict { .. })), "the stale writer loses");
+    second.release(key).await.expect("release");
+    assert_eq!(
+        first.acquire(key, SystemTime::now()).await.expect("reload"),
+        Some(Checkpoint::starting_at(1_700_000_000_000))
+    );
+}
+
+#[tokio::test]
+async fn a_concurrent_invocation_on_the_same_org_stops_cleanly_without_sending() {
+    let h = Harness::with_options(SimOptions { latency: Duration::from_millis(50), ..SimOptions::default() }).await;
+    h.add(events_between(2_000, DAY, Duration::from_secs(1), 35));
+    let table = create_table().await;
+    let secret_id = create_secret(secret_value(&SimOptions::default().token)).await;
+    let busy = Connector::new(lambda_config(&h, &secret_id, &table)).await;
+    let other = Connector::new(lambda_config(&h, &secret_id, &table)).await;
+
+    let (a, b) = tokio::join!(handle(&busy, invocation(json!({}), Duration::from_secs(120))), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        handle(&other, invocation(json!({}), Duration::from_secs(120))).await
+    });
+    let (a, b) = (a.expect("first"), b.expect("second"));
+    assert_eq!(a.stop_reason, StopReason::Drained);
+    assert_eq!(b.stop_reason, StopReason::TargetBusy);
+    assert_eq!(b.events_forwarded, 0);
+    h.assert_exactly_once();
+}
+
+#[tokio::test]
+async fn a_backfill_split_across_invocations_ends_complete_without_loss_or_duplicates() {
+    let h = Harness::with_options(SimOptions { latency: Duration::from_millis(30), ..SimOptions::default() }).await;
+    h.add(events_between(6_000, 3 * DAY, Duration::from_secs(1), 36));
+    let table = create_table().await;
+    let connector =
+        Connector::new(lambda_config(&h, &create_secret(secret_value(&SimOptions::default().token)).await, &table))
+            .await;
+    let now = SystemTime::now();
+    let (since, until) = (now - 2 * DAY, now - DAY);
+    let payload = json!({"backfill": {
+        "since": humantime::format_rfc3339_seconds(since).to_string(),
+        "until": humantime::format_rfc3339_seconds(until).to_string(),
+    }});
+
+    let mut summaries: Vec<Summary> = Vec::new();
+    for _ in 0..30 {
+        // Each invocation gets about a second and a half of work before its safety margin.
+        let summary = handle(&connector, invocation(payload.clone(), SAFETY_MARGIN + Duration::from_millis(1_500)))
+            .await
+            .expect("invocation");
+        let complete = summary.backfill.as_ref().is_some_and(|b| b.complete);
+        summaries.push(summary);
+        if complete {
+            break;
+        }
+    }
+    let progress: Vec<f64> = summaries.iter().filter_map(|s| s.backfill.as_ref().map(|b| b.percent)).collect();
+    assert!(summaries.len() > 1, "the backfill should need several invocations: {progress:?}");
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "progress only grows: {progress:?}");
+    assert_eq!(progress.last(), Some(&100.0));
+
+    let (since_ms, until_ms) = (to_ms(since) / 1000 * 1000, to_ms(until) / 1000 * 1000);
+    let expected: Vec<String> = h
+        .sim
+        .github()
+        .events()
+        .iter()
+        .filter(|e| e.timestamp_ms >= since_ms && e.timestamp_ms < until_ms)
+        .map(|e| e.document_id.clone())
+        .collect();
+    let received = h.received();
+    assert!(expected.len() > 1_000);
+    assert_eq!(received.len(), expected.len(), "only the range's events arrive");
+    assert!(expected.iter().all(|id| received.get(id) == Some(&1)), "each exactly once");
+    assert!(!item_exists(&table, "orgs/acme/web").await, "the scheduled cursor was not touched");
+
+    let again = handle(&connector, invocation(payload, Duration::from_secs(60))).await.expect("after completion");
+    assert_eq!((again.pages, again.events_forwarded), (0, 0), "a complete backfill reads nothing");
+    assert_eq!(again.backfill.map(|b| b.complete), Some(true));
+}
