@@ -151,6 +151,30 @@ async fn a_rotated_secret_is_read_again_when_github_rejects_the_cached_token() {
 }
 
 #[tokio::test]
+async fn a_rotated_intake_key_is_read_again_when_the_intake_rejects_the_cached_one() {
+    let h = Harness::start().await;
+    h.add(events_between(300, DAY, Duration::from_secs(600), 37));
+    let secret_id = create_secret(secret_value(&SimOptions::default().token)).await;
+    let connector = Connector::new(lambda_config(&h, &secret_id, &create_table().await)).await;
+    handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("first invocation");
+
+    h.sim.intake().set_key("rotated-intake-key");
+    let rotated = json!({"github_token": SimOptions::default().token, "sekoia_intake_key": "rotated-intake-key"});
+    aws_sdk_secretsmanager::Client::new(&aws().await)
+        .put_secret_value()
+        .secret_id(&secret_id)
+        .secret_string(rotated.to_string())
+        .send()
+        .await
+        .expect("rotated");
+    h.add(events_between(150, Duration::from_secs(250), Duration::from_secs(1), 38));
+
+    let second = handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("second invocation");
+    assert_eq!(second.events_forwarded, 150);
+    h.assert_exactly_once();
+}
+
+#[tokio::test]
 async fn a_secret_missing_a_key_stops_before_anything_is_fetched_or_sent() {
     let h = Harness::start().await;
     h.add(events_between(50, DAY, Duration::from_secs(1), 34));

@@ -6,25 +6,36 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::{Harness, events_between};
+use github_audit_sekoia::simulator::SimOptions;
+use github_audit_sekoia::timefmt::to_ms;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_github-audit-sekoia");
 
-fn command(env: Vec<(String, String)>, args: &[&str], overrides: &[(&str, &str)]) -> Command {
+fn command(env: Vec<(String, String)>, args: &[String], overrides: &[(String, String)]) -> Command {
     let mut command = Command::new(BIN);
     command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     command.envs(env);
-    command.envs(overrides.iter().copied());
+    command.envs(overrides.iter().cloned());
     command
 }
 
+fn owned(args: &[&str], overrides: &[(&str, &str)]) -> (Vec<String>, Vec<(String, String)>) {
+    (
+        args.iter().map(|a| a.to_string()).collect(),
+        overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    )
+}
+
 fn run(h: &Harness, args: &[&str], overrides: &[(&str, &str)]) -> Output {
-    command(h.env(), args, overrides).output().expect("the binary runs")
+    let (args, overrides) = owned(args, overrides);
+    command(h.env(), &args, &overrides).output().expect("the binary runs")
 }
 
 /// The binary blocks, so it runs on a blocking thread while the simulator serves.
-async fn run_async(h: &Harness, args: &[&'static str], overrides: &[(&'static str, &'static str)]) -> Output {
-    let (env, args, overrides) = (h.env(), args.to_vec(), overrides.to_vec());
+async fn run_async(h: &Harness, args: &[&str], overrides: &[(&str, &str)]) -> Output {
+    let env = h.env();
+    let (args, overrides) = owned(args, overrides);
     tokio::task::spawn_blocking(move || command(env, &args, &overrides).output().expect("the binary runs"))
         .await
         .expect("join")
@@ -117,4 +128,35 @@ async fn a_rejected_intake_key_fails_and_keeps_the_cursor() {
     let retry = run_async(&h, &["run"], &[]).await;
     assert_eq!(summary(&retry)["events_forwarded"], 300, "nothing was skipped by the failed run");
     h.assert_exactly_once();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_loops_until_its_range_is_complete_and_leaves_the_scheduled_cursor_alone() {
+    let h = Harness::with_options(SimOptions { latency: Duration::from_millis(25), ..SimOptions::default() }).await;
+    let day = Duration::from_secs(86_400);
+    h.add(events_between(9_000, 3 * day, Duration::from_secs(1), 25));
+    let now = std::time::SystemTime::now();
+    let since = humantime::format_rfc3339_seconds(now - 2 * day).to_string();
+    let until = humantime::format_rfc3339_seconds(now - day).to_string();
+    let (since_ms, until_ms) = (to_ms(now - 2 * day) / 1000 * 1000, to_ms(now - day) / 1000 * 1000);
+
+    let output = run_async(&h, &["backfill", "--since", &since, "--until", &until], &[("MAX_RUN_SECONDS", "1")]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let s = summary(&output);
+    assert_eq!(s["backfill"]["complete"], true, "{s}");
+    assert_eq!(s["backfill"]["percent"], 100.0);
+
+    let expected: Vec<String> = h
+        .sim
+        .github()
+        .events()
+        .iter()
+        .filter(|e| e.timestamp_ms >= since_ms && e.timestamp_ms < until_ms)
+        .map(|e| e.document_id.clone())
+        .collect();
+    let received = h.received();
+    assert!(expected.len() > 2_000, "several one-second runs were needed");
+    assert_eq!(received.len(), expected.len());
+    assert!(expected.iter().all(|id| received.get(id) == Some(&1)));
+    assert!(!h.store().path_for("orgs/acme/web").exists(), "the scheduled cursor was not created");
 }

@@ -46,6 +46,11 @@ impl IntakeState {
         Self { key: key.to_owned(), received: HashMap::new(), texts: Vec::new(), stats: IntakeStats::default() }
     }
 
+    /// The key was rotated: only `key` is accepted from now on.
+    pub fn set_key(&mut self, key: &str) {
+        self.key = key.to_owned();
+    }
+
     /// `_document_id` → how many times it arrived.
     pub fn received(&self) -> &HashMap<String, u32> {
         &self.received
