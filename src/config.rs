@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::credentials::{AppCredential, GitHubCredential};
 use crate::secret::Secret;
 
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
@@ -26,14 +27,22 @@ pub(crate) fn problem(variable: &'static str, problem: impl Into<String>) -> Con
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Organization(String),
+    /// Slug or id. Its audit log takes classic personal access tokens only.
+    Enterprise(String),
 }
 
 impl Target {
+    /// `orgs/acme`, `enterprises/acme-corp`: the API path prefix, and the cursor key's start.
+    pub fn path(&self) -> String {
+        match self {
+            Target::Organization(org) => format!("orgs/{org}"),
+            Target::Enterprise(enterprise) => format!("enterprises/{enterprise}"),
+        }
+    }
+
     /// The API path under the base URL.
     pub fn audit_log_path(&self) -> String {
-        match self {
-            Target::Organization(org) => format!("orgs/{org}/audit-log"),
-        }
+        format!("{}/audit-log", self.path())
     }
 }
 
@@ -57,8 +66,8 @@ impl Include {
 /// Where the GitHub and intake credentials come from.
 #[derive(Debug, Clone)]
 pub enum CredentialsConfig {
-    /// `GITHUB_TOKEN` and `SEKOIA_INTAKE_KEY` (local runs).
-    Environment { github_token: Secret, intake_key: Option<Secret> },
+    /// `GITHUB_TOKEN` or `GITHUB_APP_*`, and `SEKOIA_INTAKE_KEY` (local runs).
+    Environment { github: GitHubCredential, intake_key: Option<Secret> },
     /// One Secrets Manager secret, named by `SECRET_ID`.
     SecretsManager { secret_id: String },
 }
@@ -87,20 +96,34 @@ impl Config {
     pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
 
-        let org = get("GITHUB_ORG")
-            .ok_or_else(|| problem("GITHUB_ORG", "is required: the organization whose audit log to drain"))?;
+        let target = match (get("GITHUB_ORG"), get("GITHUB_ENTERPRISE")) {
+            (Some(org), None) => Target::Organization(slug("GITHUB_ORG", &org)?),
+            (None, Some(enterprise)) => Target::Enterprise(slug("GITHUB_ENTERPRISE", &enterprise)?),
+            (Some(_), Some(_)) => {
+                return Err(problem(
+                    "GITHUB_ENTERPRISE",
+                    "and GITHUB_ORG are both set: one deployment drains one of them",
+                ));
+            }
+            (None, None) => {
+                return Err(problem(
+                    "GITHUB_ORG",
+                    "is required (or GITHUB_ENTERPRISE): the organization whose audit log to drain",
+                ));
+            }
+        };
         let credentials = match get("SECRET_ID") {
             Some(secret_id) => CredentialsConfig::SecretsManager { secret_id },
             None => CredentialsConfig::Environment {
-                github_token: get("GITHUB_TOKEN").map(Secret::new).ok_or_else(|| {
-                    problem(
-                        "GITHUB_TOKEN",
-                        "is required (or SECRET_ID): a classic personal access token with read:audit_log",
-                    )
-                })?,
+                github: github_credential(&get)?,
                 intake_key: get("SEKOIA_INTAKE_KEY").map(Secret::new),
             },
         };
+        if let (Target::Enterprise(_), CredentialsConfig::Environment { github: GitHubCredential::App(_), .. }) =
+            (&target, &credentials)
+        {
+            return Err(problem("GITHUB_APP_ID", ENTERPRISE_NEEDS_A_TOKEN));
+        }
         let include = match get("GITHUB_INCLUDE").as_deref() {
             None | Some("web") => Include::Web,
             Some("git") => Include::Git,
@@ -121,7 +144,7 @@ impl Config {
             .transpose()?;
 
         Ok(Self {
-            target: Target::Organization(org_name("GITHUB_ORG", &org)?),
+            target,
             github_api_url: base_url(
                 "GITHUB_API_URL",
                 get("GITHUB_API_URL").as_deref().unwrap_or(DEFAULT_GITHUB_API_URL),
@@ -148,21 +171,61 @@ impl Config {
 
     /// The cursor's name: each (target, include) keeps its own.
     pub fn cursor_key(&self) -> String {
-        format!("{}/{}", self.target.audit_log_path().trim_end_matches("/audit-log"), self.include.as_str())
+        format!("{}/{}", self.target.path(), self.include.as_str())
     }
 
     /// The same settings for another organization (a Lambda payload's `{"org": …}`).
     pub fn for_org(&self, org: &str) -> Result<Self, ConfigError> {
-        Ok(Self { target: Target::Organization(org_name("org", org)?), ..self.clone() })
+        Ok(Self { target: Target::Organization(slug("org", org)?), ..self.clone() })
+    }
+
+    /// The same settings for an enterprise (a Lambda payload's `{"enterprise": …}`).
+    pub fn for_enterprise(&self, enterprise: &str) -> Result<Self, ConfigError> {
+        Ok(Self { target: Target::Enterprise(slug("enterprise", enterprise)?), ..self.clone() })
     }
 }
 
-fn org_name(variable: &'static str, org: &str) -> Result<String, ConfigError> {
-    let valid = !org.is_empty() && org.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+pub const ENTERPRISE_NEEDS_A_TOKEN: &str = "is set, but the enterprise audit log takes classic personal access tokens only: use GITHUB_TOKEN (read:audit_log, enterprise admin)";
+
+/// `GITHUB_APP_ID` + key means a GitHub App; otherwise `GITHUB_TOKEN`.
+fn github_credential(get: &impl Fn(&str) -> Option<String>) -> Result<GitHubCredential, ConfigError> {
+    let Some(app_id) = get("GITHUB_APP_ID") else {
+        return get("GITHUB_TOKEN").map(|t| GitHubCredential::Token(Secret::new(t))).ok_or_else(|| {
+            problem(
+                "GITHUB_TOKEN",
+                "is required (or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY, or SECRET_ID): a classic personal access token with read:audit_log",
+            )
+        });
+    };
+    let (variable, pem) = match (get("GITHUB_APP_PRIVATE_KEY"), get("GITHUB_APP_PRIVATE_KEY_FILE")) {
+        (Some(pem), _) => ("GITHUB_APP_PRIVATE_KEY", pem),
+        (None, Some(path)) => (
+            "GITHUB_APP_PRIVATE_KEY_FILE",
+            std::fs::read_to_string(&path)
+                .map_err(|e| problem("GITHUB_APP_PRIVATE_KEY_FILE", format!("cannot be read ({path}): {e}")))?,
+        ),
+        (None, None) => {
+            return Err(problem(
+                "GITHUB_APP_PRIVATE_KEY",
+                "is required with GITHUB_APP_ID (the app's PEM private key; or GITHUB_APP_PRIVATE_KEY_FILE)",
+            ));
+        }
+    };
+    let installation_id = get("GITHUB_APP_INSTALLATION_ID")
+        .map(|id| {
+            id.parse::<u64>()
+                .map_err(|_| problem("GITHUB_APP_INSTALLATION_ID", format!("is {id:?}; expected a number")))
+        })
+        .transpose()?;
+    AppCredential::new(app_id, &pem, installation_id).map(GitHubCredential::App).map_err(|p| problem(variable, p))
+}
+
+fn slug(variable: &'static str, name: &str) -> Result<String, ConfigError> {
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !valid {
-        return Err(problem(variable, format!("{org:?} is not an organization name (letters, digits, '-')")));
+        return Err(problem(variable, format!("{name:?} is not a name GitHub uses (letters, digits, '-')")));
     }
-    Ok(org.to_owned())
+    Ok(name.to_owned())
 }
 
 fn duration(variable: &'static str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
@@ -216,6 +279,18 @@ mod tests {
     }
 
     #[test]
+    fn an_enterprise_is_a_target_of_its_own_and_refuses_app_credentials() {
+        let config = load(&[("GITHUB_ENTERPRISE", "acme-corp"), ("GITHUB_TOKEN", "t"), ("GITHUB_INCLUDE", "all")])
+            .expect("valid");
+        assert_eq!(config.target.audit_log_path(), "enterprises/acme-corp/audit-log");
+        assert_eq!(config.cursor_key(), "enterprises/acme-corp/all");
+        assert_eq!(
+            load(&[("GITHUB_ENTERPRISE", "e"), ("GITHUB_ORG", "o"), ("GITHUB_TOKEN", "t")]).err().map(|e| e.variable),
+            Some("GITHUB_ENTERPRISE")
+        );
+    }
+
+    #[test]
     fn each_bad_value_names_its_variable() {
         let cases = [
             ("GITHUB_INCLUDE", "both"),
@@ -248,6 +323,7 @@ mod tests {
     #[test]
     fn another_org_keeps_the_other_settings_and_gets_its_own_cursor() {
         let config = load(&MINIMAL).expect("valid");
+        assert_eq!(config.for_enterprise("acme-corp").expect("valid").cursor_key(), "enterprises/acme-corp/web");
         let other = config.for_org("globex").expect("valid name");
         assert_eq!(other.cursor_key(), "orgs/globex/web");
         assert_eq!(other.github_api_url, config.github_api_url);

@@ -1,19 +1,21 @@
 //! Wires the configured adapters to the drain: what every entry point runs. Built once per
 //! process (or Lambda container) so clients, connection pools and credentials are reused.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_config::BehaviorVersion;
 
 use crate::budget::Budget;
-use crate::config::{Config, ConfigError, CredentialsConfig, problem};
+use crate::config::{Config, ConfigError, CredentialsConfig, ENTERPRISE_NEEDS_A_TOKEN, Target, problem};
 use crate::credentials::{
-    CredentialCache, CredentialError, CredentialSource, Credentials, SecretsManagerCredentials, StaticCredentials,
+    CredentialCache, CredentialError, CredentialSource, Credentials, GitHubCredential, SecretsManagerCredentials,
+    StaticCredentials,
 };
 use crate::cursor::{DynamoCursorStore, FileCursorStore, ReadOnlyStore};
 use crate::drain::{DrainFailure, DrainPlan, Summary, drain};
 use crate::dry_run::NdjsonStdout;
-use crate::github::{GitHubSource, TokenAuth};
+use crate::github::{Authorizer, GitHubSource};
 use crate::http;
 use crate::ports::CursorStore;
 use crate::sekoia::SekoiaIntake;
@@ -55,8 +57,10 @@ impl TimeRange {
 /// One run's request.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
-    /// Another organization than `GITHUB_ORG`, with its own cursor.
+    /// Another organization than the configured target, with its own cursor.
     pub org: Option<String>,
+    /// An enterprise instead of the configured target, with its own cursor.
+    pub enterprise: Option<String>,
     pub backfill: Option<TimeRange>,
     pub budget: Budget,
     /// Print the events instead of posting them; the cursor does not move.
@@ -68,6 +72,8 @@ pub struct Connector {
     client: reqwest::Client,
     credentials: Arc<CredentialCache>,
     store: Box<dyn CursorStore>,
+    /// Per target, so App installation tokens outlive one run.
+    authorizers: tokio::sync::Mutex<HashMap<String, Arc<Authorizer>>>,
 }
 
 impl Connector {
@@ -79,16 +85,21 @@ impl Connector {
             CredentialsConfig::SecretsManager { secret_id } => {
                 Box::new(SecretsManagerCredentials::new(aws_sdk_secretsmanager::Client::new(&aws), secret_id))
             }
-            CredentialsConfig::Environment { github_token, intake_key } => Box::new(StaticCredentials(Credentials {
-                github_token: github_token.clone(),
-                intake_key: intake_key.clone(),
-            })),
+            CredentialsConfig::Environment { github, intake_key } => {
+                Box::new(StaticCredentials(Credentials { github: github.clone(), intake_key: intake_key.clone() }))
+            }
         };
         let store: Box<dyn CursorStore> = match &config.cursor_table {
             Some(table) => Box::new(DynamoCursorStore::new(aws_sdk_dynamodb::Client::new(&aws), table)),
             None => Box::new(FileCursorStore::new(&config.state_dir)),
         };
-        Self { client: http::client(), credentials: Arc::new(CredentialCache::new(credential_source)), store, config }
+        Self {
+            client: http::client(),
+            credentials: Arc::new(CredentialCache::new(credential_source)),
+            store,
+            config,
+            authorizers: tokio::sync::Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -96,15 +107,14 @@ impl Connector {
     }
 
     pub async fn run(&self, request: &RunRequest) -> Result<Summary, RunError> {
-        let config = match &request.org {
-            Some(org) => self.config.for_org(org)?,
-            None => self.config.clone(),
+        let config = match (&request.org, &request.enterprise) {
+            (Some(_), Some(_)) => return Err(problem("enterprise", "and org are both given: name one target").into()),
+            (Some(org), None) => self.config.for_org(org)?,
+            (None, Some(enterprise)) => self.config.for_enterprise(enterprise)?,
+            (None, None) => self.config.clone(),
         };
-        if !request.dry_run {
-            self.require_intake_key().await?;
-        }
-        let auth = Arc::new(TokenAuth::new(self.credentials.clone()));
-        let source = GitHubSource::new(self.client.clone(), &config, auth);
+        self.check_credentials(&config.target, request.dry_run).await?;
+        let source = GitHubSource::new(self.client.clone(), &config, self.authorizer(&config).await);
         let plan = plan(&config, request.backfill);
         let summary = if request.dry_run {
             drain(&source, &NdjsonStdout, &ReadOnlyStore(self.store.as_ref()), &plan, request.budget).await?
@@ -115,12 +125,27 @@ impl Connector {
         Ok(summary)
     }
 
-    /// A missing key is a configuration error, found before anything is fetched.
-    async fn require_intake_key(&self) -> Result<(), RunError> {
-        match self.credentials.get().await?.intake_key {
-            Some(_) => Ok(()),
-            None => Err(problem("SEKOIA_INTAKE_KEY", "is required: the key of the Sekoia.io intake to post to").into()),
+    async fn authorizer(&self, config: &Config) -> Arc<Authorizer> {
+        let org = match &config.target {
+            Target::Organization(org) => Some(org.clone()),
+            Target::Enterprise(_) => None,
+        };
+        let new = || {
+            Arc::new(Authorizer::new(self.credentials.clone(), self.client.clone(), config.github_api_url.clone(), org))
+        };
+        self.authorizers.lock().await.entry(config.target.path()).or_insert_with(new).clone()
+    }
+
+    /// What the credentials cannot do is a configuration error, found before anything is fetched.
+    async fn check_credentials(&self, target: &Target, dry_run: bool) -> Result<(), RunError> {
+        let credentials = self.credentials.get().await?;
+        if let (Target::Enterprise(_), GitHubCredential::App(_)) = (target, &credentials.github) {
+            return Err(problem("github_app_id", ENTERPRISE_NEEDS_A_TOKEN).into());
         }
+        if !dry_run && credentials.intake_key.is_none() {
+            return Err(problem("SEKOIA_INTAKE_KEY", "is required: the key of the Sekoia.io intake to post to").into());
+        }
+        Ok(())
     }
 }
 

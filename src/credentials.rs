@@ -1,6 +1,6 @@
-//! Where the GitHub token and the intake key come from: the environment, or one Secrets Manager
-//! secret. Read once per container, and read again when GitHub or the intake rejects them
-//! (the secret was rotated).
+//! Where the GitHub credentials and the intake key come from: the environment, or one Secrets
+//! Manager secret. Read once per container, and read again when GitHub or the intake rejects
+//! them (the secret was rotated).
 
 use std::sync::Arc;
 
@@ -12,9 +12,47 @@ use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct Credentials {
-    pub github_token: Secret,
+    pub github: GitHubCredential,
     /// Absent only for local `--dry-run`s, which post nothing.
     pub intake_key: Option<Secret>,
+}
+
+/// The two ways into GitHub's audit log.
+#[derive(Debug, Clone)]
+pub enum GitHubCredential {
+    /// A classic personal access token with `read:audit_log`.
+    Token(Secret),
+    /// A GitHub App installed on the organization, with "Administration: read".
+    App(AppCredential),
+}
+
+#[derive(Debug, Clone)]
+pub struct AppCredential {
+    /// The App ID, or the app's client ID.
+    pub app_id: String,
+    /// PEM, PKCS#1 (`BEGIN RSA PRIVATE KEY`, as GitHub hands it out) or PKCS#8.
+    pub private_key: Secret,
+    /// Found from the organization when absent.
+    pub installation_id: Option<u64>,
+}
+
+impl AppCredential {
+    /// Checks the key now, so a bad one is a configuration error rather than a failed run.
+    /// The problem never quotes the key.
+    pub fn new(app_id: String, private_key_pem: &str, installation_id: Option<u64>) -> Result<Self, String> {
+        // Keys pasted into one-line settings often carry literal "\n"s.
+        let pem = if private_key_pem.contains('\n') {
+            private_key_pem.to_owned()
+        } else {
+            private_key_pem.replace("\\n", "\n")
+        };
+        jsonwebtoken::EncodingKey::from_rsa_pem(pem.trim().as_bytes())
+            .map_err(|_| "is not an RSA private key in PEM form (PKCS#1 \"BEGIN RSA PRIVATE KEY\" or PKCS#8 \"BEGIN PRIVATE KEY\")".to_owned())?;
+        if app_id.trim().is_empty() {
+            return Err("is empty".into());
+        }
+        Ok(Self { app_id: app_id.trim().to_owned(), private_key: Secret::new(pem.trim()), installation_id })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +61,8 @@ pub enum CredentialError {
     Secret { secret_id: String, problem: String },
     #[error("cannot read secret {secret_id} from Secrets Manager: {problem}")]
     Unreachable { secret_id: String, problem: String },
+    #[error("GitHub App: {problem}")]
+    App { problem: String },
 }
 
 #[async_trait]
@@ -68,26 +108,68 @@ impl CredentialSource for SecretsManagerCredentials {
     }
 }
 
-/// The secret's JSON shape.
+/// The secret's JSON shape: `github_token`, or `github_app_id` + `github_app_private_key`
+/// (+ optional `github_app_installation_id`), and `sekoia_intake_key`.
 #[derive(Deserialize)]
 struct SecretFields {
     github_token: Option<String>,
+    github_app_id: Option<StringOrNumber>,
+    github_app_private_key: Option<String>,
+    github_app_installation_id: Option<StringOrNumber>,
     sekoia_intake_key: Option<String>,
+}
+
+/// IDs are numbers to GitHub but often strings in hand-written JSON.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StringOrNumber {
+    String(String),
+    Number(u64),
+}
+
+impl StringOrNumber {
+    fn text(self) -> String {
+        match self {
+            StringOrNumber::String(text) => text,
+            StringOrNumber::Number(n) => n.to_string(),
+        }
+    }
 }
 
 /// Never quotes the secret's text: parse errors only say where they are.
 pub fn parse_secret(secret_id: &str, text: &str) -> Result<Credentials, CredentialError> {
     let error = |problem: String| CredentialError::Secret { secret_id: secret_id.to_owned(), problem };
     let fields: SecretFields = serde_json::from_str(text).map_err(|e| {
-        error(format!("is not a JSON object with string values (line {}, column {})", e.line(), e.column()))
+        error(format!("is not a JSON object of the expected keys (line {}, column {})", e.line(), e.column()))
     })?;
-    let required = |value: Option<String>, key: &str| {
-        value.filter(|v| !v.trim().is_empty()).map(Secret::new).ok_or_else(|| error(format!("has no \"{key}\" key")))
+    let present = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+    let github = match (present(fields.github_token), fields.github_app_id.map(StringOrNumber::text)) {
+        (Some(_), Some(_)) => return Err(error("has both github_token and github_app_id; keep one".into())),
+        (Some(token), None) => GitHubCredential::Token(Secret::new(token)),
+        (None, Some(app_id)) => {
+            let key = present(fields.github_app_private_key)
+                .ok_or_else(|| error("has github_app_id but no \"github_app_private_key\" key".into()))?;
+            let installation_id = match fields.github_app_installation_id.map(StringOrNumber::text) {
+                None => None,
+                Some(id) => {
+                    Some(id.trim().parse().map_err(|_| error("github_app_installation_id is not a number".into()))?)
+                }
+            };
+            GitHubCredential::App(
+                AppCredential::new(app_id, &key, installation_id)
+                    .map_err(|p| error(format!("github_app_private_key {p}")))?,
+            )
+        }
+        (None, None) => {
+            return Err(error(
+                "has no \"github_token\" key (or \"github_app_id\" and \"github_app_private_key\" for a GitHub App)"
+                    .into(),
+            ));
+        }
     };
-    Ok(Credentials {
-        github_token: required(fields.github_token, "github_token")?,
-        intake_key: Some(required(fields.sekoia_intake_key, "sekoia_intake_key")?),
-    })
+    let intake_key =
+        present(fields.sekoia_intake_key).ok_or_else(|| error("has no \"sekoia_intake_key\" key".into()))?;
+    Ok(Credentials { github, intake_key: Some(Secret::new(intake_key)) })
 }
 
 /// Credentials read once and shared by every run of a container.
@@ -126,7 +208,7 @@ mod tests {
     fn a_complete_secret_gives_both_credentials() {
         let credentials =
             parse_secret("s", r#"{"github_token":"ghp_abc","sekoia_intake_key":"key-1"}"#).expect("valid secret");
-        assert_eq!(credentials.github_token.expose(), "ghp_abc");
+        assert!(matches!(credentials.github, GitHubCredential::Token(ref t) if t.expose() == "ghp_abc"));
         assert_eq!(credentials.intake_key.as_ref().map(Secret::expose), Some("key-1"));
     }
 
@@ -136,6 +218,16 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains("sekoia_intake_key") && message.contains("prod/gh"), "{message}");
         assert!(!message.contains("ghp_very_secret"));
+    }
+
+    #[test]
+    fn an_app_secret_needs_a_parseable_key_and_never_echoes_it() {
+        let text = r#"{"github_app_id": 12345, "github_app_private_key": "-----BEGIN RSA PRIVATE KEY-----\nnot-a-key\n-----END RSA PRIVATE KEY-----", "sekoia_intake_key": "k"}"#;
+        let message = parse_secret("s", text).expect_err("bad key").to_string();
+        assert!(message.contains("github_app_private_key") && message.contains("PEM"), "{message}");
+        assert!(!message.contains("not-a-key"));
+        let both = r#"{"github_token": "t", "github_app_id": "1", "sekoia_intake_key": "k"}"#;
+        assert!(parse_secret("s", both).expect_err("ambiguous").to_string().contains("keep one"));
     }
 
     #[test]

@@ -19,8 +19,10 @@ pub const SAFETY_MARGIN: Duration = Duration::from_secs(20);
 /// configured organization". Unknown fields are ignored.
 #[derive(Debug, Default, Deserialize)]
 struct Payload {
-    /// Drain this organization instead of `GITHUB_ORG` (one function, several schedules).
+    /// Drain this organization instead of the configured target (one function, several schedules).
     org: Option<String>,
+    /// Drain this enterprise instead.
+    enterprise: Option<String>,
     backfill: Option<BackfillPayload>,
 }
 
@@ -37,7 +39,7 @@ pub fn request(payload: Value, budget: Budget) -> Result<RunRequest, ConfigError
         value => serde_json::from_value(value).map_err(|e| problem("payload", format!("is not understood: {e}")))?,
     };
     let backfill = payload.backfill.map(|b| TimeRange::parse(&b.since, &b.until)).transpose()?;
-    Ok(RunRequest { org: payload.org, backfill, budget, dry_run: false })
+    Ok(RunRequest { org: payload.org, enterprise: payload.enterprise, backfill, budget, dry_run: false })
 }
 
 /// The function keeps its cursors in DynamoDB: its own disk does not outlive the container.
@@ -96,6 +98,8 @@ mod tests {
         .expect("accepted");
         assert_eq!(request.org.as_deref(), Some("globex"));
         assert!(request.backfill.is_some());
+        let enterprise = super::request(json!({"enterprise": "acme-corp"}), budget()).expect("accepted");
+        assert_eq!(enterprise.enterprise.as_deref(), Some("acme-corp"));
     }
 
     #[test]

@@ -50,6 +50,9 @@ struct Settings {
     /// GITHUB_ORG
     #[arg(long)]
     org: Option<String>,
+    /// GITHUB_ENTERPRISE (instead of an organization; classic tokens only)
+    #[arg(long)]
+    enterprise: Option<String>,
     /// GITHUB_API_URL
     #[arg(long)]
     api_url: Option<String>,
@@ -80,6 +83,7 @@ impl Settings {
     fn config(&self) -> Result<Config, github_audit_sekoia::config::ConfigError> {
         let overrides: HashMap<&str, &String> = [
             ("GITHUB_ORG", &self.org),
+            ("GITHUB_ENTERPRISE", &self.enterprise),
             ("GITHUB_API_URL", &self.api_url),
             ("GITHUB_INCLUDE", &self.include),
             ("GITHUB_PHRASE", &self.phrase),
@@ -123,7 +127,7 @@ async fn main() -> ExitCode {
 async fn run(settings: &Settings, dry_run: bool) -> Result<Summary, RunError> {
     let config = settings.config()?;
     let budget = Budget::lasting(config.max_run);
-    Connector::new(config).await.run(&RunRequest { org: None, backfill: None, budget, dry_run }).await
+    Connector::new(config).await.run(&RunRequest { org: None, enterprise: None, backfill: None, budget, dry_run }).await
 }
 
 async fn backfill(settings: &Settings, since: &str, until: &str) -> Result<Summary, RunError> {
@@ -136,7 +140,13 @@ async fn backfill(settings: &Settings, since: &str, until: &str) -> Result<Summa
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     loop {
-        let request = RunRequest { org: None, backfill: Some(range), budget: Budget::lasting(max_run), dry_run: false };
+        let request = RunRequest {
+            org: None,
+            enterprise: None,
+            backfill: Some(range),
+            budget: Budget::lasting(max_run),
+            dry_run: false,
+        };
         let summary = connector.run(&request).await?;
         if let Some(progress) = &summary.backfill {
             bar.set_position((progress.percent * 10.0) as u64);

@@ -180,7 +180,7 @@ impl IntakeSink for SekoiaIntake {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credentials::{CredentialCache, Credentials, StaticCredentials};
+    use crate::credentials::{CredentialCache, Credentials, GitHubCredential, StaticCredentials};
     use crate::secret::Secret;
     use serde_json::value::RawValue;
 
@@ -190,7 +190,8 @@ mod tests {
     }
 
     fn credentials() -> Arc<CredentialCache> {
-        let credentials = Credentials { github_token: Secret::new("t"), intake_key: Some(Secret::new("key")) };
+        let credentials =
+            Credentials { github: GitHubCredential::Token(Secret::new("t")), intake_key: Some(Secret::new("key")) };
         Arc::new(CredentialCache::new(Box::new(StaticCredentials(credentials))))
     }
 

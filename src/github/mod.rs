@@ -2,7 +2,7 @@
 
 mod auth;
 
-pub use auth::{GitHubAuth, TokenAuth};
+pub use auth::{Authorizer, GitHubAuth};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -264,7 +264,7 @@ impl AuditLogSource for GitHubSource {
                 }
                 Answer::Unauthorized(message) => {
                     return Err(SourceError::Fatal(format!(
-                        "GitHub rejected the credentials (401 {message}): check that the token (GITHUB_TOKEN or the secret's github_token) is valid and not expired"
+                        "GitHub rejected the credentials (401 {message}): check that the token (GITHUB_TOKEN or the secret's github_token) or the GitHub App is valid and not expired or revoked"
                     )));
                 }
                 Answer::Retry(why) => {
@@ -289,15 +289,16 @@ impl AuditLogSource for GitHubSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credentials::{CredentialCache, Credentials, StaticCredentials};
+    use crate::credentials::{CredentialCache, Credentials, GitHubCredential, StaticCredentials};
     use crate::secret::Secret;
 
     fn source(api: &str) -> GitHubSource {
         let vars = [("GITHUB_ORG", "acme"), ("GITHUB_TOKEN", "t"), ("GITHUB_API_URL", api)];
         let config =
             Config::load(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())).expect("config");
-        let credentials = Credentials { github_token: Secret::new("t"), intake_key: None };
-        let auth = TokenAuth::new(Arc::new(CredentialCache::new(Box::new(StaticCredentials(credentials)))));
+        let credentials = Credentials { github: GitHubCredential::Token(Secret::new("t")), intake_key: None };
+        let cache = Arc::new(CredentialCache::new(Box::new(StaticCredentials(credentials))));
+        let auth = Authorizer::new(cache, reqwest::Client::new(), config.github_api_url.clone(), None);
         GitHubSource::new(reqwest::Client::new(), &config, Arc::new(auth))
     }
 

@@ -1,4 +1,5 @@
-//! The simulated `GET /orgs/{org}/audit-log`.
+//! The simulated GitHub: the organization and enterprise audit logs, and the GitHub App token
+//! endpoints, optionally under a GHES `/api/v3` prefix with page-number pagination.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,25 +9,46 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
 use serde_json::json;
 
 use super::{SimEvent, SimOptions, lock};
-use crate::timefmt::to_ms;
+use crate::timefmt::{rfc3339_seconds, to_ms};
+
+/// A GitHub App the simulator knows: it checks JWTs against `public_key_pem` like GitHub does.
+#[derive(Debug, Clone)]
+pub struct SimApp {
+    pub app_id: String,
+    /// SPKI PEM (`BEGIN PUBLIC KEY`).
+    pub public_key_pem: String,
+    pub installation_id: u64,
+    /// Lifetime of the installation tokens it hands out (GitHub: one hour).
+    pub token_ttl: Duration,
+}
 
 pub struct GitHubState {
     org: String,
     token: String,
     pub latency: Duration,
-    /// Sorted by (`@timestamp`, `_document_id`), GitHub's order.
-    events: Vec<SimEvent>,
+    /// Per target path (`orgs/acme`, `enterprises/acme-corp`), sorted by (`@timestamp`,
+    /// `_document_id`), GitHub's order.
+    logs: HashMap<String, Vec<SimEvent>>,
     rate_limit: u64,
     rate_used: u64,
     rate_reset: u64,
     /// Audit-log requests answered, of any status.
     pub requests: u64,
+    app: Option<SimApp>,
+    /// Installation tokens handed out, with their expiry.
+    installation_tokens: HashMap<String, SystemTime>,
+    pub installation_lookups: u64,
+    pub installation_token_requests: u64,
+    /// GHES style: `page=N` links instead of `after=` cursors.
+    page_numbers: bool,
+    prefix: String,
 }
 
 impl GitHubState {
@@ -35,34 +57,57 @@ impl GitHubState {
             org: options.org.clone(),
             token: options.token.clone(),
             latency: options.latency,
-            events: Vec::new(),
+            logs: HashMap::from([(format!("orgs/{}", options.org), Vec::new())]),
             rate_limit: options.rate_limit,
             rate_used: 0,
             rate_reset: epoch_seconds() + 3600,
             requests: 0,
+            app: options.app.clone(),
+            installation_tokens: HashMap::new(),
+            installation_lookups: 0,
+            installation_token_requests: 0,
+            page_numbers: options.page_numbers,
+            prefix: options.api_prefix.clone(),
         }
     }
 
-    /// Adds events to the index (hidden ones stay invisible until [`Self::reveal_all`]).
+    /// Adds events to the organization's log (hidden ones stay invisible until [`Self::reveal_all`]).
     pub fn add_events(&mut self, events: impl IntoIterator<Item = SimEvent>) {
-        self.events.extend(events);
-        self.events.sort_by(|a, b| (a.timestamp_ms, &a.document_id).cmp(&(b.timestamp_ms, &b.document_id)));
+        let target = format!("orgs/{}", self.org);
+        self.add_events_to(&target, events);
+    }
+
+    /// Adds events to another target's log, e.g. `enterprises/acme-corp` or `orgs/globex`.
+    pub fn add_events_to(&mut self, target: &str, events: impl IntoIterator<Item = SimEvent>) {
+        let log = self.logs.entry(target.to_owned()).or_default();
+        log.extend(events);
+        log.sort_by(|a, b| (a.timestamp_ms, &a.document_id).cmp(&(b.timestamp_ms, &b.document_id)));
     }
 
     /// GitHub finishes indexing: every hidden event becomes searchable.
     pub fn reveal_all(&mut self) {
-        for event in &mut self.events {
+        for event in self.logs.values_mut().flatten() {
             event.hidden = false;
         }
     }
 
+    /// The organization's log.
     pub fn events(&self) -> &[SimEvent] {
-        &self.events
+        self.events_of(&format!("orgs/{}", self.org))
+    }
+
+    pub fn events_of(&self, target: &str) -> &[SimEvent] {
+        self.logs.get(target).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// The token was rotated: only `token` is accepted from now on.
     pub fn set_token(&mut self, token: &str) {
         self.token = token.to_owned();
+    }
+
+    /// Every installation token handed out so far stops working (GitHub revoked them).
+    pub fn revoke_installation_tokens(&mut self) {
+        self.installation_tokens.clear();
     }
 
     pub fn set_rate_limit_remaining(&mut self, remaining: u64, resets_in: Duration) {
@@ -93,7 +138,14 @@ fn epoch_seconds() -> u64 {
 }
 
 pub(super) fn router(state: Arc<Mutex<GitHubState>>) -> Router {
-    Router::new().route("/orgs/{org}/audit-log", get(audit_log)).with_state(state)
+    let prefix = lock(&state).prefix.clone();
+    let routes = Router::new()
+        .route("/orgs/{org}/audit-log", get(org_audit_log))
+        .route("/enterprises/{enterprise}/audit-log", get(enterprise_audit_log))
+        .route("/orgs/{org}/installation", get(installation))
+        .route("/app/installations/{id}/access_tokens", post(access_token))
+        .with_state(state);
+    if prefix.is_empty() { routes } else { Router::new().nest(&prefix, routes) }
 }
 
 fn error(status: StatusCode, headers: HeaderMap, message: &str) -> Response {
@@ -148,9 +200,43 @@ fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
     Some((ts.parse().ok()?, id.to_owned()))
 }
 
+async fn org_audit_log(
+    state: State<Arc<Mutex<GitHubState>>>,
+    Path(org): Path<String>,
+    params: Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    audit_log(state, format!("orgs/{org}"), params, headers).await
+}
+
+async fn enterprise_audit_log(
+    state: State<Arc<Mutex<GitHubState>>>,
+    Path(enterprise): Path<String>,
+    params: Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    audit_log(state, format!("enterprises/{enterprise}"), params, headers).await
+}
+
+/// Who a bearer is: the personal access token, or an unexpired installation token.
+enum Caller {
+    Person,
+    Installation,
+}
+
+fn caller(state: &GitHubState, headers: &HeaderMap) -> Option<Caller> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("token "))?;
+    if token == state.token {
+        return Some(Caller::Person);
+    }
+    let expiry = state.installation_tokens.get(token)?;
+    (SystemTime::now() < *expiry).then_some(Caller::Installation)
+}
+
 async fn audit_log(
     State(state): State<Arc<Mutex<GitHubState>>>,
-    Path(org): Path<String>,
+    target: String,
     Query(params): Query<HashMap<String, String>>,
     request_headers: HeaderMap,
 ) -> Response {
@@ -161,22 +247,21 @@ async fn audit_log(
     let mut state = lock(&state);
     state.requests += 1;
     let mut headers = HeaderMap::new();
-    let authorized = request_headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == format!("Bearer {}", state.token) || v == format!("token {}", state.token));
-    if !authorized {
+    let Some(caller) = caller(&state, &request_headers) else {
         return error(StatusCode::UNAUTHORIZED, headers, "Bad credentials");
-    }
+    };
     state.rate_headers(&mut headers);
     if state.rate_used >= state.rate_limit {
         return error(StatusCode::FORBIDDEN, headers, "API rate limit exceeded for user ID 1.");
     }
     state.rate_used += 1;
     state.rate_headers(&mut headers);
-    if org != state.org {
-        return error(StatusCode::NOT_FOUND, headers, "Not Found");
+    if matches!(caller, Caller::Installation) && target.starts_with("enterprises/") {
+        return error(StatusCode::FORBIDDEN, headers, "Resource not accessible by integration");
     }
+    let Some(events) = state.logs.get(&target) else {
+        return error(StatusCode::NOT_FOUND, headers, "Not Found");
+    };
 
     let Some(query) = parse_phrase(params.get("phrase").map(String::as_str).unwrap_or("")) else {
         return error(StatusCode::UNPROCESSABLE_ENTITY, headers, "Invalid search phrase");
@@ -190,6 +275,7 @@ async fn audit_log(
     };
     let ascending = params.get("order").map(String::as_str) == Some("asc");
     let per_page = params.get("per_page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(30).clamp(1, 100);
+    let page_number = params.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
     let after = match params.get("after").filter(|a| !a.is_empty()) {
         Some(cursor) => match decode_cursor(cursor) {
             Some(position) => Some(position),
@@ -206,7 +292,8 @@ async fn audit_log(
             && (query.actions.is_empty()
                 || query.actions.iter().any(|a| e.json.contains(&format!("\"action\":\"{a}\""))))
     };
-    let events = &state.events;
+    // Page numbers skip whole pages of matches; cursors start right after the cursor's event.
+    let skip = if state.page_numbers { (page_number - 1) * per_page } else { 0 };
     let page: Vec<&SimEvent> = if ascending {
         let start = match &after {
             Some((ts, id)) => events.partition_point(|e| (e.timestamp_ms, &e.document_id) <= (*ts, id)),
@@ -216,6 +303,7 @@ async fn audit_log(
             .iter()
             .take_while(|e| e.timestamp_ms < query.until_ms)
             .filter(|e| matches(e))
+            .skip(skip)
             .take(per_page + 1)
             .collect()
     } else {
@@ -228,6 +316,7 @@ async fn audit_log(
             .rev()
             .take_while(|e| e.timestamp_ms >= query.from_ms)
             .filter(|e| matches(e))
+            .skip(skip)
             .take(per_page + 1)
             .collect()
     };
@@ -235,12 +324,13 @@ async fn audit_log(
     let page = &page[..page.len().min(per_page)];
 
     let base = format!(
-        "http://{}/orgs/{org}/audit-log",
-        request_headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1")
+        "http://{}{}/{target}/audit-log",
+        request_headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1"),
+        state.prefix
     );
     let mut link_query: Vec<(String, String)> = params
         .iter()
-        .filter(|(k, _)| k.as_str() != "after" && k.as_str() != "before")
+        .filter(|(k, _)| !matches!(k.as_str(), "after" | "before" | "page"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     link_query.sort();
@@ -256,7 +346,12 @@ async fn audit_log(
     };
     let mut links = vec![format!("<{base}?{}>; rel=\"first\"", encoded(&[]))];
     if let (true, Some(last)) = (has_more, page.last()) {
-        links.push(format!("<{base}?{}>; rel=\"next\"", encoded(&[("after", &encode_cursor(last)), ("before", "")])));
+        let next = if state.page_numbers {
+            encoded(&[("page", &(page_number + 1).to_string())])
+        } else {
+            encoded(&[("after", &encode_cursor(last)), ("before", "")])
+        };
+        links.push(format!("<{base}?{next}>; rel=\"next\""));
     }
     if let Ok(value) = HeaderValue::from_str(&links.join(", ")) {
         headers.insert("link", value);
@@ -264,4 +359,76 @@ async fn audit_log(
     headers.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
     let body = format!("[{}]", page.iter().map(|e| e.json.as_str()).collect::<Vec<_>>().join(","));
     (StatusCode::OK, headers, body).into_response()
+}
+
+#[derive(Deserialize)]
+struct AppClaims {
+    iat: i64,
+    exp: i64,
+}
+
+/// Checks an App JWT as GitHub does: RS256 with the app's key, `iss` the app, `exp` in the
+/// future, at most ten minutes after `iat`, and `iat` not in the future.
+fn verify_app_jwt(state: &GitHubState, headers: &HeaderMap) -> Result<(), &'static str> {
+    let app = state.app.as_ref().ok_or("no GitHub App is configured")?;
+    let jwt = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or("A JSON web token could not be decoded")?;
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(app.public_key_pem.as_bytes()).map_err(|_| "bad app key")?;
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_required_spec_claims(&["exp", "iat", "iss"]);
+    validation.set_issuer(&[&app.app_id]);
+    validation.leeway = 0;
+    let claims = jsonwebtoken::decode::<AppClaims>(jwt, &key, &validation)
+        .map_err(|_| "A JSON web token could not be decoded")?
+        .claims;
+    let now = to_ms(SystemTime::now()) / 1000;
+    if claims.exp - claims.iat > 600 {
+        return Err("'Expiration time' claim ('exp') is too far in the future");
+    }
+    if claims.iat > now {
+        return Err("'Issued at' claim ('iat') must be an Integer representing a time in the past");
+    }
+    Ok(())
+}
+
+async fn installation(
+    State(state): State<Arc<Mutex<GitHubState>>>,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut state = lock(&state);
+    state.installation_lookups += 1;
+    if let Err(message) = verify_app_jwt(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, HeaderMap::new(), message);
+    }
+    match (&state.app, state.logs.contains_key(&format!("orgs/{org}"))) {
+        (Some(app), true) => {
+            axum::Json(json!({"id": app.installation_id, "app_id": app.app_id, "account": {"login": org}}))
+                .into_response()
+        }
+        _ => error(StatusCode::NOT_FOUND, HeaderMap::new(), "Not Found"),
+    }
+}
+
+async fn access_token(
+    State(state): State<Arc<Mutex<GitHubState>>>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+) -> Response {
+    let mut state = lock(&state);
+    state.installation_token_requests += 1;
+    if let Err(message) = verify_app_jwt(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, HeaderMap::new(), message);
+    }
+    let Some(ttl) = state.app.as_ref().filter(|app| app.installation_id == id).map(|app| app.token_ttl) else {
+        return error(StatusCode::NOT_FOUND, HeaderMap::new(), "Not Found");
+    };
+    let token = format!("ghs_{:032x}", fastrand::u128(..));
+    let expires_at = SystemTime::now() + ttl;
+    state.installation_tokens.insert(token.clone(), expires_at);
+    let body = json!({"token": token, "expires_at": rfc3339_seconds(to_ms(expires_at)), "permissions": {"administration": "read"}});
+    (StatusCode::CREATED, axum::Json(body)).into_response()
 }

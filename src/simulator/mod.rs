@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub use events::{SimEvent, generate_events};
-pub use github::GitHubState;
+pub use github::{GitHubState, SimApp};
 pub use intake::{IntakeState, IntakeStats};
 
 #[derive(Debug, Clone)]
@@ -27,6 +27,12 @@ pub struct SimOptions {
     pub latency: Duration,
     /// `x-ratelimit-limit` per hour.
     pub rate_limit: u64,
+    /// A GitHub App whose JWTs and installation tokens are accepted.
+    pub app: Option<SimApp>,
+    /// `/api/v3` for GitHub Enterprise Server.
+    pub api_prefix: String,
+    /// GHES style pagination: `page=N` in the `Link` header instead of `after=` cursors.
+    pub page_numbers: bool,
     /// 0 picks a free port.
     pub github_port: u16,
     pub intake_port: u16,
@@ -40,6 +46,9 @@ impl Default for SimOptions {
             intake_key: "simulated-intake-key".into(),
             latency: Duration::ZERO,
             rate_limit: 1750,
+            app: None,
+            api_prefix: String::new(),
+            page_numbers: false,
             github_port: 0,
             intake_port: 0,
         }

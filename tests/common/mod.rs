@@ -12,7 +12,7 @@ use github_audit_sekoia::connector::plan;
 use github_audit_sekoia::credentials::{CredentialCache, Credentials, StaticCredentials};
 use github_audit_sekoia::cursor::{Checkpoint, FileCursorStore};
 use github_audit_sekoia::drain::{DrainFailure, Summary, drain};
-use github_audit_sekoia::github::{GitHubSource, TokenAuth};
+use github_audit_sekoia::github::{Authorizer, GitHubSource};
 use github_audit_sekoia::http;
 use github_audit_sekoia::ports::{CursorError, CursorStore};
 use github_audit_sekoia::sekoia::SekoiaIntake;
@@ -38,7 +38,8 @@ impl Harness {
         Self { sim, state: tempfile::tempdir().expect("tempdir"), extra_env: Vec::new() }
     }
 
-    /// The environment a user would set to point the connector at this simulator.
+    /// The environment a user would set to point the connector at this simulator; `extra_env`
+    /// overrides it (an empty value unsets a variable).
     pub fn env(&self) -> Vec<(String, String)> {
         let options = SimOptions::default();
         let mut env: Vec<(String, String)> = [
@@ -75,12 +76,14 @@ impl Harness {
     ) -> Result<Summary, DrainFailure> {
         let config = self.config();
         let client = http::client();
-        let CredentialsConfig::Environment { github_token, intake_key } = config.credentials.clone() else {
+        let CredentialsConfig::Environment { github, intake_key } = config.credentials.clone() else {
             panic!("the harness configures credentials through the environment")
         };
         let credentials =
-            Arc::new(CredentialCache::new(Box::new(StaticCredentials(Credentials { github_token, intake_key }))));
-        let source = GitHubSource::new(client.clone(), &config, Arc::new(TokenAuth::new(credentials.clone())));
+            Arc::new(CredentialCache::new(Box::new(StaticCredentials(Credentials { github, intake_key }))));
+        let auth =
+            Authorizer::new(credentials.clone(), client.clone(), config.github_api_url.clone(), Some(ORG.to_owned()));
+        let source = GitHubSource::new(client.clone(), &config, Arc::new(auth));
         let mut sink = SekoiaIntake::new(client, &config.intake_url, credentials);
         if let Some(limit) = max_body_bytes {
             sink = sink.with_max_body_bytes(limit);
@@ -105,6 +108,11 @@ impl Harness {
     pub fn assert_exactly_once(&self) {
         let expected: Vec<String> =
             self.sim.github().events().iter().filter(|e| !e.git).map(|e| e.document_id.clone()).collect();
+        self.assert_exactly(&expected);
+    }
+
+    /// These events arrived exactly once each, and nothing else arrived.
+    pub fn assert_exactly(&self, expected: &[String]) {
         let received = self.received();
         let missing: Vec<&String> = expected.iter().filter(|id| !received.contains_key(*id)).collect();
         let repeated: Vec<(&String, &u32)> = received.iter().filter(|(_, n)| **n > 1).collect();
