@@ -95,10 +95,7 @@ impl SecretsManagerCredentials {
 impl CredentialSource for SecretsManagerCredentials {
     async fn fetch(&self) -> Result<Credentials, CredentialError> {
         let answer = self.client.get_secret_value().secret_id(&self.secret_id).send().await.map_err(|e| {
-            CredentialError::Unreachable {
-                secret_id: self.secret_id.clone(),
-                problem: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-            }
+            CredentialError::Unreachable { secret_id: self.secret_id.clone(), problem: crate::aws::aws_error(&e) }
         })?;
         let text = answer.secret_string().ok_or_else(|| CredentialError::Secret {
             secret_id: self.secret_id.clone(),

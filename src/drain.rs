@@ -251,19 +251,22 @@ impl<'a> Run<'a> {
                 }
                 newly_seen.push((ts, event));
                 if event.json().len() > sink.max_event_bytes() {
-                    self.report_oversize(event, sink.max_event_bytes());
+                    self.report_refused(event, "larger than the intake accepts");
                 } else {
                     to_send.push(event);
                 }
             }
 
             // 3. Post; nothing below runs unless the intake acknowledged every event.
-            match sink.send(&to_send, &self.budget).await {
-                Ok(()) => {}
+            let refused = match sink.send(&to_send, &self.budget).await {
+                Ok(refused) => refused,
                 Err(SinkError::OutOfTime) => return Ok(StopReason::Budget),
                 Err(SinkError::Fatal(message)) => return Err(DrainError::Intake(message)),
+            };
+            for &index in &refused {
+                self.report_refused(to_send[index], "refused by the intake as too large (413)");
             }
-            self.summary.events_forwarded += to_send.len() as u64;
+            self.summary.events_forwarded += (to_send.len() - refused.len()) as u64;
 
             // 4. Checkpoint: remember what was delivered, and how far everything is.
             for (ts, event) in newly_seen {
@@ -306,13 +309,14 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn report_oversize(&mut self, event: &AuditEvent, limit: usize) {
+    /// An event the intake will not take is reported, never silently dropped, and does not
+    /// hold up the cursor.
+    fn report_refused(&mut self, event: &AuditEvent, why: &str) {
         let id = event.label();
         tracing::warn!(
             document_id = %id,
             bytes = event.json().len(),
-            limit,
-            "event is larger than the intake accepts: not sent, and not blocking the cursor; fetch it from GitHub by its _document_id"
+            "event not delivered: {why}; it does not block the cursor, fetch it from GitHub by its _document_id"
         );
         self.summary.oversize_events += 1;
         if self.summary.oversize_document_ids.len() < MAX_REPORTED_OVERSIZE {

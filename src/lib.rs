@@ -3,6 +3,7 @@
 //! The drain ([`drain::drain`]) is the whole data path; it only knows the edge traits in
 //! [`ports`]. Each outside system has one adapter: [`github`], [`sekoia`], [`cursor`].
 
+mod aws;
 pub mod budget;
 pub mod config;
 pub mod connector;

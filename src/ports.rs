@@ -98,8 +98,9 @@ pub trait IntakeSink: Send + Sync {
     /// Larger events are refused by the intake; the drain reports them instead of sending.
     fn max_event_bytes(&self) -> usize;
 
-    /// Returns only once the intake acknowledged every event.
-    async fn send(&self, events: &[&AuditEvent], budget: &Budget) -> Result<(), SinkError>;
+    /// Returns once the intake acknowledged every event, or refused some as too large on their
+    /// own: those come back as indices into `events`, to be reported rather than retried.
+    async fn send(&self, events: &[&AuditEvent], budget: &Budget) -> Result<Vec<usize>, SinkError>;
 }
 
 #[derive(Debug, thiserror::Error)]

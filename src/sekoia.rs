@@ -1,6 +1,8 @@
 //! The Sekoia.io HTTP intake as an [`IntakeSink`]: `POST {intake}/batch`, gzip, bounded bodies.
 
+use std::collections::VecDeque;
 use std::io::Write;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +30,14 @@ pub struct SekoiaIntake {
     max_body_bytes: usize,
 }
 
-/// Why a body was not acknowledged.
+/// What the intake did with one body.
+enum Answer {
+    Acknowledged,
+    /// 413: the body, or the one event in it, is more than the intake takes.
+    TooLarge,
+}
+
+/// Why posting stopped.
 enum PostError {
     KeyRejected(StatusCode),
     Sink(SinkError),
@@ -47,47 +56,67 @@ impl SekoiaIntake {
         self
     }
 
-    /// Splits the events into `/batch` bodies of at most `max_body_bytes` each, with how many
-    /// events each body holds.
-    fn bodies(&self, events: &[&AuditEvent], key: &str) -> Vec<(Vec<u8>, usize)> {
+    /// Splits the events into `/batch` bodies of at most `max_bytes` each, with the events
+    /// each body holds.
+    fn bodies(&self, events: &[&AuditEvent], key: &str, max_bytes: usize) -> Vec<(Vec<u8>, Range<usize>)> {
         let head = format!(r#"{{"intake_key":{},"jsons":["#, json_string(key));
         let tail = "]}";
         let mut bodies = Vec::new();
         let mut body = head.clone().into_bytes();
-        let mut count = 0;
-        for event in events {
+        let mut start = 0;
+        for (index, event) in events.iter().enumerate() {
             let element = json_string(event.json());
-            let grown = body.len() + usize::from(count > 0) + element.len() + tail.len();
-            if count > 0 && grown > self.max_body_bytes {
+            let grown = body.len() + usize::from(index > start) + element.len() + tail.len();
+            if index > start && grown > max_bytes {
                 body.extend_from_slice(tail.as_bytes());
-                bodies.push((std::mem::replace(&mut body, head.clone().into_bytes()), count));
-                count = 0;
+                bodies.push((std::mem::replace(&mut body, head.clone().into_bytes()), start..index));
+                start = index;
             }
-            if count > 0 {
+            if index > start {
                 body.push(b',');
             }
             body.extend_from_slice(element.as_bytes());
-            count += 1;
         }
-        if count > 0 {
+        if start < events.len() {
             body.extend_from_slice(tail.as_bytes());
-            bodies.push((body, count));
+            bodies.push((body, start..events.len()));
         }
         bodies
     }
 
-    /// Posts every body in turn; stops at the first whose key is rejected, saying how many
-    /// events went before it.
-    async fn post_all(&self, events: &[&AuditEvent], key: &str, budget: &Budget) -> Result<(), (usize, PostError)> {
-        let mut acknowledged = 0;
-        for (body, count) in self.bodies(events, key) {
-            self.post(&body, budget).await.map_err(|e| (acknowledged, e))?;
-            acknowledged += count;
+    /// Posts every body in turn. A body the intake finds too large is split in two and retried;
+    /// a single event it refuses is added to `refused` (its index) instead of retried forever.
+    /// On any other failure, says how many events went before it.
+    async fn post_all(
+        &self,
+        events: &[&AuditEvent],
+        key: &str,
+        budget: &Budget,
+        refused: &mut Vec<usize>,
+    ) -> Result<(), (usize, PostError)> {
+        let mut pending: VecDeque<(Vec<u8>, Range<usize>)> = self.bodies(events, key, self.max_body_bytes).into();
+        while let Some((body, range)) = pending.pop_front() {
+            match self.post(&body, budget).await.map_err(|e| (range.start, e))? {
+                Answer::Acknowledged => {}
+                Answer::TooLarge if range.len() > 1 => {
+                    let middle = range.start + range.len() / 2;
+                    tracing::warn!(
+                        events = range.len(),
+                        "the intake found a batch too large (413); sending it in two halves"
+                    );
+                    for half in [middle..range.end, range.start..middle] {
+                        for (body, within) in self.bodies(&events[half.clone()], key, usize::MAX) {
+                            pending.push_front((body, half.start + within.start..half.start + within.end));
+                        }
+                    }
+                }
+                Answer::TooLarge => refused.push(range.start),
+            }
         }
         Ok(())
     }
 
-    async fn post(&self, body: &[u8], budget: &Budget) -> Result<(), PostError> {
+    async fn post(&self, body: &[u8], budget: &Budget) -> Result<Answer, PostError> {
         let gzipped = gzip(body)
             .map_err(|e| PostError::Sink(SinkError::Fatal(format!("cannot compress the intake body: {e}"))))?;
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
@@ -104,12 +133,13 @@ impl SekoiaIntake {
                 Ok(response) => {
                     let status = response.status();
                     if status.is_success() {
-                        return Ok(());
+                        return Ok(Answer::Acknowledged);
                     }
                     let retry_after = http::retry_after(&response);
                     let text: String = response.text().await.unwrap_or_default().chars().take(200).collect();
                     match status {
                         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(PostError::KeyRejected(status)),
+                        StatusCode::PAYLOAD_TOO_LARGE => return Ok(Answer::TooLarge),
                         s if s.is_server_error()
                             || s == StatusCode::TOO_MANY_REQUESTS
                             || s == StatusCode::REQUEST_TIMEOUT =>
@@ -152,14 +182,15 @@ impl IntakeSink for SekoiaIntake {
         MAX_EVENT_BYTES
     }
 
-    async fn send(&self, events: &[&AuditEvent], budget: &Budget) -> Result<(), SinkError> {
+    async fn send(&self, events: &[&AuditEvent], budget: &Budget) -> Result<Vec<usize>, SinkError> {
         let credential_error = |e| SinkError::Fatal(format!("intake credentials: {e}"));
         let missing_key =
             || SinkError::Fatal("no intake key: set SEKOIA_INTAKE_KEY or the secret's sekoia_intake_key".into());
         let credentials = self.credentials.get().await.map_err(credential_error)?;
         let key = credentials.intake_key.as_ref().ok_or_else(missing_key)?;
-        let (acknowledged, status) = match self.post_all(events, key.expose(), budget).await {
-            Ok(()) => return Ok(()),
+        let mut refused = Vec::new();
+        let (acknowledged, status) = match self.post_all(events, key.expose(), budget, &mut refused).await {
+            Ok(()) => return Ok(refused),
             Err((_, PostError::Sink(err))) => return Err(err),
             Err((acknowledged, PostError::KeyRejected(status))) => (acknowledged, status),
         };
@@ -167,8 +198,12 @@ impl IntakeSink for SekoiaIntake {
         tracing::warn!("the intake rejected the key ({status}); reading the credentials again");
         let credentials = self.credentials.reload().await.map_err(credential_error)?;
         let key = credentials.intake_key.as_ref().ok_or_else(missing_key)?;
-        match self.post_all(&events[acknowledged..], key.expose(), budget).await {
-            Ok(()) => Ok(()),
+        let mut refused_after = Vec::new();
+        match self.post_all(&events[acknowledged..], key.expose(), budget, &mut refused_after).await {
+            Ok(()) => {
+                refused.extend(refused_after.into_iter().map(|i| i + acknowledged));
+                Ok(refused)
+            }
             Err((_, PostError::Sink(err))) => Err(err),
             Err((_, PostError::KeyRejected(status))) => Err(SinkError::Fatal(format!(
                 "the intake key was rejected ({status}): check SEKOIA_INTAKE_KEY (or the secret's sekoia_intake_key) and SEKOIA_INTAKE_URL"
@@ -206,15 +241,15 @@ mod tests {
         let events: Vec<AuditEvent> =
             (0..200).map(|i| event(&format!("{i} \"quoted\" é {}", "\u{7}".repeat(50)))).collect();
         let refs: Vec<&AuditEvent> = events.iter().collect();
-        let bodies = intake(4096).bodies(&refs, "key");
+        let bodies = intake(4096).bodies(&refs, "key", 4096);
         assert!(bodies.len() > 1);
         let mut forwarded = Vec::new();
-        for (body, count) in &bodies {
+        for (body, range) in &bodies {
             assert!(body.len() <= 4096, "body of {} bytes", body.len());
             let parsed: serde_json::Value = serde_json::from_slice(body).expect("valid json");
             assert_eq!(parsed["intake_key"], "key");
             let jsons = parsed["jsons"].as_array().expect("jsons");
-            assert_eq!(jsons.len(), *count);
+            assert_eq!(jsons.len(), range.len());
             for json in jsons {
                 forwarded.push(json.as_str().expect("a JSON string").to_owned());
             }

@@ -219,6 +219,34 @@ async fn the_lease_refuses_a_second_run_until_it_expires_and_a_stale_writer_lose
 }
 
 #[tokio::test]
+async fn a_checkpoint_with_a_full_late_arrival_window_fits_one_dynamodb_item() {
+    let table = create_table().await;
+    let store = DynamoCursorStore::new(aws_sdk_dynamodb::Client::new(&aws().await), &table);
+    let key = "orgs/acme/web";
+    let start = 1_700_000_000_000;
+    let mut checkpoint = Checkpoint::starting_at(start);
+    for i in 0..60_000i64 {
+        let ts = start + i * 6;
+        let text = format!(r#"{{"@timestamp":{ts},"_document_id":"doc-{i:08}"}}"#);
+        let event = github_audit_sekoia::ports::AuditEvent::from_raw(
+            serde_json::value::RawValue::from_string(text).expect("json"),
+        );
+        checkpoint.delivered.insert(ts, &event);
+    }
+    checkpoint.resume = Some(github_audit_sekoia::cursor::Resume {
+        next_page: format!("https://api.github.com/orgs/acme/audit-log?after={}&before=", "x".repeat(300)),
+        settled_frozen: true,
+    });
+    checkpoint.shrink_to(github_audit_sekoia::cursor::MAX_DELIVERED_BYTES);
+    assert!(checkpoint.delivered.len() > 50_000, "{} events kept", checkpoint.delivered.len());
+
+    store.acquire(key, SystemTime::now() + Duration::from_secs(60)).await.expect("lease");
+    store.save(key, &checkpoint).await.expect("a full checkpoint fits one item");
+    store.release(key).await.expect("release");
+    assert_eq!(store.acquire(key, SystemTime::now()).await.expect("reload"), Some(checkpoint));
+}
+
+#[tokio::test]
 async fn a_concurrent_invocation_on_the_same_org_stops_cleanly_without_sending() {
     let h = Harness::with_options(SimOptions { latency: Duration::from_millis(50), ..SimOptions::default() }).await;
     h.add(events_between(2_000, DAY, Duration::from_secs(1), 35));

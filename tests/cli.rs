@@ -2,57 +2,18 @@
 
 mod common;
 
-use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{Harness, events_between};
+use common::{Harness, events_between, summary};
 use github_audit_sekoia::simulator::SimOptions;
 use github_audit_sekoia::timefmt::to_ms;
-use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_github-audit-sekoia");
-
-fn command(env: Vec<(String, String)>, args: &[String], overrides: &[(String, String)]) -> Command {
-    let mut command = Command::new(BIN);
-    command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
-    command.envs(env);
-    command.envs(overrides.iter().cloned());
-    command
-}
-
-fn owned(args: &[&str], overrides: &[(&str, &str)]) -> (Vec<String>, Vec<(String, String)>) {
-    (
-        args.iter().map(|a| a.to_string()).collect(),
-        overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-    )
-}
-
-fn run(h: &Harness, args: &[&str], overrides: &[(&str, &str)]) -> Output {
-    let (args, overrides) = owned(args, overrides);
-    command(h.env(), &args, &overrides).output().expect("the binary runs")
-}
-
-/// The binary blocks, so it runs on a blocking thread while the simulator serves.
-async fn run_async(h: &Harness, args: &[&str], overrides: &[(&str, &str)]) -> Output {
-    let env = h.env();
-    let (args, overrides) = owned(args, overrides);
-    tokio::task::spawn_blocking(move || command(env, &args, &overrides).output().expect("the binary runs"))
-        .await
-        .expect("join")
-}
-
-fn summary(output: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("last stdout line is not a JSON summary ({e}): {stdout}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_drains_then_a_second_run_sends_nothing() {
     let h = Harness::start().await;
     h.add(events_between(2_500, Duration::from_secs(6 * 3600), Duration::from_secs(1), 21));
 
-    let first = run_async(&h, &["run"], &[]).await;
+    let first = h.run_cli(&["run"], &[]).await;
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let s = summary(&first);
     assert_eq!(s["events_forwarded"], 2_500);
@@ -62,7 +23,7 @@ async fn run_drains_then_a_second_run_sends_nothing() {
         assert!(s.get(field).is_some(), "summary lacks {field}: {s}");
     }
 
-    let second = run_async(&h, &["run"], &[]).await;
+    let second = h.run_cli(&["run"], &[]).await;
     assert!(second.status.success());
     let s = summary(&second);
     assert_eq!(s["events_forwarded"], 0);
@@ -75,7 +36,7 @@ async fn dry_run_prints_the_events_and_leaves_the_cursor_alone() {
     let h = Harness::start().await;
     h.add(events_between(150, Duration::from_secs(3600), Duration::from_secs(1), 22));
 
-    let output = run_async(&h, &["run", "--dry-run"], &[("SEKOIA_INTAKE_KEY", "")]).await;
+    let output = h.run_cli(&["run", "--dry-run"], &[("SEKOIA_INTAKE_KEY", "")]).await;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -85,7 +46,7 @@ async fn dry_run_prints_the_events_and_leaves_the_cursor_alone() {
     assert!(h.received().is_empty(), "nothing posted");
 
     // The cursor did not move: a real run still delivers everything.
-    let real = run_async(&h, &["run"], &[]).await;
+    let real = h.run_cli(&["run"], &[]).await;
     assert_eq!(summary(&real)["events_forwarded"], 150);
 }
 
@@ -95,7 +56,7 @@ fn a_bad_setting_exits_2_naming_the_variable_and_sends_nothing() {
     for (variable, value) in
         [("GITHUB_INCLUDE", "everything"), ("GITHUB_API_URL", "http://api.github.com"), ("GITHUB_TOKEN", "")]
     {
-        let output = run(&h, &["run"], &[(variable, value)]);
+        let output = h.cli(&["run"], &[(variable, value)]).output().expect("the binary runs");
         assert_eq!(output.status.code(), Some(2), "{variable}={value}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(variable), "{variable}: {stderr}");
@@ -108,7 +69,7 @@ fn a_bad_setting_exits_2_naming_the_variable_and_sends_nothing() {
 async fn a_wrong_token_fails_with_a_clear_message_and_no_secret_in_the_output() {
     let h = Harness::start().await;
     h.add(events_between(10, Duration::from_secs(3600), Duration::from_secs(1), 23));
-    let output = run_async(&h, &["run"], &[("GITHUB_TOKEN", "ghp_wrong_secret_value")]).await;
+    let output = h.run_cli(&["run"], &[("GITHUB_TOKEN", "ghp_wrong_secret_value")]).await;
     assert_eq!(output.status.code(), Some(1));
     let s = summary(&output);
     assert_eq!(s["stop_reason"], "failed");
@@ -121,11 +82,11 @@ async fn a_wrong_token_fails_with_a_clear_message_and_no_secret_in_the_output() 
 async fn a_rejected_intake_key_fails_and_keeps_the_cursor() {
     let h = Harness::start().await;
     h.add(events_between(300, Duration::from_secs(3600), Duration::from_secs(1), 24));
-    let output = run_async(&h, &["run"], &[("SEKOIA_INTAKE_KEY", "not-the-key")]).await;
+    let output = h.run_cli(&["run"], &[("SEKOIA_INTAKE_KEY", "not-the-key")]).await;
     assert_eq!(output.status.code(), Some(1));
     assert!(summary(&output)["error"].as_str().unwrap_or_default().contains("intake key was rejected"));
 
-    let retry = run_async(&h, &["run"], &[]).await;
+    let retry = h.run_cli(&["run"], &[]).await;
     assert_eq!(summary(&retry)["events_forwarded"], 300, "nothing was skipped by the failed run");
     h.assert_exactly_once();
 }
@@ -140,7 +101,7 @@ async fn backfill_loops_until_its_range_is_complete_and_leaves_the_scheduled_cur
     let until = humantime::format_rfc3339_seconds(now - day).to_string();
     let (since_ms, until_ms) = (to_ms(now - 2 * day) / 1000 * 1000, to_ms(now - day) / 1000 * 1000);
 
-    let output = run_async(&h, &["backfill", "--since", &since, "--until", &until], &[("MAX_RUN_SECONDS", "1")]).await;
+    let output = h.run_cli(&["backfill", "--since", &since, "--until", &until], &[("MAX_RUN_SECONDS", "1")]).await;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let s = summary(&output);
     assert_eq!(s["backfill"]["complete"], true, "{s}");

@@ -47,11 +47,9 @@ async fn main() -> std::io::Result<()> {
         intake_key: args.intake_key,
         latency: Duration::from_millis(args.latency_ms),
         rate_limit: args.rate_limit,
-        app: None,
-        api_prefix: String::new(),
-        page_numbers: false,
         github_port: args.github_port,
         intake_port: args.intake_port,
+        ..SimOptions::default()
     };
     let sim = Simulator::start(options).await?;
     let now = now_ms();

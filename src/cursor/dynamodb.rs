@@ -8,11 +8,12 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{Checkpoint, Resume};
+use crate::aws::aws_error;
 use crate::dedupe::DeliveredSet;
 use crate::ports::{CursorError, CursorStore};
 use crate::timefmt::{now_ms, rfc3339_ms, to_ms};
@@ -42,7 +43,7 @@ impl DynamoCursorStore {
         what: &str,
         err: aws_sdk_dynamodb::error::SdkError<E, R>,
     ) -> CursorError {
-        CursorError::Storage(format!("cannot {what} in DynamoDB table {}: {}", self.table, DisplayErrorContext(err)))
+        CursorError::Storage(format!("cannot {what} in DynamoDB table {}: {}", self.table, aws_error(&err)))
     }
 }
 

@@ -68,7 +68,8 @@ enum Answer {
     Page(Page),
     Retry(String),
     WaitForReset(Option<SystemTime>),
-    WaitFor(Duration),
+    /// A secondary rate limit, with GitHub's `retry-after` if it gave one.
+    SecondaryLimit(Option<Duration>),
     Unauthorized(String),
 }
 
@@ -142,13 +143,15 @@ impl GitHubSource {
         }
         if status.is_success() {
             let next = self.next_link(&response)?;
-            let body = response
-                .text()
-                .await
-                .map_err(|e| SourceError::Fatal(format!("reading GitHub's answer failed: {}", http::describe(&e))))?;
-            let raw: Vec<Box<RawValue>> = serde_json::from_str(&body).map_err(|e| {
-                SourceError::Fatal(format!("GitHub's audit-log answer is not a JSON array of events: {e}"))
-            })?;
+            // A cut-off or garbled page is read again, like any other transient failure.
+            let body = match response.text().await {
+                Ok(body) => body,
+                Err(e) => return Ok(Answer::Retry(format!("reading GitHub's answer failed: {}", http::describe(&e)))),
+            };
+            let raw: Vec<Box<RawValue>> = match serde_json::from_str(&body) {
+                Ok(raw) => raw,
+                Err(e) => return Ok(Answer::Retry(format!("GitHub's answer is not a JSON array of events: {e}"))),
+            };
             let events = raw.into_iter().map(AuditEvent::from_raw).collect();
             return Ok(Answer::Page(Page { events, next }));
         }
@@ -159,7 +162,7 @@ impl GitHubSource {
             return Ok(Answer::WaitForReset(rate.reset_at));
         }
         if rate_limited && (retry_after.is_some() || message.to_ascii_lowercase().contains("secondary rate limit")) {
-            return Ok(Answer::WaitFor(retry_after.unwrap_or(SECONDARY_LIMIT_WAIT)));
+            return Ok(Answer::SecondaryLimit(retry_after));
         }
         let path = self.target.audit_log_path();
         Err(SourceError::Fatal(match status {
@@ -232,6 +235,7 @@ impl AuditLogSource for GitHubSource {
         };
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut refreshed = false;
+        let mut secondary_limits = 0;
         loop {
             let rate = self.rate();
             if rate.exhausted(self.reserve) {
@@ -255,7 +259,12 @@ impl AuditLogSource for GitHubSource {
                         reset_at.and_then(|t| t.duration_since(SystemTime::now()).ok()).unwrap_or(SECONDARY_LIMIT_WAIT);
                     self.wait(wait, reset_at, budget).await?;
                 }
-                Answer::WaitFor(wait) => self.wait(wait, None, budget).await?,
+                Answer::SecondaryLimit(retry_after) => {
+                    // GitHub's advice: its retry-after, else a minute, doubling while it lasts.
+                    let wait = retry_after.unwrap_or(SECONDARY_LIMIT_WAIT * 2u32.pow(secondary_limits.min(5)));
+                    secondary_limits += 1;
+                    self.wait(wait, None, budget).await?;
+                }
                 Answer::Unauthorized(_) if !refreshed => {
                     // The token may have been rotated since it was read.
                     tracing::warn!("GitHub rejected the credentials (401); reading them again");

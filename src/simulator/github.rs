@@ -15,7 +15,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{SimEvent, SimOptions, lock};
+use super::faults::broken_body;
+use super::{Fault, FaultScript, SimEvent, SimOptions, lock};
 use crate::timefmt::{rfc3339_seconds, to_ms};
 
 /// A GitHub App the simulator knows: it checks JWTs against `public_key_pem` like GitHub does.
@@ -46,6 +47,8 @@ pub struct GitHubState {
     installation_tokens: HashMap<String, SystemTime>,
     pub installation_lookups: u64,
     pub installation_token_requests: u64,
+    /// What the coming audit-log requests go through.
+    pub faults: FaultScript,
     /// GHES style: `page=N` links instead of `after=` cursors.
     page_numbers: bool,
     prefix: String,
@@ -66,6 +69,7 @@ impl GitHubState {
             installation_tokens: HashMap::new(),
             installation_lookups: 0,
             installation_token_requests: 0,
+            faults: FaultScript::default(),
             page_numbers: options.page_numbers,
             prefix: options.api_prefix.clone(),
         }
@@ -240,9 +244,13 @@ async fn audit_log(
     Query(params): Query<HashMap<String, String>>,
     request_headers: HeaderMap,
 ) -> Response {
-    let latency = lock(&state).latency;
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+    let (latency, fault) = {
+        let mut state = lock(&state);
+        (state.latency, state.faults.take_next())
+    };
+    let delay = latency + if let Some(Fault::Delay(extra)) = fault { extra } else { Duration::ZERO };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     let mut state = lock(&state);
     state.requests += 1;
@@ -250,6 +258,36 @@ async fn audit_log(
     let Some(caller) = caller(&state, &request_headers) else {
         return error(StatusCode::UNAUTHORIZED, headers, "Bad credentials");
     };
+    match fault {
+        Some(Fault::Status(code)) => {
+            return error(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                headers,
+                "Server Error",
+            );
+        }
+        Some(Fault::RetryAfter(code, seconds)) => {
+            headers.insert("retry-after", HeaderValue::from(seconds));
+            return error(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::TOO_MANY_REQUESTS),
+                headers,
+                "Try again later",
+            );
+        }
+        Some(Fault::RateLimitExhausted(resets_in)) => {
+            state.set_rate_limit_remaining(0, resets_in);
+            state.rate_headers(&mut headers);
+            return error(StatusCode::FORBIDDEN, headers, "API rate limit exceeded for user ID 1.");
+        }
+        Some(Fault::SecondaryLimit(retry_after)) => {
+            if let Some(seconds) = retry_after {
+                headers.insert("retry-after", HeaderValue::from(seconds));
+            }
+            let message = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.";
+            return error(StatusCode::FORBIDDEN, headers, message);
+        }
+        _ => {}
+    }
     state.rate_headers(&mut headers);
     if state.rate_used >= state.rate_limit {
         return error(StatusCode::FORBIDDEN, headers, "API rate limit exceeded for user ID 1.");
@@ -323,11 +361,11 @@ async fn audit_log(
     let has_more = page.len() > per_page;
     let page = &page[..page.len().min(per_page)];
 
-    let base = format!(
-        "http://{}{}/{target}/audit-log",
-        request_headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1"),
-        state.prefix
-    );
+    let host = match fault {
+        Some(Fault::ForeignNextLink) => "evil.example.com",
+        _ => request_headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1"),
+    };
+    let base = format!("http://{host}{}/{target}/audit-log", state.prefix);
     let mut link_query: Vec<(String, String)> = params
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "after" | "before" | "page"))
@@ -358,7 +396,10 @@ async fn audit_log(
     }
     headers.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
     let body = format!("[{}]", page.iter().map(|e| e.json.as_str()).collect::<Vec<_>>().join(","));
-    (StatusCode::OK, headers, body).into_response()
+    match fault {
+        Some(Fault::BrokenBody) => broken_body(headers, body),
+        _ => (StatusCode::OK, headers, body).into_response(),
+    }
 }
 
 #[derive(Deserialize)]

@@ -14,15 +14,17 @@ use flate2::read::GzDecoder;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::lock;
+use super::faults::broken_body;
+use super::{Fault, FaultScript, lock};
 
 /// Sekoia's per-event limit.
 const MAX_EVENT_BYTES: usize = 250 * 1024;
-/// Bodies above this (decompressed) are refused whole.
-const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
 pub struct IntakeState {
     key: String,
+    max_body_bytes: usize,
+    /// What the coming batches go through.
+    pub faults: FaultScript,
     /// How many times each `_document_id` arrived.
     received: HashMap<String, u32>,
     /// Event texts in arrival order, for byte-for-byte checks.
@@ -39,11 +41,20 @@ pub struct IntakeStats {
     pub largest_body_bytes: usize,
     pub rejected_batches: u64,
     pub rejected_events: u64,
+    /// Requests that carried the intake key in a header (it belongs in the body only).
+    pub key_in_headers: u64,
 }
 
 impl IntakeState {
-    pub(super) fn new(key: &str) -> Self {
-        Self { key: key.to_owned(), received: HashMap::new(), texts: Vec::new(), stats: IntakeStats::default() }
+    pub(super) fn new(key: &str, max_body_bytes: usize) -> Self {
+        Self {
+            key: key.to_owned(),
+            max_body_bytes,
+            faults: FaultScript::default(),
+            received: HashMap::new(),
+            texts: Vec::new(),
+            stats: IntakeStats::default(),
+        }
     }
 
     /// The key was rotated: only `key` is accepted from now on.
@@ -61,7 +72,7 @@ pub(super) fn router(state: Arc<Mutex<IntakeState>>) -> Router {
     Router::new()
         .route("/batch", post(batch))
         .route("/_sim/stats", get(stats))
-        .layer(DefaultBodyLimit::max(4 * MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
         .with_state(state)
 }
 
@@ -77,10 +88,31 @@ fn refuse(state: &Arc<Mutex<IntakeState>>, status: StatusCode, message: &str) ->
 }
 
 async fn batch(State(state): State<Arc<Mutex<IntakeState>>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (fault, max_body_bytes) = {
+        let mut state = lock(&state);
+        let key = state.key.clone();
+        if headers.values().any(|v| v.to_str().is_ok_and(|v| v.contains(&key))) {
+            state.stats.key_in_headers += 1;
+        }
+        (state.faults.take_next(), state.max_body_bytes)
+    };
+    match fault {
+        Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::Status(code)) => {
+            return refuse(&state, StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "fault");
+        }
+        Some(Fault::RetryAfter(code, seconds)) => {
+            lock(&state).stats.rejected_batches += 1;
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+            return (status, [("retry-after", seconds.to_string())], axum::Json(json!({"message": "slow down"})))
+                .into_response();
+        }
+        _ => {}
+    }
     let gzipped = headers.get("content-encoding").and_then(|v| v.to_str().ok()) == Some("gzip");
     let body = if gzipped {
         let mut text = Vec::new();
-        let limit = (MAX_BODY_BYTES + 1) as u64;
+        let limit = (max_body_bytes + 1) as u64;
         if GzDecoder::new(&body[..]).take(limit).read_to_end(&mut text).is_err() {
             return refuse(&state, StatusCode::BAD_REQUEST, "body is not valid gzip");
         }
@@ -88,7 +120,7 @@ async fn batch(State(state): State<Arc<Mutex<IntakeState>>>, headers: HeaderMap,
     } else {
         body.to_vec()
     };
-    if body.len() > MAX_BODY_BYTES {
+    if body.len() > max_body_bytes {
         return refuse(&state, StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     }
     let Ok(batch) = serde_json::from_slice::<Batch>(&body) else {
@@ -129,7 +161,12 @@ async fn batch(State(state): State<Arc<Mutex<IntakeState>>>, headers: HeaderMap,
         return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(json!({"message": "every event too large"})))
             .into_response();
     }
-    axum::Json(json!({"received": true, "event_ids": accepted})).into_response()
+    let answer = json!({"received": true, "event_ids": accepted});
+    match fault {
+        // The intake stored the batch; only its answer is lost on the way back.
+        Some(Fault::BrokenBody) => broken_body(HeaderMap::new(), answer.to_string()),
+        _ => axum::Json(answer).into_response(),
+    }
 }
 
 async fn stats(State(state): State<Arc<Mutex<IntakeState>>>) -> Response {

@@ -5,6 +5,7 @@
 //! that checks the key and counts every `_document_id` it receives.
 
 mod events;
+mod faults;
 mod github;
 mod intake;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub use events::{SimEvent, generate_events};
+pub use faults::{Fault, FaultScript};
 pub use github::{GitHubState, SimApp};
 pub use intake::{IntakeState, IntakeStats};
 
@@ -29,6 +31,8 @@ pub struct SimOptions {
     pub rate_limit: u64,
     /// A GitHub App whose JWTs and installation tokens are accepted.
     pub app: Option<SimApp>,
+    /// The intake refuses larger bodies (decompressed) with 413; Sekoia's own limit is unknown.
+    pub intake_max_body_bytes: usize,
     /// `/api/v3` for GitHub Enterprise Server.
     pub api_prefix: String,
     /// GHES style pagination: `page=N` in the `Link` header instead of `after=` cursors.
@@ -47,6 +51,7 @@ impl Default for SimOptions {
             latency: Duration::ZERO,
             rate_limit: 1750,
             app: None,
+            intake_max_body_bytes: 10 * 1024 * 1024,
             api_prefix: String::new(),
             page_numbers: false,
             github_port: 0,
@@ -67,7 +72,7 @@ pub struct Simulator {
 impl Simulator {
     pub async fn start(options: SimOptions) -> std::io::Result<Self> {
         let github = Arc::new(Mutex::new(GitHubState::new(&options)));
-        let intake = Arc::new(Mutex::new(IntakeState::new(&options.intake_key)));
+        let intake = Arc::new(Mutex::new(IntakeState::new(&options.intake_key, options.intake_max_body_bytes)));
         let (github_addr, github_server) = serve(options.github_port, github::router(github.clone())).await?;
         let (intake_addr, intake_server) = serve(options.intake_port, intake::router(intake.clone())).await?;
         Ok(Self {

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::collections::HashMap;
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -20,10 +21,12 @@ use github_audit_sekoia::simulator::{SimEvent, SimOptions, Simulator};
 use github_audit_sekoia::timefmt::now_ms;
 
 pub const ORG: &str = "acme";
+pub const BIN: &str = env!("CARGO_BIN_EXE_github-audit-sekoia");
 pub const PAGE: usize = 100;
 
 pub struct Harness {
     pub sim: Simulator,
+    pub options: SimOptions,
     pub state: tempfile::TempDir,
     pub extra_env: Vec<(String, String)>,
 }
@@ -34,20 +37,19 @@ impl Harness {
     }
 
     pub async fn with_options(options: SimOptions) -> Self {
-        let sim = Simulator::start(options).await.expect("simulator starts");
-        Self { sim, state: tempfile::tempdir().expect("tempdir"), extra_env: Vec::new() }
+        let sim = Simulator::start(options.clone()).await.expect("simulator starts");
+        Self { sim, options, state: tempfile::tempdir().expect("tempdir"), extra_env: Vec::new() }
     }
 
     /// The environment a user would set to point the connector at this simulator; `extra_env`
     /// overrides it (an empty value unsets a variable).
     pub fn env(&self) -> Vec<(String, String)> {
-        let options = SimOptions::default();
         let mut env: Vec<(String, String)> = [
             ("GITHUB_ORG", ORG.to_owned()),
             ("GITHUB_API_URL", self.sim.github_url.clone()),
-            ("GITHUB_TOKEN", options.token),
+            ("GITHUB_TOKEN", self.options.token.clone()),
             ("SEKOIA_INTAKE_URL", self.sim.intake_url.clone()),
-            ("SEKOIA_INTAKE_KEY", options.intake_key),
+            ("SEKOIA_INTAKE_KEY", self.options.intake_key.clone()),
             ("STATE_DIR", self.state.path().display().to_string()),
             ("FIRST_RUN_LOOKBACK", "7d".to_owned()),
         ]
@@ -56,6 +58,21 @@ impl Harness {
         .collect();
         env.extend(self.extra_env.iter().cloned());
         env
+    }
+
+    /// The CLI with this harness's environment (and nothing else), plus `overrides`.
+    pub fn cli(&self, args: &[&str], overrides: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(BIN);
+        command.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        command.envs(self.env());
+        command.envs(overrides.iter().copied());
+        command
+    }
+
+    /// Runs the CLI on a blocking thread, so the simulator keeps serving meanwhile.
+    pub async fn run_cli(&self, args: &[&str], overrides: &[(&str, &str)]) -> Output {
+        let mut command = self.cli(args, overrides);
+        tokio::task::spawn_blocking(move || command.output().expect("the binary runs")).await.expect("join")
     }
 
     pub fn config(&self) -> Config {
@@ -171,4 +188,11 @@ impl<S: CursorStore> CursorStore for CrashBeforeSave<S> {
     async fn release(&self, key: &str) -> Result<(), CursorError> {
         self.inner.release(key).await
     }
+}
+
+/// The JSON summary: the last line the CLI printed on stdout.
+pub fn summary(output: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("last stdout line is not a JSON summary ({e}): {stdout}"))
 }

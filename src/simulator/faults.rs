@@ -1,0 +1,69 @@
+//! Fault scripts: what the next requests go through, one entry per request.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status and nothing else.
+    Status(u16),
+    /// Answer with this status and `retry-after: seconds`.
+    RetryAfter(u16, u64),
+    /// GitHub: the hourly allowance is spent until this long from now (403, remaining 0).
+    RateLimitExhausted(Duration),
+    /// GitHub: a secondary rate limit (403 and GitHub's message, `retry-after` if given).
+    SecondaryLimit(Option<u64>),
+    /// Answer normally, only this much later.
+    Delay(Duration),
+    /// A 200 whose body breaks off half-way.
+    BrokenBody,
+    /// GitHub: a normal page whose `rel="next"` link points to another host.
+    ForeignNextLink,
+}
+
+/// Faults for the coming requests, in order; `None` answers normally.
+#[derive(Debug, Default)]
+pub struct FaultScript {
+    queue: VecDeque<Option<Fault>>,
+}
+
+impl FaultScript {
+    pub fn push(&mut self, fault: Option<Fault>) {
+        self.queue.push_back(fault);
+    }
+
+    /// `requests` entries, each a fault with `probability`, picked from `kinds`. Same seed,
+    /// same schedule.
+    pub fn random(&mut self, seed: u64, requests: usize, probability: f64, kinds: &[Fault]) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        for _ in 0..requests {
+            let fault = (!kinds.is_empty() && rng.random_bool(probability.clamp(0.0, 1.0)))
+                .then(|| kinds[rng.random_range(0..kinds.len())].clone());
+            self.queue.push_back(fault);
+        }
+    }
+
+    pub fn take_next(&mut self) -> Option<Fault> {
+        self.queue.pop_front().flatten()
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+/// A 200 that sends half of `body`, then breaks the connection.
+pub(super) fn broken_body(headers: HeaderMap, body: String) -> Response {
+    let body = Bytes::from(body.into_bytes());
+    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+        Ok(body.slice(..body.len() / 2)),
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated connection reset")),
+    ];
+    (StatusCode::OK, headers, Body::from_stream(tokio_stream::iter(chunks))).into_response()
+}

@@ -1,0 +1,320 @@
+//! Fault injection: GitHub and the intake misbehave by script or at random, runs are killed,
+//! and every test checks by `_document_id` that nothing was lost, what was repeated, and why
+//! the run stopped.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Harness, PAGE, events_between, summary};
+use github_audit_sekoia::drain::StopReason;
+use github_audit_sekoia::simulator::{Fault, SimOptions};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn fault(fault: Fault) -> Option<Fault> {
+    Some(fault)
+}
+
+#[tokio::test]
+async fn github_server_errors_and_broken_pages_are_retried_without_loss() {
+    let h = Harness::start().await;
+    h.add(events_between(1_200, 6 * HOUR, Duration::from_secs(1), 61));
+    {
+        let mut github = h.sim.github();
+        for step in [
+            None,
+            fault(Fault::Status(500)),
+            fault(Fault::Status(502)),
+            None,
+            fault(Fault::BrokenBody),
+            None,
+            fault(Fault::Status(503)),
+            fault(Fault::Status(408)),
+            None,
+            fault(Fault::Status(504)),
+        ] {
+            github.faults.push(step);
+        }
+    }
+
+    let summary = h.drain().await;
+
+    assert_eq!(summary.stop_reason, StopReason::Drained);
+    assert_eq!(h.sim.github().faults.remaining(), 0, "every scripted fault was met");
+    h.assert_exactly_once();
+}
+
+#[tokio::test]
+async fn seeded_random_faults_on_both_sides_lose_and_repeat_nothing() {
+    let github_kinds =
+        [Fault::Status(500), Fault::Status(502), Fault::BrokenBody, Fault::SecondaryLimit(Some(1)), Fault::Status(503)];
+    let intake_kinds = [Fault::Status(500), Fault::Status(503), Fault::RetryAfter(429, 1), Fault::Status(502)];
+    for seed in [1, 2, 3] {
+        let h = Harness::start().await;
+        h.add(events_between(1_500, 6 * HOUR, Duration::from_secs(1), 70 + seed));
+        h.sim.github().faults.random(seed, 40, 0.15, &github_kinds);
+        h.sim.intake().faults.random(seed + 100, 40, 0.15, &intake_kinds);
+
+        let summary = h.drain().await;
+
+        assert_eq!(summary.stop_reason, StopReason::Drained, "seed {seed}");
+        h.assert_exactly_once();
+    }
+}
+
+#[tokio::test]
+async fn a_primary_rate_limit_that_resets_within_the_budget_is_waited_out() {
+    let h = Harness::start().await;
+    h.add(events_between(800, 6 * HOUR, Duration::from_secs(1), 62));
+    {
+        let mut github = h.sim.github();
+        github.faults.push(None);
+        github.faults.push(None);
+        github.faults.push(fault(Fault::RateLimitExhausted(Duration::from_secs(2))));
+    }
+
+    let started = Instant::now();
+    let summary = h.drain_with(&h.store(), Duration::from_secs(60), None).await.expect("drain");
+
+    assert_eq!(summary.stop_reason, StopReason::Drained);
+    assert!(started.elapsed() >= Duration::from_secs(1), "it waited for the reset");
+    h.assert_exactly_once();
+}
+
+#[tokio::test]
+async fn a_primary_rate_limit_beyond_the_budget_stops_cleanly_and_the_next_run_resumes() {
+    let h = Harness::start().await;
+    h.add(events_between(900, 6 * HOUR, Duration::from_secs(1), 63));
+    {
+        let mut github = h.sim.github();
+        github.faults.push(None);
+        github.faults.push(None);
+        github.faults.push(fault(Fault::RateLimitExhausted(HOUR)));
+    }
+
+    let stopped = h.drain().await;
+    assert_eq!(stopped.stop_reason, StopReason::RateLimited);
+    assert_eq!(stopped.events_forwarded, 200, "the two pages before the limit were delivered");
+    let reset = stopped.rate_limit_reset.expect("the summary says when the limit resets");
+    let reset = humantime::parse_rfc3339(&reset).expect("a time");
+    assert!(reset > std::time::SystemTime::now() + Duration::from_secs(3000));
+    // Quiet: a run while the limit lasts spends one request to learn that, no more.
+    let requests = h.sim.github().requests;
+    let again = h.drain().await;
+    assert_eq!((again.stop_reason, h.sim.github().requests), (StopReason::RateLimited, requests + 1));
+
+    h.sim.github().set_rate_limit_remaining(1_750, HOUR);
+    let resumed = h.drain().await;
+    assert_eq!(resumed.stop_reason, StopReason::Drained);
+    h.assert_exactly_once();
+}
+
+#[tokio::test]
+async fn a_secondary_rate_limit_waits_for_its_retry_after() {
+    let h = Harness::start().await;
+    h.add(events_between(500, 6 * HOUR, Duration::from_secs(1), 64));
+    h.sim.github().faults.push(None);
+    h.sim.github().faults.push(fault(Fault::SecondaryLimit(Some(2))));
+
+    let started = Instant::now();
+    let summary = h.drain().await;
+
+    assert_eq!(summary.stop_reason, StopReason::Drained);
+    assert!(started.elapsed() >= Duration::from_secs(2), "retry-after was honoured");
+    h.assert_exactly_once();
+}
+
+#[tokio::test]
+async fn the_rate_limit_reserve_is_left_for_other_tools() {
+    let mut h = Harness::start().await;
+    h.extra_env.push(("RATE_LIMIT_RESERVE".to_owned(), "10".to_owned()));
+    h.add(events_between(2_000, 6 * HOUR, Duration::from_secs(1), 65));
+    h.sim.github().set_rate_limit_remaining(15, HOUR);
+
+    let summary = h.drain().await;
+
+    assert_eq!(summary.stop_reason, StopReason::RateLimited);
+    assert_eq!(summary.pages, 5, "15 left, 10 kept for others");
+}
+
+#[tokio::test]
+async fn answers_that_need_a_human_fail_with_what_to_fix_and_keep_the_cursor() {
+    for (status, hint) in [(403, "read:audit_log"), (404, "GITHUB_ORG"), (422, "GITHUB_PHRASE")] {
+        let h = Harness::start().await;
+        h.add(events_between(500, 6 * HOUR, Duration::from_secs(1), 66));
+        h.sim.github().faults.push(None);
+        h.sim.github().faults.push(fault(Fault::Status(status)));
+
+        let failure = h.drain_with(&h.store(), Duration::from_secs(60), None).await.expect_err("fatal");
+
+        let message = failure.to_string();
+        assert!(message.contains(hint), "{status}: {message}");
+        assert_eq!(failure.summary.stop_reason, StopReason::Failed);
+        assert_eq!(failure.summary.events_forwarded, 100, "the page before was delivered and saved");
+        h.drain().await;
+        h.assert_exactly_once();
+    }
+}
+
+#[tokio::test]
+async fn intake_errors_are_retried_honouring_retry_after() {
+    let h = Harness::start().await;
+    h.add(events_between(600, 6 * HOUR, Duration::from_secs(1), 67));
+    {
+        let mut intake = h.sim.intake();
+        for step in [
+            fault(Fault::Status(500)),
+            None,
+            fault(Fault::Status(503)),
+            fault(Fault::RetryAfter(429, 1)),
+            None,
+            fault(Fault::Status(502)),
+        ] {
+            intake.faults.push(step);
+        }
+    }
+
+    let summary = h.drain().await;
+
+    assert_eq!(summary.stop_reason, StopReason::Drained);
+    h.assert_exactly_once();
+}
+
+#[tokio::test]
+async fn a_lost_intake_answer_repeats_that_batch_only() {
+    let h = Harness::start().await;
+    h.add(events_between(600, 6 * HOUR, Duration::from_secs(1), 75));
+    h.sim.intake().faults.push(None);
+    // The intake stores the second batch, but its answer never arrives: the batch is sent again.
+    h.sim.intake().faults.push(fault(Fault::BrokenBody));
+
+    let summary = h.drain().await;
+
+    assert_eq!(summary.stop_reason, StopReason::Drained);
+    let received = h.received();
+    let missing = h.sim.github().events().iter().filter(|e| !received.contains_key(&e.document_id)).count();
+    let repeated: Vec<u32> = received.values().copied().filter(|n| *n > 1).collect();
+    assert_eq!(missing, 0);
+    assert!(repeated.len() <= PAGE && repeated.iter().all(|n| *n == 2), "{} repeated", repeated.len());
+}
+
+#[tokio::test]
+async fn an_intake_that_takes_smaller_bodies_gets_halves_and_a_refused_event_is_reported() {
+    // The intake refuses bodies over 20 KB; the connector assumed 9 MiB.
+    let h = Harness::with_options(SimOptions { intake_max_body_bytes: 20_000, ..SimOptions::default() }).await;
+    let mut events = events_between(400, 6 * HOUR, Duration::from_secs(1), 68);
+    let big = &mut events[150];
+    big.json = big.json.replacen('{', &format!("{{\"padding\":\"{}\",", "x".repeat(30_000)), 1);
+    let big_id = big.document_id.clone();
+    h.add(events);
+
+    let summary = h.drain().await;
+
+    assert_eq!(summary.stop_reason, StopReason::Drained);
+    assert_eq!(summary.oversize_document_ids, vec![big_id.clone()], "reported, not retried forever");
+    assert_eq!(summary.events_forwarded, 399);
+    let expected: Vec<String> =
+        h.sim.github().events().iter().map(|e| e.document_id.clone()).filter(|id| *id != big_id).collect();
+    h.assert_exactly(&expected);
+    assert_eq!(h.drain().await.oversize_events, 0, "the cursor moved past it");
+}
+
+#[tokio::test]
+async fn a_next_link_to_another_host_is_refused() {
+    let h = Harness::start().await;
+    h.add(events_between(500, 6 * HOUR, Duration::from_secs(1), 69));
+    h.sim.github().faults.push(None);
+    h.sim.github().faults.push(fault(Fault::ForeignNextLink));
+
+    let failure = h.drain_with(&h.store(), Duration::from_secs(60), None).await.expect_err("refused");
+
+    assert!(failure.to_string().contains("evil.example.com"), "{failure}");
+    assert_eq!(failure.summary.events_forwarded, 100);
+    h.drain().await;
+    h.assert_exactly_once();
+}
+
+#[tokio::test]
+async fn a_slow_github_ends_the_run_at_its_budget_and_the_next_run_goes_on() {
+    let h = Harness::start().await;
+    h.add(events_between(600, 6 * HOUR, Duration::from_secs(1), 70));
+    h.sim.github().faults.push(None);
+    h.sim.github().faults.push(fault(Fault::Delay(Duration::from_secs(5))));
+
+    let summary = h.drain_with(&h.store(), Duration::from_secs(2), None).await.expect("drain");
+
+    assert_eq!(summary.stop_reason, StopReason::Budget);
+    assert!(summary.elapsed_seconds < 3.0, "no request outlived the budget: {}", summary.elapsed_seconds);
+    h.drain().await;
+    h.assert_exactly_once();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_instants_loses_nothing_and_repeats_at_most_a_page_per_kill() {
+    let h = Harness::with_options(SimOptions { latency: Duration::from_millis(15), ..SimOptions::default() }).await;
+    h.add(events_between(8_000, 12 * HOUR, Duration::from_secs(1), 71));
+    let mut rng = fastrand::Rng::with_seed(71);
+    let mut kills = 0;
+    for _ in 0..8 {
+        let mut child = h.cli(&["run"], &[("LOG_LEVEL", "warn")]).spawn().expect("spawned");
+        tokio::time::sleep(Duration::from_millis(rng.u64(40..600))).await;
+        if child.try_wait().expect("status").is_none() {
+            child.kill().expect("SIGKILL");
+            kills += 1;
+        }
+        child.wait().expect("reaped");
+    }
+    let last = h.run_cli(&["run"], &[]).await;
+    assert_eq!(summary(&last)["stop_reason"], "drained");
+
+    let received = h.received();
+    let missing = h.sim.github().events().iter().filter(|e| !e.git && !received.contains_key(&e.document_id)).count();
+    let repeated: u32 = received.values().map(|n| n - 1).sum();
+    assert!(kills >= 4, "the runs should mostly be killed mid-drain ({kills})");
+    assert_eq!(missing, 0, "nothing lost after {kills} kills");
+    assert!(repeated as usize <= kills * PAGE, "{repeated} repeats after {kills} kills");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_at_once_never_both_deliver() {
+    let h = Harness::with_options(SimOptions { latency: Duration::from_millis(20), ..SimOptions::default() }).await;
+    h.add(events_between(3_000, 12 * HOUR, Duration::from_secs(1), 72));
+
+    let (a, b) = tokio::join!(h.run_cli(&["run"], &[]), async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        h.run_cli(&["run"], &[]).await
+    });
+
+    let reasons = [summary(&a)["stop_reason"].clone(), summary(&b)["stop_reason"].clone()];
+    assert_eq!(reasons, ["drained", "target_busy"]);
+    h.assert_exactly_once();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_appears_in_any_output_of_a_faulty_run_and_the_key_travels_in_the_body_only() {
+    let options = SimOptions {
+        token: "ghp_TOKENSECRET0123456789".to_owned(),
+        intake_key: "INTAKEKEYSECRET-9876".to_owned(),
+        ..SimOptions::default()
+    };
+    let h = Harness::with_options(options).await;
+    h.add(events_between(700, 6 * HOUR, Duration::from_secs(1), 73));
+    h.sim.github().faults.random(9, 20, 0.3, &[Fault::Status(502), Fault::BrokenBody]);
+    h.sim.intake().faults.random(10, 20, 0.3, &[Fault::Status(503)]);
+
+    let mut outputs = vec![h.run_cli(&["run"], &[("LOG_LEVEL", "debug")]).await];
+    h.add(events_between(50, Duration::from_secs(100), Duration::from_secs(1), 74));
+    h.sim.intake().set_key("rotated-away");
+    outputs.push(h.run_cli(&["run"], &[("LOG_LEVEL", "debug")]).await);
+    outputs.push(h.run_cli(&["run"], &[("LOG_LEVEL", "debug"), ("GITHUB_TOKEN", "ghp_WRONGSECRET555")]).await);
+
+    assert_eq!(summary(&outputs[1])["stop_reason"], "failed", "the rejected key is fatal");
+    for output in &outputs {
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        for secret in ["ghp_TOKENSECRET0123456789", "INTAKEKEYSECRET-9876", "ghp_WRONGSECRET555"] {
+            assert!(!text.contains(secret), "{secret} leaked into the output");
+        }
+    }
+    assert_eq!(h.sim.intake().stats.key_in_headers, 0);
+}
