@@ -21,8 +21,9 @@ use crate::timefmt::{now_ms, rfc3339_ms, rfc3339_seconds, to_ms};
 
 /// Never start a page with less than this left (plus twice the slowest page so far).
 const MIN_CYCLE_RESERVE: Duration = Duration::from_millis(500);
-/// A lease outlives the budget by this much, so the run can release it itself.
-const LEASE_GRACE: Duration = Duration::from_secs(30);
+/// A lease outlives the budget by this much, so the run can still release it itself, yet a
+/// crashed Lambda's lease lapses before its deadline (`lambda::SAFETY_MARGIN` after the budget).
+const LEASE_GRACE: Duration = Duration::from_secs(10);
 /// The summary lists at most this many oversize `_document_id`s (the log has them all).
 const MAX_REPORTED_OVERSIZE: usize = 100;
 
@@ -117,18 +118,17 @@ pub async fn drain(
     let key = plan.key.as_str();
     let mut run = Run::new(key, budget);
     let held_until = SystemTime::now() + budget.remaining() + LEASE_GRACE;
-    let mut settled_before_ms = None;
     let outcome = match store.acquire(key, held_until).await {
         Err(CursorError::Busy { .. }) => Ok(StopReason::TargetBusy),
         Err(err) => Err(DrainError::Cursor(err)),
         Ok(stored) => {
             let checkpoint = stored.unwrap_or_else(|| Checkpoint::starting_at(plan.start_ms));
+            run.settled_before_ms = Some(checkpoint.settled_before_ms);
             let outcome = if plan.until_ms.is_some_and(|until| checkpoint.settled_before_ms >= until) {
                 // A finished backfill: nothing left to read.
-                settled_before_ms = Some(checkpoint.settled_before_ms);
                 Ok(StopReason::Drained)
             } else {
-                run.pump(source, sink, store, checkpoint, plan, &mut settled_before_ms).await
+                run.pump(source, sink, store, checkpoint, plan).await
             };
             if let Err(err) = store.release(key).await {
                 tracing::warn!("could not release the hold on {key}: {err}");
@@ -136,10 +136,7 @@ pub async fn drain(
             outcome
         }
     };
-    if let (Some(until_ms), Some(settled)) = (plan.until_ms, settled_before_ms) {
-        run.summary.backfill = Some(backfill_progress(plan.start_ms, until_ms, settled));
-    }
-    run.finish(outcome)
+    run.finish(outcome, plan)
 }
 
 fn backfill_progress(since_ms: i64, until_ms: i64, settled_before_ms: i64) -> BackfillProgress {
@@ -159,6 +156,8 @@ struct Run<'a> {
     budget: Budget,
     started: Instant,
     started_ms: i64,
+    /// The checkpoint's, as last loaded or saved.
+    settled_before_ms: Option<i64>,
     summary: Summary,
 }
 
@@ -181,7 +180,7 @@ impl<'a> Run<'a> {
             elapsed_seconds: 0.0,
             error: None,
         };
-        Self { key, budget, started: Instant::now(), started_ms: now_ms(), summary }
+        Self { key, budget, started: Instant::now(), started_ms: now_ms(), settled_before_ms: None, summary }
     }
 
     async fn pump(
@@ -191,7 +190,6 @@ impl<'a> Run<'a> {
         store: &dyn CursorStore,
         mut checkpoint: Checkpoint,
         plan: &DrainPlan,
-        settled_before_ms: &mut Option<i64>,
     ) -> Result<StopReason, DrainError> {
         // Everything older than this was visible to GitHub's search when this run started.
         let settle_horizon = self.started_ms - ms(plan.late_arrival_window);
@@ -199,8 +197,6 @@ impl<'a> Run<'a> {
             since_ms: checkpoint.read_from_ms(),
             until_ms: plan.until_ms,
         };
-        self.summary.cursor = Some(rfc3339_ms(checkpoint.settled_before_ms));
-        *settled_before_ms = Some(checkpoint.settled_before_ms);
 
         // Continue an unfinished pass, or start a new one just before the settled point.
         let (mut request, mut settled_frozen) = match checkpoint.resume.take() {
@@ -295,12 +291,11 @@ impl<'a> Run<'a> {
             }
             checkpoint.resume = page.next.clone().map(|next_page| Resume { next_page, settled_frozen });
             store.save(self.key, &checkpoint).await?;
-            *settled_before_ms = Some(checkpoint.settled_before_ms);
-            self.summary.cursor = Some(rfc3339_ms(checkpoint.settled_before_ms));
+            self.settled_before_ms = Some(checkpoint.settled_before_ms);
             self.summary.newest_event = checkpoint.newest_event_ms.map(rfc3339_ms);
             self.summary.lag_seconds = newest_this_run.map(|ts| (now_ms() - ts).max(0) as f64 / 1000.0);
             slowest_cycle = slowest_cycle.max(cycle_started.elapsed());
-            tracing::debug!(page = self.summary.pages, sent = to_send.len(), cursor = ?self.summary.cursor, "page delivered");
+            tracing::debug!(page = self.summary.pages, sent = to_send.len(), settled_before = %rfc3339_ms(checkpoint.settled_before_ms), "page delivered");
 
             match page.next {
                 Some(next) => request = PageRequest::Continue(next),
@@ -324,8 +319,12 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn finish(mut self, outcome: Result<StopReason, DrainError>) -> Result<Summary, DrainFailure> {
+    fn finish(mut self, outcome: Result<StopReason, DrainError>, plan: &DrainPlan) -> Result<Summary, DrainFailure> {
         self.summary.elapsed_seconds = (self.started.elapsed().as_millis() as f64) / 1000.0;
+        self.summary.cursor = self.settled_before_ms.map(rfc3339_ms);
+        if let (Some(until_ms), Some(settled)) = (plan.until_ms, self.settled_before_ms) {
+            self.summary.backfill = Some(backfill_progress(plan.start_ms, until_ms, settled));
+        }
         match outcome {
             Ok(reason) => {
                 self.summary.stop_reason = reason;

@@ -299,14 +299,7 @@ async fn a_backfill_split_across_invocations_ends_complete_without_loss_or_dupli
     assert_eq!(progress.last(), Some(&100.0));
 
     let (since_ms, until_ms) = (to_ms(since) / 1000 * 1000, to_ms(until) / 1000 * 1000);
-    let expected: Vec<String> = h
-        .sim
-        .github()
-        .events()
-        .iter()
-        .filter(|e| e.timestamp_ms >= since_ms && e.timestamp_ms < until_ms)
-        .map(|e| e.document_id.clone())
-        .collect();
+    let expected = h.ids_created_in(since_ms, until_ms);
     let received = h.received();
     assert!(expected.len() > 1_000);
     assert_eq!(received.len(), expected.len(), "only the range's events arrive");

@@ -107,14 +107,7 @@ async fn backfill_loops_until_its_range_is_complete_and_leaves_the_scheduled_cur
     assert_eq!(s["backfill"]["complete"], true, "{s}");
     assert_eq!(s["backfill"]["percent"], 100.0);
 
-    let expected: Vec<String> = h
-        .sim
-        .github()
-        .events()
-        .iter()
-        .filter(|e| e.timestamp_ms >= since_ms && e.timestamp_ms < until_ms)
-        .map(|e| e.document_id.clone())
-        .collect();
+    let expected = h.ids_created_in(since_ms, until_ms);
     let received = h.received();
     assert!(expected.len() > 2_000, "several one-second runs were needed");
     assert_eq!(received.len(), expected.len());

@@ -144,6 +144,13 @@ impl Harness {
         assert_eq!(received.len(), expected.len(), "the intake received events GitHub does not have");
     }
 
+    /// The organization's events with `since_ms <= @timestamp < until_ms`: what a backfill owes.
+    pub fn ids_created_in(&self, since_ms: i64, until_ms: i64) -> Vec<String> {
+        let github = self.sim.github();
+        let in_range = github.events().iter().filter(|e| e.timestamp_ms >= since_ms && e.timestamp_ms < until_ms);
+        in_range.map(|e| e.document_id.clone()).collect()
+    }
+
     pub fn checkpoint(&self) -> Checkpoint {
         let path = self.store().path_for(&self.config().cursor_key());
         Checkpoint::from_json(&std::fs::read_to_string(path).expect("checkpoint file")).expect("valid checkpoint")
