@@ -3,7 +3,7 @@ CARGO ?= cargo
 PYTHON ?= python3
 LAMBDA_BIN := github-audit-sekoia-lambda
 
-.PHONY: demo test lint tools build deploy deploy-cargo-lambda invoke-local clean
+.PHONY: demo test lint tools bench build deploy deploy-cargo-lambda invoke-local clean
 
 ## Build, start the simulator, drain it into the simulated intake twice, show what arrived.
 demo:
@@ -24,7 +24,11 @@ lint:
 ## moto (AWS stand-in), cfn-lint and cargo-lambda (with zig for arm64), all from PyPI.
 tools:
 	@command -v moto_server >/dev/null && command -v cfn-lint >/dev/null && command -v cargo-lambda >/dev/null \
-	  || $(PYTHON) -m pip install --quiet "moto[server]" cfn-lint cargo-lambda
+	  || { $(PYTHON) -m pip install --quiet "moto[server]" cfn-lint cargo-lambda && { pyenv rehash 2>/dev/null || true; }; }
+
+## Events/s and peak memory of one drain for growing backlogs (release build, simulator).
+bench:
+	./scripts/bench.sh
 
 ## The Lambda bootstrap for Graviton: target/lambda/$(LAMBDA_BIN)/bootstrap
 build: tools

@@ -77,20 +77,21 @@ pub struct Connector {
 }
 
 impl Connector {
-    /// Reads the AWS configuration the standard way (region, credentials, `AWS_ENDPOINT_URL`);
-    /// nothing reaches AWS unless a secret or a cursor table is configured.
+    /// Reads the AWS configuration the standard way (region, credentials, `AWS_ENDPOINT_URL`)
+    /// only when a secret or a cursor table needs it: a local run never looks for AWS at all.
     pub async fn new(config: Config) -> Self {
-        let aws = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        let aws = tokio::sync::OnceCell::new();
+        let aws = || aws.get_or_init(|| aws_config::load_defaults(BehaviorVersion::latest()));
         let credential_source: Box<dyn CredentialSource> = match &config.credentials {
             CredentialsConfig::SecretsManager { secret_id } => {
-                Box::new(SecretsManagerCredentials::new(aws_sdk_secretsmanager::Client::new(&aws), secret_id))
+                Box::new(SecretsManagerCredentials::new(aws_sdk_secretsmanager::Client::new(aws().await), secret_id))
             }
             CredentialsConfig::Environment { github, intake_key } => {
                 Box::new(StaticCredentials(Credentials { github: github.clone(), intake_key: intake_key.clone() }))
             }
         };
         let store: Box<dyn CursorStore> = match &config.cursor_table {
-            Some(table) => Box::new(DynamoCursorStore::new(aws_sdk_dynamodb::Client::new(&aws), table)),
+            Some(table) => Box::new(DynamoCursorStore::new(aws_sdk_dynamodb::Client::new(aws().await), table)),
             None => Box::new(FileCursorStore::new(&config.state_dir)),
         };
         Self {

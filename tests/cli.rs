@@ -14,7 +14,9 @@ async fn run_drains_then_a_second_run_sends_nothing() {
     h.add(events_between(2_500, Duration::from_secs(6 * 3600), Duration::from_secs(1), 21));
 
     let first = h.run_cli(&["run"], &[]).await;
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let logs = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{logs}");
+    assert!(!logs.to_lowercase().contains("imds"), "a local run must not go looking for AWS: {logs}");
     let s = summary(&first);
     assert_eq!(s["events_forwarded"], 2_500);
     assert_eq!(s["stop_reason"], "drained");
