@@ -67,6 +67,16 @@ async fn create_secret(value: Value) -> String {
     name
 }
 
+async fn rotate_secret(secret_id: &str, value: Value) {
+    aws_sdk_secretsmanager::Client::new(&aws().await)
+        .put_secret_value()
+        .secret_id(secret_id)
+        .secret_string(value.to_string())
+        .send()
+        .await
+        .expect("rotated");
+}
+
 fn secret_value(token: &str) -> Value {
     json!({"github_token": token, "sekoia_intake_key": SimOptions::default().intake_key})
 }
@@ -136,13 +146,7 @@ async fn a_rotated_secret_is_read_again_when_github_rejects_the_cached_token() {
 
     // Rotation: GitHub only takes the new token, and the secret holds it.
     h.sim.github().set_token("ghp_rotated_token");
-    aws_sdk_secretsmanager::Client::new(&aws().await)
-        .put_secret_value()
-        .secret_id(&secret_id)
-        .secret_string(secret_value("ghp_rotated_token").to_string())
-        .send()
-        .await
-        .expect("rotated");
+    rotate_secret(&secret_id, secret_value("ghp_rotated_token")).await;
     h.add(events_between(200, Duration::from_secs(250), Duration::from_secs(1), 33));
 
     let second = handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("second invocation");
@@ -159,14 +163,11 @@ async fn a_rotated_intake_key_is_read_again_when_the_intake_rejects_the_cached_o
     handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("first invocation");
 
     h.sim.intake().set_key("rotated-intake-key");
-    let rotated = json!({"github_token": SimOptions::default().token, "sekoia_intake_key": "rotated-intake-key"});
-    aws_sdk_secretsmanager::Client::new(&aws().await)
-        .put_secret_value()
-        .secret_id(&secret_id)
-        .secret_string(rotated.to_string())
-        .send()
-        .await
-        .expect("rotated");
+    rotate_secret(
+        &secret_id,
+        json!({"github_token": SimOptions::default().token, "sekoia_intake_key": "rotated-intake-key"}),
+    )
+    .await;
     h.add(events_between(150, Duration::from_secs(250), Duration::from_secs(1), 38));
 
     let second = handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("second invocation");
