@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -110,13 +109,9 @@ impl Authorizer {
         request: reqwest::RequestBuilder,
         jwt: &Secret,
     ) -> Result<reqwest::Response, CredentialError> {
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", jwt.expose()))
-            .map_err(|_| app_error("the App JWT is not a valid header value"))?;
-        auth.set_sensitive(true);
-        let request = request
-            .header(AUTHORIZATION, auth)
-            .header(ACCEPT, HeaderValue::from_static("application/vnd.github+json"))
-            .header("x-github-api-version", HeaderValue::from_static("2022-11-28"));
+        let headers = super::api_headers(&Secret::new(format!("Bearer {}", jwt.expose())))
+            .ok_or_else(|| app_error("the App JWT is not a valid header value"))?;
+        let request = request.headers(headers);
         match send_within(request, &Budget::lasting(APP_REQUEST_TIMEOUT)).await {
             Ok(response) => Ok(response),
             Err(Failure::OutOfTime) => Err(app_error("GitHub did not answer the App's token request in time")),

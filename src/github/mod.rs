@@ -17,6 +17,7 @@ use crate::budget::Budget;
 use crate::config::{Config, Include, Target};
 use crate::http::{self, Backoff, Failure, header_number, send_within};
 use crate::ports::{AuditEvent, AuditLogSource, Page, PageRequest, SourceError};
+use crate::secret::Secret;
 use crate::timefmt::{floor_to_second, rfc3339_seconds};
 
 const PER_PAGE: &str = "100";
@@ -119,16 +120,10 @@ impl GitHubSource {
     }
 
     async fn headers(&self) -> Result<HeaderMap, SourceError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_static("application/vnd.github+json"));
-        headers.insert("x-github-api-version", HeaderValue::from_static("2022-11-28"));
         let authorization =
             self.auth.authorization().await.map_err(|e| SourceError::Fatal(format!("GitHub credentials: {e}")))?;
-        let mut value = HeaderValue::from_str(authorization.expose())
-            .map_err(|_| SourceError::Fatal("the GitHub token contains characters a header cannot carry".into()))?;
-        value.set_sensitive(true);
-        headers.insert(AUTHORIZATION, value);
-        Ok(headers)
+        api_headers(&authorization)
+            .ok_or_else(|| SourceError::Fatal("the GitHub token contains characters a header cannot carry".into()))
     }
 
     fn rate(&self) -> RateLimit {
@@ -213,6 +208,18 @@ impl GitHubSource {
         tokio::time::sleep(wait).await;
         Ok(())
     }
+}
+
+/// What every GitHub API request carries; the `Authorization` value is marked sensitive so it
+/// never shows in debug output. `None` when that value cannot be a header.
+fn api_headers(authorization: &Secret) -> Option<HeaderMap> {
+    let mut value = HeaderValue::from_str(authorization.expose()).ok()?;
+    value.set_sensitive(true);
+    let mut headers = HeaderMap::new();
+    headers.insert(ACCEPT, HeaderValue::from_static("application/vnd.github+json"));
+    headers.insert("x-github-api-version", HeaderValue::from_static("2022-11-28"));
+    headers.insert(AUTHORIZATION, value);
+    Some(headers)
 }
 
 /// GitHub's `message` field, or the start of the body.
