@@ -65,6 +65,17 @@ impl DeliveredSet {
         self.entries.iter().nth(n).map(|(ts, _)| *ts)
     }
 
+    /// `encode().len()`, without building the bytes: checked after every page.
+    pub fn encoded_len(&self) -> usize {
+        let mut previous = self.oldest_ms().unwrap_or(0);
+        let mut len = 1 + (self.entries.len() as u64).required_space() + previous.required_space();
+        for &(ts, _) in &self.entries {
+            len += ((ts - previous) as u64).required_space() + FINGERPRINT_BYTES;
+            previous = ts;
+        }
+        len
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.entries.len() * (FINGERPRINT_BYTES + 2));
         out.push(FORMAT_VERSION);
@@ -145,7 +156,10 @@ mod tests {
             let ts = 1_700_000_000_000 + (i / 7) * 13;
             set.insert(ts, &event(&format!("id-{i}"), ts));
         }
-        let decoded = DeliveredSet::decode(&set.encode()).expect("decodes");
+        let encoded = set.encode();
+        assert_eq!(set.encoded_len(), encoded.len());
+        assert_eq!(DeliveredSet::default().encoded_len(), DeliveredSet::default().encode().len());
+        let decoded = DeliveredSet::decode(&encoded).expect("decodes");
         assert_eq!(decoded, set);
     }
 

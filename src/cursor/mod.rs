@@ -68,7 +68,7 @@ impl Checkpoint {
     pub fn shrink_to(&mut self, max_bytes: usize) -> Option<i64> {
         let mut moved = None;
         loop {
-            let size = self.delivered.encode().len();
+            let size = self.delivered.encoded_len();
             if size <= max_bytes {
                 return moved;
             }
@@ -177,6 +177,7 @@ mod tests {
         }
         let moved = cp.shrink_to(30_000).expect("had to shrink");
         assert!(cp.delivered.encode().len() <= 30_000);
+        assert_eq!(cp.delivered.encoded_len(), cp.delivered.encode().len());
         assert_eq!(moved % 1000, 0);
         assert_eq!(cp.delivered.oldest_ms().map(|ts| ts >= moved), Some(true));
     }
