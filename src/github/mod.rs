@@ -210,6 +210,11 @@ impl GitHubSource {
     }
 }
 
+/// How long until a rate-limit reset; `None` when unknown or already past.
+fn time_until(reset_at: Option<SystemTime>) -> Option<Duration> {
+    reset_at?.duration_since(SystemTime::now()).ok()
+}
+
 /// What every GitHub API request carries; the `Authorization` value is marked sensitive so it
 /// never shows in debug output. `None` when that value cannot be a header.
 fn api_headers(authorization: &Secret) -> Option<HeaderMap> {
@@ -246,7 +251,7 @@ impl AuditLogSource for GitHubSource {
         loop {
             let rate = self.rate();
             if rate.exhausted(self.reserve) {
-                let wait = rate.reset_at.and_then(|t| t.duration_since(SystemTime::now()).ok()).unwrap_or_default();
+                let wait = time_until(rate.reset_at).unwrap_or_default();
                 self.wait(wait, rate.reset_at, budget).await?;
                 // The reset has passed: spend one request to learn the new allowance.
                 if let Ok(mut shared) = self.rate.lock() {
@@ -262,8 +267,7 @@ impl AuditLogSource for GitHubSource {
             match answer {
                 Answer::Page(page) => return Ok(page),
                 Answer::WaitForReset(reset_at) => {
-                    let wait =
-                        reset_at.and_then(|t| t.duration_since(SystemTime::now()).ok()).unwrap_or(SECONDARY_LIMIT_WAIT);
+                    let wait = time_until(reset_at).unwrap_or(SECONDARY_LIMIT_WAIT);
                     self.wait(wait, reset_at, budget).await?;
                 }
                 Answer::SecondaryLimit(retry_after) => {
