@@ -12,31 +12,22 @@ use github_audit_sekoia::simulator::{Fault, SimOptions};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-fn fault(fault: Fault) -> Option<Fault> {
-    Some(fault)
-}
-
 #[tokio::test]
 async fn github_server_errors_and_broken_pages_are_retried_without_loss() {
     let h = Harness::start().await;
     h.add(events_between(1_200, 6 * HOUR, Duration::from_secs(1), 61));
-    {
-        let mut github = h.sim.github();
-        for step in [
-            None,
-            fault(Fault::Status(500)),
-            fault(Fault::Status(502)),
-            None,
-            fault(Fault::BrokenBody),
-            None,
-            fault(Fault::Status(503)),
-            fault(Fault::Status(408)),
-            None,
-            fault(Fault::Status(504)),
-        ] {
-            github.faults.push(step);
-        }
-    }
+    h.sim.github().faults.extend([
+        None,
+        Some(Fault::Status(500)),
+        Some(Fault::Status(502)),
+        None,
+        Some(Fault::BrokenBody),
+        None,
+        Some(Fault::Status(503)),
+        Some(Fault::Status(408)),
+        None,
+        Some(Fault::Status(504)),
+    ]);
 
     let summary = h.drain().await;
 
@@ -67,12 +58,7 @@ async fn seeded_random_faults_on_both_sides_lose_and_repeat_nothing() {
 async fn a_primary_rate_limit_that_resets_within_the_budget_is_waited_out() {
     let h = Harness::start().await;
     h.add(events_between(800, 6 * HOUR, Duration::from_secs(1), 62));
-    {
-        let mut github = h.sim.github();
-        github.faults.push(None);
-        github.faults.push(None);
-        github.faults.push(fault(Fault::RateLimitExhausted(Duration::from_secs(2))));
-    }
+    h.sim.github().faults.extend([None, None, Some(Fault::RateLimitExhausted(Duration::from_secs(2)))]);
 
     let started = Instant::now();
     let summary = h.drain_with(&h.store(), Duration::from_secs(60), None).await.expect("drain");
@@ -86,12 +72,7 @@ async fn a_primary_rate_limit_that_resets_within_the_budget_is_waited_out() {
 async fn a_primary_rate_limit_beyond_the_budget_stops_cleanly_and_the_next_run_resumes() {
     let h = Harness::start().await;
     h.add(events_between(900, 6 * HOUR, Duration::from_secs(1), 63));
-    {
-        let mut github = h.sim.github();
-        github.faults.push(None);
-        github.faults.push(None);
-        github.faults.push(fault(Fault::RateLimitExhausted(HOUR)));
-    }
+    h.sim.github().faults.extend([None, None, Some(Fault::RateLimitExhausted(HOUR))]);
 
     let stopped = h.drain().await;
     assert_eq!(stopped.stop_reason, StopReason::RateLimited);
@@ -114,8 +95,7 @@ async fn a_primary_rate_limit_beyond_the_budget_stops_cleanly_and_the_next_run_r
 async fn a_secondary_rate_limit_waits_for_its_retry_after() {
     let h = Harness::start().await;
     h.add(events_between(500, 6 * HOUR, Duration::from_secs(1), 64));
-    h.sim.github().faults.push(None);
-    h.sim.github().faults.push(fault(Fault::SecondaryLimit(Some(2))));
+    h.sim.github().faults.extend([None, Some(Fault::SecondaryLimit(Some(2)))]);
 
     let started = Instant::now();
     let summary = h.drain().await;
@@ -143,8 +123,7 @@ async fn answers_that_need_a_human_fail_with_what_to_fix_and_keep_the_cursor() {
     for (status, hint) in [(403, "read:audit_log"), (404, "GITHUB_ORG"), (422, "GITHUB_PHRASE")] {
         let h = Harness::start().await;
         h.add(events_between(500, 6 * HOUR, Duration::from_secs(1), 66));
-        h.sim.github().faults.push(None);
-        h.sim.github().faults.push(fault(Fault::Status(status)));
+        h.sim.github().faults.extend([None, Some(Fault::Status(status))]);
 
         let failure = h.drain_with(&h.store(), Duration::from_secs(60), None).await.expect_err("fatal");
 
@@ -161,19 +140,14 @@ async fn answers_that_need_a_human_fail_with_what_to_fix_and_keep_the_cursor() {
 async fn intake_errors_are_retried_honouring_retry_after() {
     let h = Harness::start().await;
     h.add(events_between(600, 6 * HOUR, Duration::from_secs(1), 67));
-    {
-        let mut intake = h.sim.intake();
-        for step in [
-            fault(Fault::Status(500)),
-            None,
-            fault(Fault::Status(503)),
-            fault(Fault::RetryAfter(429, 1)),
-            None,
-            fault(Fault::Status(502)),
-        ] {
-            intake.faults.push(step);
-        }
-    }
+    h.sim.intake().faults.extend([
+        Some(Fault::Status(500)),
+        None,
+        Some(Fault::Status(503)),
+        Some(Fault::RetryAfter(429, 1)),
+        None,
+        Some(Fault::Status(502)),
+    ]);
 
     let summary = h.drain().await;
 
@@ -185,9 +159,8 @@ async fn intake_errors_are_retried_honouring_retry_after() {
 async fn a_lost_intake_answer_repeats_that_batch_only() {
     let h = Harness::start().await;
     h.add(events_between(600, 6 * HOUR, Duration::from_secs(1), 75));
-    h.sim.intake().faults.push(None);
     // The intake stores the second batch, but its answer never arrives: the batch is sent again.
-    h.sim.intake().faults.push(fault(Fault::BrokenBody));
+    h.sim.intake().faults.extend([None, Some(Fault::BrokenBody)]);
 
     let summary = h.drain().await;
 
@@ -224,8 +197,7 @@ async fn an_intake_that_takes_smaller_bodies_gets_halves_and_a_refused_event_is_
 async fn a_next_link_to_another_host_is_refused() {
     let h = Harness::start().await;
     h.add(events_between(500, 6 * HOUR, Duration::from_secs(1), 69));
-    h.sim.github().faults.push(None);
-    h.sim.github().faults.push(fault(Fault::ForeignNextLink));
+    h.sim.github().faults.extend([None, Some(Fault::ForeignNextLink)]);
 
     let failure = h.drain_with(&h.store(), Duration::from_secs(60), None).await.expect_err("refused");
 
@@ -239,8 +211,7 @@ async fn a_next_link_to_another_host_is_refused() {
 async fn a_slow_github_ends_the_run_at_its_budget_and_the_next_run_goes_on() {
     let h = Harness::start().await;
     h.add(events_between(600, 6 * HOUR, Duration::from_secs(1), 70));
-    h.sim.github().faults.push(None);
-    h.sim.github().faults.push(fault(Fault::Delay(Duration::from_secs(5))));
+    h.sim.github().faults.extend([None, Some(Fault::Delay(Duration::from_secs(5)))]);
 
     let summary = h.drain_with(&h.store(), Duration::from_secs(2), None).await.expect("drain");
 

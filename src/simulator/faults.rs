@@ -58,6 +58,12 @@ impl FaultScript {
     }
 }
 
+impl Extend<Option<Fault>> for FaultScript {
+    fn extend<T: IntoIterator<Item = Option<Fault>>>(&mut self, steps: T) {
+        self.queue.extend(steps);
+    }
+}
+
 /// A 200 that sends half of `body`, then breaks the connection.
 pub(super) fn broken_body(headers: HeaderMap, body: String) -> Response {
     let body = Bytes::from(body.into_bytes());
