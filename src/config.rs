@@ -86,6 +86,8 @@ pub struct Config {
     pub cursor_table: Option<String>,
     pub first_run_lookback: Duration,
     pub late_arrival_window: Duration,
+    /// When the deep sweep reads a stretch once more; `None`: no deep sweep.
+    pub late_sweep_after: Option<Duration>,
     pub max_run: Duration,
     /// Requests left unspent for other tools sharing the token; `None`: 5% of the hourly limit.
     pub rate_limit_reserve: Option<u32>,
@@ -142,6 +144,21 @@ impl Config {
                     .map_err(|_| problem("RATE_LIMIT_RESERVE", format!("is {text:?}; expected a number of requests")))
             })
             .transpose()?;
+        let late_arrival_window = duration("LATE_ARRIVAL_WINDOW", get("LATE_ARRIVAL_WINDOW"), "5m")?;
+        if late_arrival_window < Duration::from_secs(1) {
+            return Err(problem(
+                "LATE_ARRIVAL_WINDOW",
+                "must be at least 1s: GitHub's search has one-second precision",
+            ));
+        }
+        let late_sweep_after =
+            Some(duration("LATE_SWEEP_AFTER", get("LATE_SWEEP_AFTER"), "1h")?).filter(|d| !d.is_zero());
+        if late_sweep_after.is_some_and(|d| d <= late_arrival_window) {
+            return Err(problem(
+                "LATE_SWEEP_AFTER",
+                "must be longer than LATE_ARRIVAL_WINDOW (or 0 to turn the deep sweep off)",
+            ));
+        }
 
         Ok(Self {
             target,
@@ -159,7 +176,8 @@ impl Config {
             state_dir: PathBuf::from(get("STATE_DIR").unwrap_or_else(|| "./state".to_owned())),
             cursor_table: get("CURSOR_TABLE"),
             first_run_lookback: duration("FIRST_RUN_LOOKBACK", get("FIRST_RUN_LOOKBACK"), "24h")?,
-            late_arrival_window: duration("LATE_ARRIVAL_WINDOW", get("LATE_ARRIVAL_WINDOW"), "5m")?,
+            late_arrival_window,
+            late_sweep_after,
             max_run: Duration::from_secs(max_run_seconds),
             rate_limit_reserve,
         })
@@ -273,6 +291,7 @@ mod tests {
         assert_eq!(config.include, Include::Web);
         assert_eq!(config.first_run_lookback, Duration::from_secs(24 * 3600));
         assert_eq!(config.late_arrival_window, Duration::from_secs(300));
+        assert_eq!(config.late_sweep_after, Some(Duration::from_secs(3600)));
         assert_eq!(config.cursor_key(), "orgs/acme/web");
         assert!(config.cursor_table.is_none());
         assert!(matches!(config.credentials, CredentialsConfig::Environment { intake_key: None, .. }));
@@ -301,6 +320,9 @@ mod tests {
             ("SEKOIA_INTAKE_URL", "ftp://intake.sekoia.io"),
             ("GITHUB_ORG", "acme/../other"),
             ("RATE_LIMIT_RESERVE", "-1"),
+            ("LATE_SWEEP_AFTER", "an hour"),
+            ("LATE_SWEEP_AFTER", "5m"),
+            ("LATE_ARRIVAL_WINDOW", "0s"),
         ];
         for (variable, value) in cases {
             let mut vars = MINIMAL.to_vec();
@@ -310,6 +332,13 @@ mod tests {
         }
         assert_eq!(load(&[("GITHUB_ORG", "acme")]).err().map(|e| e.variable), Some("GITHUB_TOKEN"));
         assert_eq!(load(&[("GITHUB_TOKEN", "t")]).err().map(|e| e.variable), Some("GITHUB_ORG"));
+    }
+
+    #[test]
+    fn a_zero_deep_sweep_age_turns_the_deep_sweep_off() {
+        let mut vars = MINIMAL.to_vec();
+        vars.push(("LATE_SWEEP_AFTER", "0"));
+        assert_eq!(load(&vars).expect("valid").late_sweep_after, None);
     }
 
     #[test]

@@ -13,11 +13,11 @@ use crate::credentials::{
     StaticCredentials,
 };
 use crate::cursor::{DynamoCursorStore, FileCursorStore, ReadOnlyStore};
-use crate::drain::{DrainFailure, DrainPlan, Summary, drain};
+use crate::drain::{DrainFailure, DrainPlan, Edges, Summary, SweepAges, drain};
 use crate::dry_run::NdjsonStdout;
 use crate::github::{Authorizer, GitHubSource};
 use crate::http;
-use crate::ports::CursorStore;
+use crate::ports::{CursorStore, SystemClock};
 use crate::sekoia::SekoiaIntake;
 use crate::timefmt::{now_ms, rfc3339_seconds};
 
@@ -118,10 +118,13 @@ impl Connector {
         let source = GitHubSource::new(self.client.clone(), &config, self.authorizer(&config).await);
         let plan = plan(&config, request.backfill);
         let summary = if request.dry_run {
-            drain(&source, &NdjsonStdout, &ReadOnlyStore(self.store.as_ref()), &plan, request.budget).await?
+            let store = ReadOnlyStore::new(self.store.as_ref());
+            let edges = Edges { source: &source, sink: &NdjsonStdout, store: &store, clock: &SystemClock };
+            drain(&edges, &plan, request.budget).await?
         } else {
             let sink = SekoiaIntake::new(self.client.clone(), &config.intake_url, self.credentials.clone());
-            drain(&source, &sink, self.store.as_ref(), &plan, request.budget).await?
+            let edges = Edges { source: &source, sink: &sink, store: self.store.as_ref(), clock: &SystemClock };
+            drain(&edges, &plan, request.budget).await?
         };
         Ok(summary)
     }
@@ -150,15 +153,20 @@ impl Connector {
     }
 }
 
-/// The scheduled cursor, or a backfill's own cursor that never moves the scheduled one.
+/// The scheduled cursor, or a backfill's own cursor that never moves the scheduled one. A
+/// backfill reads its range once: it is history, and the scheduled drain sweeps whatever part
+/// of it is recent.
 pub fn plan(config: &Config, backfill: Option<TimeRange>) -> DrainPlan {
-    let window = config.late_arrival_window;
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     match backfill {
         None => DrainPlan {
             key: config.cursor_key(),
-            start_ms: now_ms() - i64::try_from(config.first_run_lookback.as_millis()).unwrap_or(i64::MAX),
+            start_ms: now_ms().saturating_sub(ms(config.first_run_lookback)),
             until_ms: None,
-            late_arrival_window: window,
+            sweeps: Some(SweepAges {
+                window_ms: ms(config.late_arrival_window),
+                deep_ms: config.late_sweep_after.map(ms),
+            }),
         },
         Some(range) => DrainPlan {
             key: format!(
@@ -169,7 +177,7 @@ pub fn plan(config: &Config, backfill: Option<TimeRange>) -> DrainPlan {
             ),
             start_ms: range.since_ms,
             until_ms: Some(range.until_ms),
-            late_arrival_window: window,
+            sweeps: None,
         },
     }
 }

@@ -5,13 +5,14 @@
 
 mod aws;
 pub mod budget;
+pub mod checkpoint;
 pub mod config;
 pub mod connector;
 pub mod credentials;
 pub mod cursor;
-pub mod dedupe;
 pub mod drain;
 pub mod dry_run;
+pub mod event;
 pub mod github;
 pub mod http;
 pub mod lambda;

@@ -74,6 +74,9 @@ struct Settings {
     /// LATE_ARRIVAL_WINDOW, e.g. 5m
     #[arg(long)]
     late_arrival_window: Option<String>,
+    /// LATE_SWEEP_AFTER, e.g. 1h, or 0 to turn the deep sweep off
+    #[arg(long)]
+    late_sweep_after: Option<String>,
     /// MAX_RUN_SECONDS
     #[arg(long)]
     max_run_seconds: Option<String>,
@@ -91,6 +94,7 @@ impl Settings {
             ("STATE_DIR", &self.state_dir),
             ("FIRST_RUN_LOOKBACK", &self.first_run_lookback),
             ("LATE_ARRIVAL_WINDOW", &self.late_arrival_window),
+            ("LATE_SWEEP_AFTER", &self.late_sweep_after),
             ("MAX_RUN_SECONDS", &self.max_run_seconds),
         ]
         .into_iter()

@@ -1,56 +1,14 @@
-//! The four edges the drain talks to. Each outside system has one adapter behind one trait;
-//! the drain never sees HTTP, files or AWS.
+//! The edges the drain talks to. Each outside system has one adapter behind one trait; the
+//! drain never sees HTTP, files or AWS.
 
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use crate::budget::Budget;
-use crate::cursor::Checkpoint;
-
-/// One audit-log event: the exact JSON text GitHub sent, plus the two fields the drain reads.
-#[derive(Debug)]
-pub struct AuditEvent {
-    raw: Box<RawValue>,
-    /// `@timestamp` (epoch ms), else `created_at`; `None` if GitHub sent neither.
-    pub timestamp_ms: Option<i64>,
-    pub document_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct EventKeys {
-    #[serde(rename = "@timestamp")]
-    timestamp: Option<serde_json::Number>,
-    created_at: Option<serde_json::Number>,
-    #[serde(rename = "_document_id")]
-    document_id: Option<String>,
-}
-
-impl AuditEvent {
-    /// Reads the checkpoint fields without touching the text that will be forwarded.
-    pub fn from_raw(raw: Box<RawValue>) -> Self {
-        let keys: Option<EventKeys> = serde_json::from_str(raw.get()).ok();
-        let as_ms = |n: &serde_json::Number| n.as_i64().or_else(|| n.as_f64().map(|f| f as i64));
-        let (timestamp_ms, document_id) = match keys {
-            Some(k) => {
-                (k.timestamp.as_ref().and_then(as_ms).or_else(|| k.created_at.as_ref().and_then(as_ms)), k.document_id)
-            }
-            None => (None, None),
-        };
-        Self { raw, timestamp_ms, document_id }
-    }
-
-    pub fn json(&self) -> &str {
-        self.raw.get()
-    }
-
-    /// What a user searches the SIEM for when we report this event.
-    pub fn label(&self) -> String {
-        self.document_id.clone().unwrap_or_else(|| "(no _document_id)".to_owned())
-    }
-}
+use crate::checkpoint::Checkpoint;
+use crate::checkpoint::delivered::DeliveredSet;
+pub use crate::event::AuditEvent;
 
 /// Where the next page comes from: a time to start at, or the source's own continuation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +41,10 @@ pub enum SourceError {
 #[async_trait]
 pub trait AuditLogSource: Send + Sync {
     async fn fetch(&self, request: &PageRequest, budget: &Budget) -> Result<Page, SourceError>;
+
+    /// Requests this run may still spend before the rate-limit reserve, as of the last answer;
+    /// `None` while unknown or unlimited.
+    fn requests_left(&self) -> Option<u64>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,13 +75,40 @@ pub enum CursorError {
     Storage(String),
 }
 
-/// Where a target's checkpoint lives between runs.
+/// One save: the checkpoint, and the buckets of the delivered record that changed.
+#[derive(Debug)]
+pub struct CheckpointSave<'a> {
+    pub checkpoint: &'a Checkpoint,
+    /// Bucket start → its whole content.
+    pub changed: Vec<(i64, &'a DeliveredSet)>,
+    /// Buckets no read will need again.
+    pub removed: Vec<i64>,
+}
+
+/// Where a target's checkpoint and delivered record live between runs.
 #[async_trait]
 pub trait CursorStore: Send + Sync {
     /// Takes exclusive hold of `key` until `release` (or `held_until`, for stores whose hold
     /// must outlive a crashed holder) and loads its checkpoint, `None` on the very first run.
     async fn acquire(&self, key: &str, held_until: SystemTime) -> Result<Option<Checkpoint>, CursorError>;
-    /// Durable when it returns.
-    async fn save(&self, key: &str, checkpoint: &Checkpoint) -> Result<(), CursorError>;
+    /// The delivered-record buckets starting at `starts`; a bucket the store lacks is empty.
+    async fn load_buckets(&self, key: &str, starts: &[i64]) -> Result<Vec<(i64, DeliveredSet)>, CursorError>;
+    /// Writes the changed buckets, then the checkpoint, then deletes the removed buckets, each
+    /// only while this run holds `key`. Durable when it returns; a crash part-way leaves
+    /// buckets that list events which were delivered, never a checkpoint ahead of its record.
+    async fn save(&self, key: &str, save: &CheckpointSave<'_>) -> Result<(), CursorError>;
     async fn release(&self, key: &str) -> Result<(), CursorError>;
+}
+
+/// The time the drain goes by: the wall clock, or a simulated one in tests and benchmarks.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> i64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        crate::timefmt::now_ms()
+    }
 }

@@ -13,24 +13,35 @@ pub fn to_ms(time: SystemTime) -> i64 {
     }
 }
 
+/// Times beyond what `SystemTime` holds become the epoch.
 pub fn from_ms(ms: i64) -> SystemTime {
     let magnitude = Duration::from_millis(ms.unsigned_abs());
-    if ms >= 0 { UNIX_EPOCH + magnitude } else { UNIX_EPOCH - magnitude }
+    let time = if ms >= 0 { UNIX_EPOCH.checked_add(magnitude) } else { UNIX_EPOCH.checked_sub(magnitude) };
+    time.unwrap_or(UNIX_EPOCH)
 }
 
 /// The start of the second holding `ms`: GitHub's `created:` filter has second precision.
 pub fn floor_to_second(ms: i64) -> i64 {
-    ms.div_euclid(1000) * 1000
+    ms.div_euclid(1000).saturating_mul(1000)
+}
+
+/// The last millisecond RFC 3339 can show: 9999-12-31T23:59:59.999Z.
+const LAST_RENDERABLE_MS: i64 = 253_402_300_799_999;
+
+/// What the renderers can show: times before 1970 or after 9999 (a corrupt or edited
+/// checkpoint) are shown at the nearest end rather than failing.
+fn renderable(ms: i64) -> SystemTime {
+    from_ms(ms.clamp(0, LAST_RENDERABLE_MS))
 }
 
 /// `2026-11-21T10:00:00.123Z`
 pub fn rfc3339_ms(ms: i64) -> String {
-    humantime::format_rfc3339_millis(from_ms(ms)).to_string()
+    humantime::format_rfc3339_millis(renderable(ms)).to_string()
 }
 
 /// `2026-11-21T10:00:00Z`, the form GitHub's search phrase takes.
 pub fn rfc3339_seconds(ms: i64) -> String {
-    humantime::format_rfc3339_seconds(from_ms(ms)).to_string()
+    humantime::format_rfc3339_seconds(renderable(ms)).to_string()
 }
 
 #[cfg(test)]
@@ -41,6 +52,16 @@ mod tests {
     fn floors_to_the_second_including_before_the_epoch() {
         assert_eq!(floor_to_second(1_700_000_000_999), 1_700_000_000_000);
         assert_eq!(floor_to_second(-1), -1000);
+        assert_eq!(floor_to_second(i64::MIN), i64::MIN);
+    }
+
+    #[test]
+    fn any_instant_renders_without_panicking() {
+        for ms in [i64::MIN, -1, 0, LAST_RENDERABLE_MS, i64::MAX] {
+            assert!(!rfc3339_ms(ms).is_empty());
+            assert!(!rfc3339_seconds(ms).is_empty());
+            let _ = from_ms(ms);
+        }
     }
 
     #[test]

@@ -6,14 +6,18 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use aws_config::BehaviorVersion;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
 use common::{Harness, events_between};
+use github_audit_sekoia::checkpoint::Checkpoint;
+use github_audit_sekoia::checkpoint::delivered::{DeliveredRecord, DeliveredSet};
 use github_audit_sekoia::config::Config;
 use github_audit_sekoia::connector::{Connector, RunError};
-use github_audit_sekoia::cursor::{Checkpoint, DynamoCursorStore, PARTITION_KEY};
+use github_audit_sekoia::cursor::{DynamoCursorStore, PARTITION_KEY};
 use github_audit_sekoia::drain::{StopReason, Summary};
 use github_audit_sekoia::lambda::{SAFETY_MARGIN, handle};
-use github_audit_sekoia::ports::{CursorError, CursorStore};
+use github_audit_sekoia::ports::{AuditEvent, CheckpointSave, CursorError, CursorStore};
 use github_audit_sekoia::simulator::SimOptions;
 use github_audit_sekoia::timefmt::to_ms;
 use lambda_runtime::{Context, LambdaEvent};
@@ -191,6 +195,15 @@ async fn a_secret_missing_a_key_stops_before_anything_is_fetched_or_sent() {
     assert!(h.received().is_empty());
 }
 
+fn plain(checkpoint: &Checkpoint) -> CheckpointSave<'_> {
+    CheckpointSave { checkpoint, changed: Vec::new(), removed: Vec::new() }
+}
+
+fn event(id: &str, ts: i64) -> AuditEvent {
+    let text = format!(r#"{{"@timestamp":{ts},"_document_id":"{id}"}}"#);
+    AuditEvent::from_raw(serde_json::value::RawValue::from_string(text).expect("json"))
+}
+
 #[tokio::test]
 async fn the_lease_refuses_a_second_run_until_it_expires_and_a_stale_writer_loses() {
     let table = create_table().await;
@@ -202,7 +215,7 @@ async fn the_lease_refuses_a_second_run_until_it_expires_and_a_stale_writer_lose
 
     assert_eq!(first.acquire(key, soon).await.expect("first holds"), None);
     let mut checkpoint = Checkpoint::starting_at(1_700_000_000_000);
-    first.save(key, &checkpoint).await.expect("the holder saves");
+    first.save(key, &plain(&checkpoint)).await.expect("the holder saves");
     assert!(matches!(second.acquire(key, soon).await, Err(CursorError::Busy { .. })), "two runs at once");
 
     tokio::time::sleep(Duration::from_millis(2_100)).await;
@@ -210,8 +223,15 @@ async fn the_lease_refuses_a_second_run_until_it_expires_and_a_stale_writer_lose
         second.acquire(key, SystemTime::now() + Duration::from_secs(60)).await.expect("expired lease taken over");
     assert_eq!(taken_over, Some(checkpoint.clone()));
 
-    checkpoint.settled_before_ms += 60_000;
-    assert!(matches!(first.save(key, &checkpoint).await, Err(CursorError::Conflict { .. })), "the stale writer loses");
+    // The stale holder can neither move the cursor nor touch the delivered record.
+    checkpoint.positions.fresh_read_to_ms += 60_000;
+    assert!(matches!(first.save(key, &plain(&checkpoint)).await, Err(CursorError::Conflict { .. })));
+    let mut bucket = DeliveredSet::default();
+    bucket.insert(1_700_000_000_500, &event("stale", 1_700_000_000_500));
+    let stale =
+        CheckpointSave { checkpoint: &checkpoint, changed: vec![(1_699_999_980_000, &bucket)], removed: vec![] };
+    assert!(matches!(first.save(key, &stale).await, Err(CursorError::Conflict { .. })), "the stale writer loses");
+    assert!(!item_exists(&table, "orgs/acme/web#delivered#1699999980000").await, "no bucket written by it");
     second.release(key).await.expect("release");
     assert_eq!(
         first.acquire(key, SystemTime::now()).await.expect("reload"),
@@ -220,31 +240,87 @@ async fn the_lease_refuses_a_second_run_until_it_expires_and_a_stale_writer_lose
 }
 
 #[tokio::test]
-async fn a_checkpoint_with_a_full_late_arrival_window_fits_one_dynamodb_item() {
+async fn an_hour_at_two_hundred_thousand_events_an_hour_is_stored_in_minute_items_and_read_back() {
     let table = create_table().await;
     let store = DynamoCursorStore::new(aws_sdk_dynamodb::Client::new(&aws().await), &table);
     let key = "orgs/acme/web";
-    let start = 1_700_000_000_000;
-    let mut checkpoint = Checkpoint::starting_at(start);
-    for i in 0..60_000i64 {
-        let ts = start + i * 6;
-        let text = format!(r#"{{"@timestamp":{ts},"_document_id":"doc-{i:08}"}}"#);
-        let event = github_audit_sekoia::ports::AuditEvent::from_raw(
-            serde_json::value::RawValue::from_string(text).expect("json"),
-        );
-        checkpoint.delivered.insert(ts, &event);
+    let start = 1_700_000_040_000;
+    let mut record = DeliveredRecord::new(&[], None);
+    for i in 0..200_000i64 {
+        let ts = start + i * 18;
+        record.insert(ts, &event(&format!("doc-{i:08}"), ts));
     }
-    checkpoint.resume = Some(github_audit_sekoia::cursor::Resume {
-        next_page: format!("https://api.github.com/orgs/acme/audit-log?after={}&before=", "x".repeat(300)),
-        settled_frozen: true,
-    });
-    checkpoint.shrink_to(github_audit_sekoia::cursor::MAX_DELIVERED_BYTES);
-    assert!(checkpoint.delivered.len() > 50_000, "{} events kept", checkpoint.delivered.len());
+    let mut checkpoint = Checkpoint::starting_at(start);
+    checkpoint.delivered_buckets = record.starts();
+    assert_eq!(checkpoint.delivered_buckets.len(), 60);
 
     store.acquire(key, SystemTime::now() + Duration::from_secs(60)).await.expect("lease");
-    store.save(key, &checkpoint).await.expect("a full checkpoint fits one item");
+    let (changed, removed) = record.changes();
+    store.save(key, &CheckpointSave { checkpoint: &checkpoint, changed, removed }).await.expect("saved");
     store.release(key).await.expect("release");
-    assert_eq!(store.acquire(key, SystemTime::now()).await.expect("reload"), Some(checkpoint));
+
+    let reloaded = store.acquire(key, SystemTime::now()).await.expect("reload").expect("a checkpoint");
+    let mut later = DeliveredRecord::new(&reloaded.delivered_buckets, None);
+    let minutes_11_to_13 = reloaded.delivered_buckets[11..14].to_vec();
+    for (bucket_start, set) in store.load_buckets(key, &minutes_11_to_13).await.expect("buckets") {
+        later.add_loaded(bucket_start, set);
+    }
+    assert_eq!(later.loaded_entries(), 3 * 200_000 / 60, "three minutes' buckets, and only those, loaded");
+    let ts = start + 12 * 60_000 + 18 * 3;
+    let probe = (ts - start) / 18;
+    assert!(later.contains(ts, &event(&format!("doc-{probe:08}"), ts)));
+    assert!(!later.contains(ts, &event("never-delivered", ts)));
+}
+
+#[tokio::test]
+async fn a_version_1_item_is_carried_on_without_resending_and_rewritten_as_version_2() {
+    let h = Harness::start().await;
+    let table = create_table().await;
+    let client = aws_sdk_dynamodb::Client::new(&aws().await);
+    // What version 1 left: everything up to two minutes ago delivered, the window's events
+    // in its single set.
+    let events = events_between(400, Duration::from_secs(3_600), Duration::from_secs(120), 39);
+    let settled = events[300].timestamp_ms;
+    let mut delivered = DeliveredSet::default();
+    for e in events.iter().filter(|e| e.timestamp_ms >= settled / 1000 * 1000) {
+        delivered.insert(e.timestamp_ms, &event(&e.document_id, e.timestamp_ms));
+    }
+    let newest = events.last().map(|e| e.timestamp_ms).expect("events");
+    client
+        .put_item()
+        .table_name(&table)
+        .item(PARTITION_KEY, AttributeValue::S("orgs/acme/web".into()))
+        .item("settled_before_ms", AttributeValue::N(settled.to_string()))
+        .item("newest_event_ms", AttributeValue::N(newest.to_string()))
+        .item("delivered", AttributeValue::B(Blob::new(delivered.encode())))
+        .item("version", AttributeValue::N("7".into()))
+        .send()
+        .await
+        .expect("v1 item");
+    h.add(events);
+    let late = events_between(50, Duration::from_secs(110), Duration::from_secs(1), 40);
+    let late_ids: Vec<String> = late.iter().map(|e| e.document_id.clone()).collect();
+    h.add(late);
+
+    let connector =
+        Connector::new(lambda_config(&h, &create_secret(secret_value(&SimOptions::default().token)).await, &table))
+            .await;
+    let summary = handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("invocation");
+
+    assert_eq!(summary.events_forwarded, 50, "only what version 1 had not delivered");
+    h.assert_exactly(&late_ids);
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key(PARTITION_KEY, AttributeValue::S("orgs/acme/web".into()))
+        .send()
+        .await
+        .expect("get_item")
+        .item
+        .expect("the item");
+    assert!(
+        item.contains_key("checkpoint") && !item.contains_key("delivered") && !item.contains_key("settled_before_ms")
+    );
 }
 
 #[tokio::test]

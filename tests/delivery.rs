@@ -5,10 +5,14 @@ mod common;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
+use base64::Engine;
 use common::{CrashBeforeSave, Harness, PAGE, events_between};
+use github_audit_sekoia::checkpoint::delivered::DeliveredSet;
 use github_audit_sekoia::drain::StopReason;
+use github_audit_sekoia::ports::AuditEvent;
 use github_audit_sekoia::simulator::SimOptions;
 use github_audit_sekoia::timefmt::now_ms;
+use serde_json::value::RawValue;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -99,23 +103,23 @@ async fn a_kill_between_post_and_save_resends_at_most_the_page_in_flight() {
 }
 
 #[tokio::test]
-async fn events_indexed_late_inside_the_window_are_delivered_once() {
-    let h = Harness::start().await;
+async fn events_indexed_late_inside_the_window_are_delivered_once_by_the_window_sweep() {
+    let mut h = Harness::start().await;
+    h.extra_env.push(("LATE_ARRIVAL_WINDOW".into(), "2s".into()));
     let now = now_ms();
-    let visible = events_between(800, HOUR, Duration::from_secs(1), 8);
-    // Indexed late: from four minutes ago to now, sharing seconds with visible events.
-    let mut late =
-        github_audit_sekoia::simulator::generate_events(150, now - 240_000, now - 1_000, 0.0, common::ORG, 9);
+    let visible = events_between(800, HOUR, Duration::from_millis(500), 8);
+    // Indexed late: from two seconds ago to now, sharing seconds and milliseconds with events
+    // the first run delivers.
+    let mut late = github_audit_sekoia::simulator::generate_events(150, now - 2_000, now, 0.0, common::ORG, 9);
     for (event, twin) in late.iter_mut().zip(visible.iter().rev()) {
         event.hidden = true;
         if event.document_id.len() % 3 == 0 {
-            // Same millisecond as an event the first run delivers.
-            event.timestamp_ms = twin.timestamp_ms;
             event.json = event.json.replacen(
                 &format!("\"@timestamp\":{}", event.timestamp_ms),
                 &format!("\"@timestamp\":{}", twin.timestamp_ms),
                 1,
             );
+            event.timestamp_ms = twin.timestamp_ms;
         }
     }
     h.add(visible);
@@ -124,10 +128,12 @@ async fn events_indexed_late_inside_the_window_are_delivered_once() {
     let first = h.drain().await;
     assert_eq!(first.events_forwarded, 800);
     h.sim.github().reveal_all();
+    // Once they are a window old, the window sweep reads their stretch again.
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
     let second = h.drain().await;
 
     assert_eq!(second.events_forwarded, 150);
-    assert!(second.duplicates_skipped > 0, "the window was re-read and recognised");
+    assert!(second.sweep_pages > 0 && second.duplicates_skipped > 0, "the window was swept and recognised");
     h.assert_exactly_once();
 }
 
@@ -187,16 +193,35 @@ async fn bodies_are_split_by_bytes_and_every_event_arrives_once() {
 }
 
 #[tokio::test]
-async fn the_checkpoint_keeps_only_the_late_arrival_window_after_a_long_backlog() {
+async fn a_version_1_state_file_is_carried_on_without_loss_or_resending() {
     let h = Harness::start().await;
-    h.add(events_between(20_000, 12 * HOUR, Duration::from_secs(1), 14));
-    h.drain().await;
-    let in_window = h.sim.github().events().iter().filter(|e| e.timestamp_ms >= now_ms() - 6 * 60_000).count();
-    let checkpoint = h.checkpoint();
-    assert!(
-        checkpoint.delivered.len() <= in_window + 1,
-        "{} remembered, {in_window} in the window",
-        checkpoint.delivered.len()
-    );
-    assert!(checkpoint.delivered.len() < 1_000);
+    // What version 1 left after its last run: everything before `settled` delivered, and the
+    // window's events in one set.
+    let delivered_before = events_between(600, HOUR, Duration::from_secs(90), 15);
+    let settled = delivered_before[500].timestamp_ms;
+    let mut set = DeliveredSet::default();
+    for e in delivered_before.iter().filter(|e| e.timestamp_ms >= settled / 1000 * 1000) {
+        let text = format!(r#"{{"@timestamp":{},"_document_id":"{}"}}"#, e.timestamp_ms, e.document_id);
+        set.insert(e.timestamp_ms, &AuditEvent::from_raw(RawValue::from_string(text).expect("json")));
+    }
+    let newest = delivered_before.last().map(|e| e.timestamp_ms).expect("events");
+    let v1 = serde_json::json!({
+        "format": 1, "settled_before": "", "settled_before_ms": settled, "newest_event": null,
+        "newest_event_ms": newest, "delivered_count": set.len(),
+        "delivered": base64::engine::general_purpose::STANDARD.encode(set.encode()),
+        "resume": {"next_page": format!("{}/orgs/acme/audit-log?after=gone", h.sim.github_url), "settled_frozen": true},
+    });
+    std::fs::write(h.store().path_for("orgs/acme/web"), v1.to_string()).expect("v1 file");
+    h.add(delivered_before);
+    let new = events_between(120, Duration::from_secs(80), Duration::from_secs(1), 16);
+    let new_ids: Vec<String> = new.iter().map(|e| e.document_id.clone()).collect();
+    h.add(new);
+
+    let summary = h.drain().await;
+
+    assert_eq!(summary.events_forwarded, 120, "only what version 1 had not delivered");
+    h.assert_exactly(&new_ids);
+    let rewritten = std::fs::read_to_string(h.store().path_for("orgs/acme/web")).expect("state file");
+    assert!(rewritten.contains("\"format\": 2"), "{rewritten}");
+    assert!(h.store().buckets_dir("orgs/acme/web").read_dir().is_ok_and(|mut d| d.next().is_some()));
 }

@@ -1,6 +1,8 @@
-//! Checkpoints as DynamoDB items, one per cursor key. Every write is conditional on this run
-//! holding the lease and on the version it read, so a run that lost a race cannot move the
-//! cursor; the lease expires, so a crashed run never blocks the next one for long.
+//! Checkpoints as DynamoDB items: one per cursor key, and one per bucket of its delivered
+//! record (`<key>#delivered#<minute>`, each well under the 400 KB item limit). Every write is
+//! conditional on this run holding the lease (and, for the checkpoint, on the version it read),
+//! so a run that lost a race cannot move the cursor or touch the record; the lease expires, so
+//! a crashed run never blocks the next one for long.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,22 +12,78 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
+};
 
-use super::{Checkpoint, Resume};
 use crate::aws::aws_error;
-use crate::dedupe::DeliveredSet;
-use crate::ports::{CursorError, CursorStore};
+use crate::checkpoint::Checkpoint;
+use crate::checkpoint::delivered::DeliveredSet;
+use crate::ports::{CheckpointSave, CursorError, CursorStore};
 use crate::timefmt::{now_ms, rfc3339_ms, to_ms};
 
 /// The table's partition key (a string): the cursor key, e.g. `orgs/acme/web`.
 pub const PARTITION_KEY: &str = "target";
+/// DynamoDB's limits on one transaction (100 items, 4 MB) and one batch read (100 keys), with room.
+const MAX_TRANSACTION_ITEMS: usize = 99;
+const MAX_TRANSACTION_BYTES: usize = 3_500_000;
+const MAX_BATCH_KEYS: usize = 100;
+/// Unprocessed keys of a batch read are asked for again this many times.
+const MAX_BATCH_ROUNDS: usize = 8;
+/// What version 1 stored on the checkpoint item; removed when it is first saved as version 2.
+const V1_ATTRIBUTES: [&str; 7] = [
+    "settled_before_ms",
+    "settled_before",
+    "delivered",
+    "delivered_count",
+    "newest_event_ms",
+    "resume_next_page",
+    "resume_settled_frozen",
+];
 
 pub struct DynamoCursorStore {
     client: Client,
     table: String,
     /// Per key this store holds: (lease owner, version read or last written).
     held: Mutex<HashMap<String, (String, i64)>>,
+}
+
+fn bucket_key(key: &str, start: i64) -> String {
+    format!("{key}#delivered#{start}")
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Result<Option<i64>, String> {
+    match item.get(name) {
+        None => Ok(None),
+        Some(AttributeValue::N(text)) => text.parse().map(Some).map_err(|_| format!("{name} is not a whole number")),
+        Some(_) => Err(format!("{name} is not a number")),
+    }
+}
+
+fn delivered_set(item: &HashMap<String, AttributeValue>) -> Result<DeliveredSet, String> {
+    match item.get("delivered") {
+        Some(AttributeValue::B(bytes)) => DeliveredSet::decode(bytes.as_ref()).map_err(|e| e.to_string()),
+        None => Ok(DeliveredSet::default()),
+        Some(_) => Err("delivered is not binary".into()),
+    }
+}
+
+/// A version 2 item keeps the checkpoint as JSON; a version 1 item as attributes of its own.
+fn checkpoint_from_item(item: &HashMap<String, AttributeValue>) -> Result<Option<Checkpoint>, String> {
+    match item.get("checkpoint") {
+        Some(AttributeValue::S(json)) => return Checkpoint::from_json(json).map(Some).map_err(|e| e.to_string()),
+        Some(_) => return Err("checkpoint is not a string".into()),
+        None => {}
+    }
+    let Some(settled_before_ms) = number(item, "settled_before_ms")? else { return Ok(None) };
+    Ok(Some(Checkpoint::from_v1(settled_before_ms, number(item, "newest_event_ms")?, delivered_set(item)?)))
+}
+
+fn is_condition_failure<E: ProvideErrorMetadata, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool {
+    matches!(
+        err.as_service_error().and_then(|e| e.code()),
+        Some("ConditionalCheckFailedException" | "TransactionCanceledException")
+    )
 }
 
 impl DynamoCursorStore {
@@ -45,35 +103,47 @@ impl DynamoCursorStore {
     ) -> CursorError {
         CursorError::Storage(format!("cannot {what} in DynamoDB table {}: {}", self.table, aws_error(&err)))
     }
-}
 
-fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Result<Option<i64>, String> {
-    match item.get(name) {
-        None => Ok(None),
-        Some(AttributeValue::N(text)) => text.parse().map(Some).map_err(|_| format!("{name} is not a whole number")),
-        Some(_) => Err(format!("{name} is not a number")),
+    fn build_error(&self, err: impl std::fmt::Display) -> CursorError {
+        CursorError::Storage(format!("cannot build a DynamoDB request for table {}: {err}", self.table))
     }
-}
 
-fn checkpoint_from_item(item: &HashMap<String, AttributeValue>) -> Result<Option<Checkpoint>, String> {
-    let Some(settled_before_ms) = number(item, "settled_before_ms")? else { return Ok(None) };
-    let delivered = match item.get("delivered") {
-        Some(AttributeValue::B(bytes)) => DeliveredSet::decode(bytes.as_ref()).map_err(|e| e.to_string())?,
-        None => DeliveredSet::default(),
-        Some(_) => return Err("delivered is not binary".into()),
-    };
-    let resume = match item.get("resume_next_page") {
-        Some(AttributeValue::S(next_page)) => Some(Resume {
-            next_page: next_page.clone(),
-            settled_frozen: matches!(item.get("resume_settled_frozen"), Some(AttributeValue::Bool(true))),
-        }),
-        _ => None,
-    };
-    Ok(Some(Checkpoint { settled_before_ms, delivered, newest_event_ms: number(item, "newest_event_ms")?, resume }))
-}
-
-fn is_condition_failure<E: ProvideErrorMetadata, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool {
-    err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+    /// Writes `items` in transactions that each also check that `owner` still holds `key`.
+    async fn fenced_writes(
+        &self,
+        key: &str,
+        owner: &str,
+        items: Vec<(TransactWriteItem, usize)>,
+    ) -> Result<(), CursorError> {
+        let lease_check = || -> Result<TransactWriteItem, CursorError> {
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .key(PARTITION_KEY, AttributeValue::S(key.to_owned()))
+                .condition_expression("lease_owner = :owner")
+                .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+                .build()
+                .map_err(|e| self.build_error(e))?;
+            Ok(TransactWriteItem::builder().condition_check(check).build())
+        };
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let mut batch = vec![lease_check()?];
+            let mut bytes = 0;
+            while let Some((_, size)) = items.peek() {
+                if batch.len() > MAX_TRANSACTION_ITEMS || (batch.len() > 1 && bytes + size > MAX_TRANSACTION_BYTES) {
+                    break;
+                }
+                bytes += size;
+                batch.extend(items.next().map(|(item, _)| item));
+            }
+            match self.client.transact_write_items().set_transact_items(Some(batch)).send().await {
+                Ok(_) => {}
+                Err(err) if is_condition_failure(&err) => return Err(CursorError::Conflict { key: key.to_owned() }),
+                Err(err) => return Err(self.storage_error("write the delivered record", err)),
+            }
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -116,53 +186,96 @@ impl CursorStore for DynamoCursorStore {
         Ok(checkpoint)
     }
 
-    async fn save(&self, key: &str, checkpoint: &Checkpoint) -> Result<(), CursorError> {
+    async fn load_buckets(&self, key: &str, starts: &[i64]) -> Result<Vec<(i64, DeliveredSet)>, CursorError> {
+        let by_key: HashMap<String, i64> = starts.iter().map(|&s| (bucket_key(key, s), s)).collect();
+        let mut buckets = Vec::with_capacity(starts.len());
+        for chunk in starts.chunks(MAX_BATCH_KEYS) {
+            let mut keys = KeysAndAttributes::builder().consistent_read(true);
+            for &start in chunk {
+                keys =
+                    keys.keys(HashMap::from([(PARTITION_KEY.to_owned(), AttributeValue::S(bucket_key(key, start)))]));
+            }
+            let mut request = Some(keys.build().map_err(|e| self.build_error(e))?);
+            for _ in 0..MAX_BATCH_ROUNDS {
+                let Some(keys) = request.take() else { break };
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| self.storage_error("read the delivered record", e))?;
+                for item in output.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                    let Some(AttributeValue::S(item_key)) = item.get(PARTITION_KEY) else { continue };
+                    let Some(&start) = by_key.get(item_key) else { continue };
+                    let set = delivered_set(&item).map_err(|p| {
+                        CursorError::Storage(format!(
+                            "item {item_key} in {}: {p}; delete it (events of its minute may be sent again)",
+                            self.table
+                        ))
+                    })?;
+                    buckets.push((start, set));
+                }
+                request =
+                    output.unprocessed_keys.unwrap_or_default().remove(&self.table).filter(|k| !k.keys().is_empty());
+            }
+            if request.is_some() {
+                return Err(CursorError::Storage(format!(
+                    "DynamoDB table {} kept throttling the read of the delivered record; the next run tries again",
+                    self.table
+                )));
+            }
+        }
+        Ok(buckets)
+    }
+
+    async fn save(&self, key: &str, save: &CheckpointSave<'_>) -> Result<(), CursorError> {
         let (owner, version) = self.held(key)?;
-        let mut set = vec![
-            "settled_before_ms = :settled",
-            "settled_before = :settled_text",
-            "delivered = :delivered",
-            "delivered_count = :count",
-            "version = :next",
-            "updated_at = :now",
-        ];
-        let mut remove = Vec::new();
+        let mut puts = Vec::with_capacity(save.changed.len());
+        for (start, set) in &save.changed {
+            let bytes = set.encode();
+            let size = bytes.len() + 200;
+            let put = Put::builder()
+                .table_name(&self.table)
+                .item(PARTITION_KEY, AttributeValue::S(bucket_key(key, *start)))
+                .item("delivered", AttributeValue::B(Blob::new(bytes)))
+                .item("entries", AttributeValue::N(set.len().to_string()))
+                .item("minute", AttributeValue::S(rfc3339_ms(*start)))
+                .build()
+                .map_err(|e| self.build_error(e))?;
+            puts.push((TransactWriteItem::builder().put(put).build(), size));
+        }
+        self.fenced_writes(key, &owner, puts).await?;
+
+        let json = save.checkpoint.to_json().map_err(|e| CursorError::Storage(e.to_string()))?;
+        // Names through placeholders: FORMAT and others are reserved words in expressions.
+        let removed: Vec<String> = (0..V1_ATTRIBUTES.len()).map(|i| format!("#v1_{i}")).collect();
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(PARTITION_KEY, AttributeValue::S(key.to_owned()))
-            .condition_expression("lease_owner = :owner AND version = :version")
+            .update_expression(format!(
+                "SET #format = :format, #checkpoint = :checkpoint, #version = :next, #updated = :now REMOVE {}",
+                removed.join(", ")
+            ))
+            .condition_expression("#owner = :owner AND #version = :version")
+            .expression_attribute_names("#format", "format")
+            .expression_attribute_names("#checkpoint", "checkpoint")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#updated", "updated_at")
+            .expression_attribute_names("#owner", "lease_owner")
             .expression_attribute_values(":owner", AttributeValue::S(owner.clone()))
             .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
             .expression_attribute_values(":next", AttributeValue::N((version + 1).to_string()))
-            .expression_attribute_values(":settled", AttributeValue::N(checkpoint.settled_before_ms.to_string()))
-            .expression_attribute_values(":settled_text", AttributeValue::S(rfc3339_ms(checkpoint.settled_before_ms)))
-            .expression_attribute_values(":delivered", AttributeValue::B(Blob::new(checkpoint.delivered.encode())))
-            .expression_attribute_values(":count", AttributeValue::N(checkpoint.delivered.len().to_string()))
+            .expression_attribute_values(":format", AttributeValue::N("2".into()))
+            .expression_attribute_values(":checkpoint", AttributeValue::S(json))
             .expression_attribute_values(":now", AttributeValue::S(rfc3339_ms(now_ms())));
-        match checkpoint.newest_event_ms {
-            Some(ms) => {
-                set.push("newest_event_ms = :newest");
-                request = request.expression_attribute_values(":newest", AttributeValue::N(ms.to_string()));
-            }
-            None => remove.push("newest_event_ms"),
+        for (placeholder, name) in removed.iter().zip(V1_ATTRIBUTES) {
+            request = request.expression_attribute_names(placeholder, name);
         }
-        match &checkpoint.resume {
-            Some(resume) => {
-                set.push("resume_next_page = :next_page");
-                set.push("resume_settled_frozen = :frozen");
-                request = request
-                    .expression_attribute_values(":next_page", AttributeValue::S(resume.next_page.clone()))
-                    .expression_attribute_values(":frozen", AttributeValue::Bool(resume.settled_frozen));
-            }
-            None => remove.extend(["resume_next_page", "resume_settled_frozen"]),
-        }
-        let mut expression = format!("SET {}", set.join(", "));
-        if !remove.is_empty() {
-            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
-        }
-        match request.update_expression(expression).send().await {
+        let answer = request.send().await;
+        match answer {
             Ok(_) => {}
             Err(err) if is_condition_failure(&err) => return Err(CursorError::Conflict { key: key.to_owned() }),
             Err(err) => return Err(self.storage_error("save the cursor", err)),
@@ -170,8 +283,18 @@ impl CursorStore for DynamoCursorStore {
         self.held
             .lock()
             .map_err(|_| CursorError::Storage("lease table poisoned".into()))?
-            .insert(key.to_owned(), (owner, version + 1));
-        Ok(())
+            .insert(key.to_owned(), (owner.clone(), version + 1));
+
+        let mut deletes = Vec::with_capacity(save.removed.len());
+        for start in &save.removed {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .key(PARTITION_KEY, AttributeValue::S(bucket_key(key, *start)))
+                .build()
+                .map_err(|e| self.build_error(e))?;
+            deletes.push((TransactWriteItem::builder().delete(delete).build(), 100));
+        }
+        self.fenced_writes(key, &owner, deletes).await
     }
 
     async fn release(&self, key: &str) -> Result<(), CursorError> {

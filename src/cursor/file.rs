@@ -1,5 +1,6 @@
-//! Checkpoints as files under `STATE_DIR`, one per target, replaced atomically; an OS file lock
-//! keeps two runs off the same target.
+//! Checkpoints as files under `STATE_DIR`: one per target, and beside it a folder with one file
+//! per bucket of its delivered record, each replaced atomically; an OS file lock keeps two runs
+//! off the same target.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
@@ -10,8 +11,9 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-use super::Checkpoint;
-use crate::ports::{CursorError, CursorStore};
+use crate::checkpoint::Checkpoint;
+use crate::checkpoint::delivered::DeliveredSet;
+use crate::ports::{CheckpointSave, CursorError, CursorStore};
 
 pub struct FileCursorStore {
     dir: PathBuf,
@@ -31,6 +33,40 @@ impl FileCursorStore {
     fn lock_path(&self, key: &str) -> PathBuf {
         self.dir.join(format!("{}.lock", file_stem(key)))
     }
+
+    /// `STATE_DIR/orgs_acme_web.delivered/`
+    pub fn buckets_dir(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{}.delivered", file_stem(key)))
+    }
+}
+
+fn bucket_path(dir: &Path, start: i64) -> PathBuf {
+    dir.join(format!("{start}.bin"))
+}
+
+/// Buckets first, then the checkpoint that lists them, then the buckets it no longer lists.
+fn write_save(
+    path: &Path,
+    buckets: &Path,
+    checkpoint: &str,
+    changed: &[(i64, Vec<u8>)],
+    removed: &[i64],
+) -> Result<(), CursorError> {
+    if !changed.is_empty() {
+        fs::create_dir_all(buckets).map_err(|e| storage_error("create", buckets, e))?;
+    }
+    for (start, bytes) in changed {
+        write_atomically(&bucket_path(buckets, *start), bytes)?;
+    }
+    write_atomically(path, checkpoint.as_bytes())?;
+    for start in removed {
+        let bucket = bucket_path(buckets, *start);
+        match fs::remove_file(&bucket) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(storage_error("remove", &bucket, e)),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn file_stem(key: &str) -> String {
@@ -44,7 +80,9 @@ fn storage_error(what: &str, path: &Path, err: std::io::Error) -> CursorError {
 /// Temp file, fsync, rename, fsync the directory: a kill at any instant leaves the old or the
 /// new checkpoint, never a torn one.
 fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), CursorError> {
-    let tmp = path.with_extension("json.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut file = File::create(&tmp).map_err(|e| storage_error("create", &tmp, e))?;
     file.write_all(contents).map_err(|e| storage_error("write", &tmp, e))?;
     file.sync_all().map_err(|e| storage_error("sync", &tmp, e))?;
@@ -77,7 +115,7 @@ impl CursorStore for FileCursorStore {
         let checkpoint = match fs::read_to_string(&path) {
             Ok(text) => Some(Checkpoint::from_json(&text).map_err(|problem| {
                 CursorError::Storage(format!(
-                    "{}: {problem}; fix or delete the file to restart from FIRST_RUN_LOOKBACK",
+                    "{}: {problem}; fix or delete the file (and its .delivered folder) to restart from FIRST_RUN_LOOKBACK",
                     path.display()
                 ))
             })?),
@@ -88,10 +126,35 @@ impl CursorStore for FileCursorStore {
         Ok(checkpoint)
     }
 
-    async fn save(&self, key: &str, checkpoint: &Checkpoint) -> Result<(), CursorError> {
+    async fn load_buckets(&self, key: &str, starts: &[i64]) -> Result<Vec<(i64, DeliveredSet)>, CursorError> {
+        let dir = self.buckets_dir(key);
+        let mut buckets = Vec::with_capacity(starts.len());
+        for &start in starts {
+            let path = bucket_path(&dir, start);
+            match fs::read(&path) {
+                Ok(bytes) => buckets.push((
+                    start,
+                    DeliveredSet::decode(&bytes).map_err(|problem| {
+                        CursorError::Storage(format!(
+                            "{}: {problem}; delete it (events of its minute may be sent again) or the whole state of this target",
+                            path.display()
+                        ))
+                    })?,
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(storage_error("read", &path, e)),
+            }
+        }
+        Ok(buckets)
+    }
+
+    async fn save(&self, key: &str, save: &CheckpointSave<'_>) -> Result<(), CursorError> {
         let path = self.path_for(key);
-        let contents = checkpoint.to_json()?;
-        tokio::task::spawn_blocking(move || write_atomically(&path, contents.as_bytes()))
+        let buckets = self.buckets_dir(key);
+        let checkpoint = save.checkpoint.to_json().map_err(|e| CursorError::Storage(e.to_string()))?;
+        let changed: Vec<(i64, Vec<u8>)> = save.changed.iter().map(|(start, set)| (*start, set.encode())).collect();
+        let removed = save.removed.clone();
+        tokio::task::spawn_blocking(move || write_save(&path, &buckets, &checkpoint, &changed, &removed))
             .await
             .map_err(|e| CursorError::Storage(format!("checkpoint writer stopped: {e}")))?
     }
@@ -125,10 +188,25 @@ mod tests {
         let store = FileCursorStore::new(dir.path());
         let now = SystemTime::now();
         store.acquire("orgs/acme/web", now).await.expect("acquire");
-        let cp = Checkpoint::starting_at(1_700_000_000_000);
-        store.save("orgs/acme/web", &cp).await.expect("save");
+        let mut cp = Checkpoint::starting_at(1_700_000_000_000);
+        let mut bucket = DeliveredSet::default();
+        let event = crate::event::AuditEvent::from_raw(
+            serde_json::value::RawValue::from_string(r#"{"@timestamp":1700000000500,"_document_id":"a"}"#.into())
+                .expect("json"),
+        );
+        bucket.insert(1_700_000_000_500, &event);
+        cp.delivered_buckets = vec![1_699_999_980_000];
+        let save = CheckpointSave { checkpoint: &cp, changed: vec![(1_699_999_980_000, &bucket)], removed: vec![] };
+        store.save("orgs/acme/web", &save).await.expect("save");
         store.release("orgs/acme/web").await.expect("release");
-        assert_eq!(store.acquire("orgs/acme/web", now).await.expect("load"), Some(cp));
+        assert_eq!(store.acquire("orgs/acme/web", now).await.expect("load"), Some(cp.clone()));
+        let loaded = store.load_buckets("orgs/acme/web", &[1_699_999_980_000, 5]).await.expect("buckets");
+        assert_eq!(loaded, vec![(1_699_999_980_000, bucket.clone())]);
+
+        cp.delivered_buckets.clear();
+        let save = CheckpointSave { checkpoint: &cp, changed: vec![], removed: vec![1_699_999_980_000] };
+        store.save("orgs/acme/web", &save).await.expect("save");
+        assert!(store.load_buckets("orgs/acme/web", &[1_699_999_980_000]).await.expect("buckets").is_empty());
     }
 
     #[tokio::test]

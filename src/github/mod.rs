@@ -54,13 +54,15 @@ impl RateLimit {
         }
     }
 
+    /// Requests left before the share kept for other tools; `None` while unknown.
+    fn left(&self, reserve: Option<u32>) -> Option<u64> {
+        let reserve = reserve.map(u64::from).unwrap_or_else(|| self.limit.unwrap_or(0) / 20);
+        Some(self.remaining?.saturating_sub(reserve))
+    }
+
     /// True when spending another request would eat into the share kept for other tools.
     fn exhausted(&self, reserve: Option<u32>) -> bool {
-        let Some(remaining) = self.remaining else {
-            return false;
-        };
-        let reserve = reserve.map(u64::from).unwrap_or_else(|| self.limit.unwrap_or(0) / 20);
-        remaining <= reserve
+        self.left(reserve) == Some(0)
     }
 }
 
@@ -303,6 +305,10 @@ impl AuditLogSource for GitHubSource {
                 }
             }
         }
+    }
+
+    fn requests_left(&self) -> Option<u64> {
+        self.rate().left(self.reserve)
     }
 }
 

@@ -16,7 +16,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::faults::broken_body;
-use super::{Fault, FaultScript, SimEvent, SimOptions, lock};
+use super::{Fault, FaultScript, SimClock, SimEvent, SimOptions, lock};
+use crate::ports::Clock;
 use crate::timefmt::{rfc3339_seconds, to_ms};
 
 /// A GitHub App the simulator knows: it checks JWTs against `public_key_pem` like GitHub does.
@@ -52,6 +53,7 @@ pub struct GitHubState {
     /// GHES style: `page=N` links instead of `after=` cursors.
     page_numbers: bool,
     prefix: String,
+    clock: SimClock,
 }
 
 impl GitHubState {
@@ -72,6 +74,7 @@ impl GitHubState {
             faults: FaultScript::default(),
             page_numbers: options.page_numbers,
             prefix: options.api_prefix.clone(),
+            clock: options.clock.clone(),
         }
     }
 
@@ -322,8 +325,10 @@ async fn audit_log(
         None => None,
     };
 
+    let now = state.clock.now_ms();
     let matches = |e: &SimEvent| {
         !e.hidden
+            && e.visible_at_ms <= now
             && e.timestamp_ms >= query.from_ms
             && e.timestamp_ms < query.until_ms
             && (if e.git { want_git } else { want_web })

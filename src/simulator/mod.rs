@@ -10,12 +10,13 @@ mod github;
 mod intake;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-pub use events::{SimEvent, generate_events};
+pub use events::{LiveLog, SimEvent, Stall, generate_events, live_events};
 pub use faults::{Fault, FaultScript};
 pub use github::{GitHubState, SimApp};
 pub use intake::{IntakeState, IntakeStats};
@@ -40,6 +41,35 @@ pub struct SimOptions {
     /// 0 picks a free port.
     pub github_port: u16,
     pub intake_port: u16,
+    /// What "now" is for indexing delays: the wall clock, or one a benchmark moves by hand.
+    pub clock: SimClock,
+}
+
+/// The simulator's time. A manual clock lets a benchmark play hours of a live audit log in
+/// seconds; it is shared with the drain through [`crate::ports::Clock`].
+#[derive(Debug, Clone, Default)]
+pub struct SimClock(Option<Arc<AtomicI64>>);
+
+impl SimClock {
+    pub fn manual(start_ms: i64) -> Self {
+        Self(Some(Arc::new(AtomicI64::new(start_ms))))
+    }
+
+    /// Moves a manual clock on; the wall clock moves by itself.
+    pub fn advance(&self, by: Duration) {
+        if let Some(now) = &self.0 {
+            now.fetch_add(i64::try_from(by.as_millis()).unwrap_or(i64::MAX), Ordering::SeqCst);
+        }
+    }
+}
+
+impl crate::ports::Clock for SimClock {
+    fn now_ms(&self) -> i64 {
+        match &self.0 {
+            Some(now) => now.load(Ordering::SeqCst),
+            None => crate::timefmt::now_ms(),
+        }
+    }
 }
 
 impl Default for SimOptions {
@@ -56,6 +86,7 @@ impl Default for SimOptions {
             page_numbers: false,
             github_port: 0,
             intake_port: 0,
+            clock: SimClock::default(),
         }
     }
 }

@@ -8,16 +8,18 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use github_audit_sekoia::budget::Budget;
+use github_audit_sekoia::checkpoint::Checkpoint;
+use github_audit_sekoia::checkpoint::delivered::DeliveredSet;
 use github_audit_sekoia::config::{Config, CredentialsConfig};
 use github_audit_sekoia::connector::plan;
 use github_audit_sekoia::credentials::{CredentialCache, Credentials, StaticCredentials};
-use github_audit_sekoia::cursor::{Checkpoint, FileCursorStore};
-use github_audit_sekoia::drain::{DrainFailure, Summary, drain};
+use github_audit_sekoia::cursor::FileCursorStore;
+use github_audit_sekoia::drain::{DrainFailure, Edges, Summary, drain};
 use github_audit_sekoia::github::{Authorizer, GitHubSource};
 use github_audit_sekoia::http;
-use github_audit_sekoia::ports::{CursorError, CursorStore};
+use github_audit_sekoia::ports::{CheckpointSave, CursorError, CursorStore, SystemClock};
 use github_audit_sekoia::sekoia::SekoiaIntake;
-use github_audit_sekoia::simulator::{SimEvent, SimOptions, Simulator};
+use github_audit_sekoia::simulator::{LiveLog, SimEvent, SimOptions, Simulator, live_events};
 use github_audit_sekoia::timefmt::now_ms;
 
 pub const ORG: &str = "acme";
@@ -105,7 +107,8 @@ impl Harness {
         if let Some(limit) = max_body_bytes {
             sink = sink.with_max_body_bytes(limit);
         }
-        drain(&source, &sink, store, &plan(&config, None), Budget::lasting(budget)).await
+        let edges = Edges { source: &source, sink: &sink, store, clock: &SystemClock };
+        drain(&edges, &plan(&config, None), Budget::lasting(budget)).await
     }
 
     pub async fn drain(&self) -> Summary {
@@ -114,6 +117,21 @@ impl Harness {
 
     pub fn add(&self, events: Vec<SimEvent>) {
         self.sim.github().add_events(events);
+    }
+
+    /// A live audit log from now on; returns its events' `_document_id`s.
+    pub fn add_live(&self, live: &LiveLog) -> Vec<String> {
+        let events = live_events(live, ORG);
+        let ids = events.iter().map(|e| e.document_id.clone()).collect();
+        self.add(events);
+        ids
+    }
+
+    /// How many of `expected` never arrived, and how many arrivals were repeats.
+    pub fn missing_and_repeated(&self, expected: &[String]) -> (usize, u32) {
+        let received = self.received();
+        let missing = expected.iter().filter(|id| !received.contains_key(*id)).count();
+        (missing, received.values().map(|n| n - 1).sum())
     }
 
     /// `_document_id` → how many times the intake received it.
@@ -184,12 +202,16 @@ impl<S: CursorStore> CursorStore for CrashBeforeSave<S> {
         self.inner.acquire(key, held_until).await
     }
 
-    async fn save(&self, key: &str, checkpoint: &Checkpoint) -> Result<(), CursorError> {
+    async fn load_buckets(&self, key: &str, starts: &[i64]) -> Result<Vec<(i64, DeliveredSet)>, CursorError> {
+        self.inner.load_buckets(key, starts).await
+    }
+
+    async fn save(&self, key: &str, save: &CheckpointSave<'_>) -> Result<(), CursorError> {
         let n = self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         if n == self.fail_at_save {
             return Err(CursorError::Storage("simulated crash before the checkpoint was written".into()));
         }
-        self.inner.save(key, checkpoint).await
+        self.inner.save(key, save).await
     }
 
     async fn release(&self, key: &str) -> Result<(), CursorError> {

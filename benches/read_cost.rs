@@ -1,0 +1,210 @@
+//! What the three reads cost in GitHub requests, and what they save through an indexing stall.
+//!
+//! Hours of a live audit log are played against the loopback simulator with a clock moved by
+//! hand (shared by the simulator and the drain), through the real GitHub source, intake sink
+//! and file store. Figures are counts, not timings, so they repeat exactly for a seed.
+//! Run by `make bench`; writes `target/bench/read-cost.txt` as well as printing it.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use github_audit_sekoia::budget::Budget;
+use github_audit_sekoia::config::{Config, CredentialsConfig};
+use github_audit_sekoia::connector::plan;
+use github_audit_sekoia::credentials::{CredentialCache, Credentials, StaticCredentials};
+use github_audit_sekoia::cursor::FileCursorStore;
+use github_audit_sekoia::drain::{Edges, drain};
+use github_audit_sekoia::github::{Authorizer, GitHubSource};
+use github_audit_sekoia::http;
+use github_audit_sekoia::sekoia::SekoiaIntake;
+use github_audit_sekoia::simulator::{LiveLog, SimClock, SimOptions, Simulator, Stall, live_events};
+use github_audit_sekoia::timefmt::now_ms;
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+
+struct Scenario {
+    per_hour: f64,
+    schedule: Duration,
+    window: Duration,
+    deep_sweep: Option<Duration>,
+    stall: Option<Stall>,
+    /// Played for this long; measured from `steady_after` on.
+    hours: u64,
+    steady_after: Duration,
+}
+
+struct Outcome {
+    requests_per_100: f64,
+    requests_per_run_mean: f64,
+    requests_per_run_max: u64,
+    events: usize,
+    lost: usize,
+    repeated: u32,
+}
+
+async fn play(scenario: &Scenario, seed: u64) -> Outcome {
+    let start = now_ms() - (scenario.hours as i64 + 1) * 3_600_000;
+    let clock = SimClock::manual(start);
+    let options = SimOptions { rate_limit: 1_000_000, clock: clock.clone(), ..SimOptions::default() };
+    let sim = Simulator::start(options.clone()).await.expect("the simulator starts");
+    let span = HOUR * scenario.hours as u32;
+    let events = live_events(
+        &LiveLog {
+            start_ms: start,
+            span,
+            per_second: scenario.per_hour / 3600.0,
+            max_delay: Duration::from_secs(10),
+            stall: scenario.stall,
+            seed,
+        },
+        &options.org,
+    );
+    let ids: Vec<String> = events.iter().map(|e| e.document_id.clone()).collect();
+    sim.github().add_events(events);
+
+    let state = tempfile::tempdir().expect("a state directory");
+    let deep = scenario.deep_sweep.map_or_else(|| "0".to_owned(), |d| format!("{}s", d.as_secs()));
+    let vars = [
+        ("GITHUB_ORG", options.org.clone()),
+        ("GITHUB_API_URL", sim.github_url.clone()),
+        ("GITHUB_TOKEN", options.token.clone()),
+        ("SEKOIA_INTAKE_URL", sim.intake_url.clone()),
+        ("SEKOIA_INTAKE_KEY", options.intake_key.clone()),
+        ("STATE_DIR", state.path().display().to_string()),
+        ("LATE_ARRIVAL_WINDOW", format!("{}s", scenario.window.as_secs())),
+        ("LATE_SWEEP_AFTER", deep),
+    ];
+    let config =
+        Config::load(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())).expect("valid config");
+    let CredentialsConfig::Environment { github, intake_key } = config.credentials.clone() else {
+        unreachable!("credentials come from the variables above")
+    };
+    let credentials = Arc::new(CredentialCache::new(Box::new(StaticCredentials(Credentials { github, intake_key }))));
+    let client = http::client();
+    let auth = Authorizer::new(credentials.clone(), client.clone(), config.github_api_url.clone(), None);
+    let source = GitHubSource::new(client.clone(), &config, Arc::new(auth));
+    let sink = SekoiaIntake::new(client, &config.intake_url, credentials);
+    let store = FileCursorStore::new(state.path());
+    let mut drain_plan = plan(&config, None);
+    drain_plan.start_ms = start;
+    let edges = Edges { source: &source, sink: &sink, store: &store, clock: &clock };
+
+    let steady_from = start + scenario.steady_after.as_millis() as i64;
+    let end = start + (span + HOUR).as_millis() as i64;
+    let (mut requests, mut delivered, mut per_run) = (0u64, 0u64, Vec::new());
+    while github_audit_sekoia::ports::Clock::now_ms(&clock) < end {
+        let before = sim.github().requests;
+        let summary = drain(&edges, &drain_plan, Budget::lasting(Duration::from_secs(60))).await.expect("a run");
+        let spent = sim.github().requests - before;
+        let now = github_audit_sekoia::ports::Clock::now_ms(&clock);
+        if now >= steady_from && now < start + span.as_millis() as i64 {
+            requests += spent;
+            delivered += summary.events_forwarded;
+            per_run.push(spent);
+        }
+        clock.advance(scenario.schedule);
+    }
+    let received = sim.intake().received().clone();
+    Outcome {
+        requests_per_100: requests as f64 * 100.0 / delivered.max(1) as f64,
+        requests_per_run_mean: per_run.iter().sum::<u64>() as f64 / per_run.len().max(1) as f64,
+        requests_per_run_max: per_run.iter().copied().max().unwrap_or(0),
+        events: ids.len(),
+        lost: ids.iter().filter(|id| !received.contains_key(*id)).count(),
+        repeated: received.values().map(|n| n - 1).sum(),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let mut report = String::new();
+    let window = 5 * MINUTE;
+    let _ = writeln!(
+        report,
+        "GitHub requests per 100 events delivered, steady state, 20,000 events/h, window 5m\n\
+         (goals: <= 2.2 with the deep sweep off, <= 3.3 with it on)\n\n\
+         {:<10} {:<12} {:>16} {:>14} {:>8} {:>9}",
+        "schedule", "deep sweep", "requests/100 ev", "requests/run", "lost", "repeated"
+    );
+    for schedule in [5 * MINUTE, MINUTE] {
+        for deep_sweep in [None, Some(HOUR)] {
+            let scenario = Scenario {
+                per_hour: 20_000.0,
+                schedule,
+                window,
+                deep_sweep,
+                stall: None,
+                hours: 4,
+                steady_after: 2 * HOUR,
+            };
+            let outcome = play(&scenario, 1).await;
+            let _ = writeln!(
+                report,
+                "{:<10} {:<12} {:>16.2} {:>14.1} {:>8} {:>9}",
+                format!("{}m (1:{})", schedule.as_secs() / 60, window.as_secs() / schedule.as_secs()),
+                if deep_sweep.is_some() { "on (1h)" } else { "off" },
+                outcome.requests_per_100,
+                outcome.requests_per_run_mean,
+                outcome.lost,
+                outcome.repeated
+            );
+        }
+    }
+
+    let quiet = play(
+        &Scenario {
+            per_hour: 50.0,
+            schedule: 5 * MINUTE,
+            window,
+            deep_sweep: Some(HOUR),
+            stall: None,
+            hours: 6,
+            steady_after: 2 * HOUR,
+        },
+        2,
+    )
+    .await;
+    let _ = writeln!(
+        report,
+        "\nA quiet org, 50 events/h, every 5m, deep sweep on (goal: at most 3 requests a run):\n\
+         {:.2} requests a run on average, {} at most; lost {}, repeated {}",
+        quiet.requests_per_run_mean, quiet.requests_per_run_max, quiet.lost, quiet.repeated
+    );
+
+    let _ = writeln!(
+        report,
+        "\nAn indexing stall of 15m (three windows) at 20,000 events/h, released at 2x real time, every 1m:"
+    );
+    for deep_sweep in [None, Some(HOUR)] {
+        let outcome = play(
+            &Scenario {
+                per_hour: 20_000.0,
+                schedule: MINUTE,
+                window,
+                deep_sweep,
+                stall: Some(Stall { after: HOUR, lasts: 15 * MINUTE, release_speed: 2 }),
+                hours: 3,
+                steady_after: Duration::ZERO,
+            },
+            3,
+        )
+        .await;
+        let _ = writeln!(
+            report,
+            "  deep sweep {:<8} lost {:>5} of {} events ({:.1} %), repeated {}",
+            if deep_sweep.is_some() { "on (1h)" } else { "off" },
+            outcome.lost,
+            outcome.events,
+            outcome.lost as f64 * 100.0 / outcome.events.max(1) as f64,
+            outcome.repeated
+        );
+    }
+
+    print!("{report}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join("read-cost.txt"), &report)) {
+        eprintln!("could not write target/bench/read-cost.txt: {e}");
+    }
+}

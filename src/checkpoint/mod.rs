@@ -1,0 +1,322 @@
+//! Where a target stands between runs: its three read positions, any unfinished pass, and which
+//! buckets of the delivered record exist. A leaf: it knows events and time, nothing else.
+
+pub mod delivered;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+
+use crate::timefmt::{floor_to_second, rfc3339_ms};
+use delivered::DeliveredSet;
+
+/// The three reads each stretch of the audit log gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Read {
+    /// From the newest second delivered to the end of what GitHub shows.
+    Fresh,
+    /// Once more when a stretch is `LATE_ARRIVAL_WINDOW` old.
+    WindowSweep,
+    /// Once more when it is `LATE_SWEEP_AFTER` old.
+    DeepSweep,
+}
+
+/// How far each read has come (epoch ms).
+///
+/// Invariants: `deep_swept_to_ms <= window_swept_to_ms <= fresh_read_to_ms`. Every event before
+/// `fresh_read_to_ms` that GitHub showed when the fresh read passed it has been delivered;
+/// every event before `window_swept_to_ms` that GitHub showed when that stretch was at least
+/// the window old has been delivered; likewise for the deep sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Positions {
+    /// The newest `@timestamp` delivered: the fresh read starts again at its second.
+    pub newest_event_ms: Option<i64>,
+    pub fresh_read_to_ms: i64,
+    pub window_swept_to_ms: i64,
+    pub deep_swept_to_ms: i64,
+}
+
+impl Positions {
+    pub fn starting_at(ms: i64) -> Self {
+        Self { newest_event_ms: None, fresh_read_to_ms: ms, window_swept_to_ms: ms, deep_swept_to_ms: ms }
+    }
+
+    /// Where the next fresh read starts: the second of the newest event delivered (events
+    /// indexed a little late beside it are found at once), never past what the fresh read
+    /// covered (an event stamped in the future must not hide the present).
+    pub fn fresh_start_ms(&self) -> i64 {
+        let newest = self.newest_event_ms.map_or(self.fresh_read_to_ms, |n| n.min(self.fresh_read_to_ms));
+        floor_to_second(newest)
+    }
+
+    /// Brings hand-edited positions back in order, earlier ones winning: lowering the fresh
+    /// read's position re-reads from there with every read.
+    fn normalized(mut self) -> Self {
+        self.window_swept_to_ms = self.window_swept_to_ms.min(self.fresh_read_to_ms);
+        self.deep_swept_to_ms = self.deep_swept_to_ms.min(self.window_swept_to_ms);
+        self
+    }
+}
+
+/// A read whose stretch is not finished: the next run continues it with GitHub's own link, so
+/// that a run affording few pages still progresses through a second holding more events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pass {
+    pub read: Read,
+    /// GitHub's opaque next-page link.
+    pub next_page: String,
+    /// Everything of the stretch before this instant has been read.
+    pub covered_to_ms: i64,
+    /// When the last page was requested: the next page's stretch counts as read at this instant.
+    pub read_at_ms: i64,
+    /// The stretch's end (exclusive); `None`: up to whatever GitHub shows.
+    pub until_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub positions: Positions,
+    /// At most one per read.
+    pub passes: Vec<Pass>,
+    /// Starts of the stored buckets of the delivered record.
+    pub delivered_buckets: Vec<i64>,
+    /// A v1 checkpoint's single delivered set, until the first save splits it into buckets.
+    pub legacy_delivered: Option<DeliveredSet>,
+}
+
+const FORMAT: u32 = 2;
+
+/// The stored shape; the readable times are for operators and ignored when loading.
+#[derive(Serialize, Deserialize)]
+struct StoredCheckpoint {
+    format: u32,
+    #[serde(default)]
+    newest_event: Option<String>,
+    newest_event_ms: Option<i64>,
+    #[serde(default)]
+    fresh_read_to: String,
+    fresh_read_to_ms: i64,
+    #[serde(default)]
+    window_swept_to: String,
+    window_swept_to_ms: i64,
+    #[serde(default)]
+    deep_swept_to: String,
+    deep_swept_to_ms: i64,
+    #[serde(default)]
+    passes: Vec<Pass>,
+    #[serde(default)]
+    delivered_buckets: Vec<i64>,
+}
+
+/// What version 1 stored: a settled point and one delivered set for the whole window.
+#[derive(Deserialize)]
+struct StoredV1 {
+    settled_before_ms: i64,
+    newest_event_ms: Option<i64>,
+    delivered: String,
+}
+
+#[derive(Deserialize)]
+struct FormatOnly {
+    format: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CheckpointError(String);
+
+impl Checkpoint {
+    pub fn starting_at(ms: i64) -> Self {
+        Self {
+            positions: Positions::starting_at(ms),
+            passes: Vec::new(),
+            delivered_buckets: Vec::new(),
+            legacy_delivered: None,
+        }
+    }
+
+    /// A v1 checkpoint carried on: everything before `settled_before_ms` was delivered with the
+    /// late-arrival window re-read, and `delivered` holds every event from that second on.
+    /// Nothing before it is swept again (there is no record of it); its unfinished pass is
+    /// dropped, as the fresh read restarts at the newest second, which `delivered` covers.
+    pub fn from_v1(settled_before_ms: i64, newest_event_ms: Option<i64>, delivered: DeliveredSet) -> Self {
+        let fresh = newest_event_ms.map_or(settled_before_ms, |n| n.max(settled_before_ms));
+        Self {
+            positions: Positions {
+                newest_event_ms,
+                fresh_read_to_ms: fresh,
+                window_swept_to_ms: settled_before_ms,
+                deep_swept_to_ms: settled_before_ms,
+            },
+            passes: Vec::new(),
+            delivered_buckets: Vec::new(),
+            legacy_delivered: Some(delivered),
+        }
+    }
+
+    pub fn pass(&self, read: Read) -> Option<&Pass> {
+        self.passes.iter().find(|p| p.read == read)
+    }
+
+    pub fn take_pass(&mut self, read: Read) -> Option<Pass> {
+        let index = self.passes.iter().position(|p| p.read == read)?;
+        Some(self.passes.remove(index))
+    }
+
+    pub fn set_pass(&mut self, read: Read, pass: Option<Pass>) {
+        self.passes.retain(|p| p.read != read);
+        self.passes.extend(pass);
+    }
+
+    pub fn to_json(&self) -> Result<String, CheckpointError> {
+        let p = &self.positions;
+        let stored = StoredCheckpoint {
+            format: FORMAT,
+            newest_event: p.newest_event_ms.map(rfc3339_ms),
+            newest_event_ms: p.newest_event_ms,
+            fresh_read_to: rfc3339_ms(p.fresh_read_to_ms),
+            fresh_read_to_ms: p.fresh_read_to_ms,
+            window_swept_to: rfc3339_ms(p.window_swept_to_ms),
+            window_swept_to_ms: p.window_swept_to_ms,
+            deep_swept_to: rfc3339_ms(p.deep_swept_to_ms),
+            deep_swept_to_ms: p.deep_swept_to_ms,
+            passes: self.passes.clone(),
+            delivered_buckets: self.delivered_buckets.clone(),
+        };
+        serde_json::to_string_pretty(&stored).map_err(|e| CheckpointError(format!("cannot render the checkpoint: {e}")))
+    }
+
+    /// Reads what [`Self::to_json`] wrote, or a version 1 checkpoint.
+    pub fn from_json(text: &str) -> Result<Self, CheckpointError> {
+        let not_a_checkpoint = |e: serde_json::Error| CheckpointError(format!("not a checkpoint: {e}"));
+        let FormatOnly { format } = serde_json::from_str(text).map_err(not_a_checkpoint)?;
+        match format {
+            1 => {
+                let v1: StoredV1 = serde_json::from_str(text).map_err(not_a_checkpoint)?;
+                let bytes = BASE64
+                    .decode(v1.delivered)
+                    .map_err(|e| CheckpointError(format!("delivered set is not base64: {e}")))?;
+                let delivered = DeliveredSet::decode(&bytes).map_err(|e| CheckpointError(e.to_string()))?;
+                Ok(Self::from_v1(v1.settled_before_ms, v1.newest_event_ms, delivered))
+            }
+            FORMAT => {
+                let stored: StoredCheckpoint = serde_json::from_str(text).map_err(not_a_checkpoint)?;
+                let positions = Positions {
+                    newest_event_ms: stored.newest_event_ms,
+                    fresh_read_to_ms: stored.fresh_read_to_ms,
+                    window_swept_to_ms: stored.window_swept_to_ms,
+                    deep_swept_to_ms: stored.deep_swept_to_ms,
+                }
+                .normalized();
+                let mut passes: Vec<Pass> = Vec::new();
+                for pass in stored.passes {
+                    if passes.iter().all(|p| p.read != pass.read) {
+                        passes.push(pass);
+                    }
+                }
+                Ok(Self { positions, passes, delivered_buckets: stored.delivered_buckets, legacy_delivered: None })
+            }
+            other => Err(CheckpointError(format!(
+                "unknown checkpoint format {other}; it was written by a newer version of this connector"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::AuditEvent;
+    use proptest::prelude::*;
+    use serde_json::value::RawValue;
+
+    fn event(id: usize, ts: i64) -> AuditEvent {
+        let text = format!(r#"{{"@timestamp":{ts},"_document_id":"doc-{id}"}}"#);
+        AuditEvent::from_raw(RawValue::from_string(text).expect("json"))
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let mut cp = Checkpoint::starting_at(1_700_000_000_123);
+        cp.positions.newest_event_ms = Some(1_700_000_000_500);
+        cp.positions.fresh_read_to_ms = 1_700_000_009_000;
+        cp.positions.window_swept_to_ms = 1_700_000_004_000;
+        cp.delivered_buckets = vec![1_699_999_980_000];
+        cp.passes.push(Pass {
+            read: Read::WindowSweep,
+            next_page: "https://api.github.com/x?after=abc".into(),
+            covered_to_ms: 1_700_000_001_000,
+            read_at_ms: 1_700_000_400_000,
+            until_ms: Some(1_700_000_004_000),
+        });
+        assert_eq!(Checkpoint::from_json(&cp.to_json().expect("renders")), Ok(cp));
+    }
+
+    #[test]
+    fn a_v1_checkpoint_is_carried_on_with_its_delivered_set() {
+        let mut delivered = DeliveredSet::default();
+        delivered.insert(1_700_000_000_500, &event(1, 1_700_000_000_500));
+        let v1 = format!(
+            r#"{{"format":1,"settled_before":"x","settled_before_ms":1700000000123,"newest_event":null,
+              "newest_event_ms":1700000000500,"delivered_count":1,"delivered":"{}",
+              "resume":{{"next_page":"https://api.github.com/x?after=a","settled_frozen":true}}}}"#,
+            BASE64.encode(delivered.encode())
+        );
+        let cp = Checkpoint::from_json(&v1).expect("v1 loads");
+        assert_eq!(cp.positions.window_swept_to_ms, 1_700_000_000_123);
+        assert_eq!(cp.positions.deep_swept_to_ms, 1_700_000_000_123);
+        assert_eq!(cp.positions.fresh_start_ms(), 1_700_000_000_000);
+        assert_eq!(cp.legacy_delivered, Some(delivered));
+        assert!(cp.passes.is_empty());
+    }
+
+    #[test]
+    fn edited_positions_are_put_back_in_order_and_unknown_formats_refused() {
+        let mut cp = Checkpoint::starting_at(5_000);
+        cp.positions.fresh_read_to_ms = 1_000;
+        let loaded = Checkpoint::from_json(&cp.to_json().expect("renders")).expect("loads");
+        assert_eq!(loaded.positions.window_swept_to_ms, 1_000);
+        assert_eq!(loaded.positions.deep_swept_to_ms, 1_000);
+        let err = Checkpoint::from_json(r#"{"format":9}"#).expect_err("future format");
+        assert!(err.to_string().contains("newer version"), "{err}");
+    }
+
+    #[test]
+    fn the_fresh_read_starts_at_the_newest_second_but_never_past_what_it_read() {
+        let mut p = Positions::starting_at(10_000);
+        assert_eq!(p.fresh_start_ms(), 10_000);
+        p.newest_event_ms = Some(12_345);
+        p.fresh_read_to_ms = 20_000;
+        assert_eq!(p.fresh_start_ms(), 12_000);
+        p.newest_event_ms = Some(99_999_999);
+        assert_eq!(p.fresh_start_ms(), 20_000, "an event from the future does not hide the present");
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_loads_or_fails_cleanly(text in ".{0,200}") {
+            let _ = Checkpoint::from_json(&text);
+        }
+
+        #[test]
+        fn any_field_values_load_or_fail_cleanly(
+            format in 0u32..4,
+            numbers in proptest::collection::vec(any::<i64>(), 4),
+            delivered in "[A-Za-z0-9+/=]{0,40}",
+            buckets in proptest::collection::vec(any::<i64>(), 0..5),
+        ) {
+            let text = serde_json::json!({
+                "format": format, "settled_before_ms": numbers[0], "newest_event_ms": numbers[1],
+                "delivered": delivered, "fresh_read_to_ms": numbers[2], "window_swept_to_ms": numbers[3],
+                "deep_swept_to_ms": numbers[0], "delivered_buckets": buckets,
+                "passes": [{"read": "fresh", "next_page": "x", "covered_to_ms": numbers[1], "read_at_ms": numbers[2], "until_ms": null}],
+            }).to_string();
+            if let Ok(cp) = Checkpoint::from_json(&text) {
+                let p = cp.positions;
+                prop_assert!(p.deep_swept_to_ms <= p.window_swept_to_ms && p.window_swept_to_ms <= p.fresh_read_to_ms);
+                let _ = p.fresh_start_ms();
+            }
+        }
+    }
+}

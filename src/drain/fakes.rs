@@ -1,0 +1,193 @@
+//! In-memory stand-ins for the drain's edges: an audit log whose events become visible at set
+//! instants of a hand-moved clock, a sink that counts what it receives, a store that can fail.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use serde_json::value::RawValue;
+
+use crate::budget::Budget;
+use crate::checkpoint::Checkpoint;
+use crate::checkpoint::delivered::DeliveredSet;
+use crate::ports::{
+    AuditEvent, AuditLogSource, CheckpointSave, Clock, CursorError, CursorStore, IntakeSink, Page, PageRequest,
+    SinkError, SourceError,
+};
+use crate::timefmt::floor_to_second;
+
+pub struct FakeClock(AtomicI64);
+
+impl FakeClock {
+    pub fn at(ms: i64) -> Self {
+        Self(AtomicI64::new(ms))
+    }
+
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for FakeClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LogEvent {
+    pub ts: i64,
+    pub visible_at: i64,
+    pub id: String,
+}
+
+/// GitHub's audit log as the drain sees it: `created:` at second precision, oldest first,
+/// pages of `page_size`, continuation after the last event of a page.
+pub struct FakeLog<'c> {
+    clock: &'c FakeClock,
+    events: Mutex<Vec<LogEvent>>,
+    pub page_size: usize,
+    /// What `requests_left` answers.
+    pub left: Mutex<Option<u64>>,
+}
+
+impl<'c> FakeLog<'c> {
+    pub fn new(clock: &'c FakeClock) -> Self {
+        Self { clock, events: Mutex::new(Vec::new()), page_size: 100, left: Mutex::new(None) }
+    }
+
+    pub fn add(&self, events: impl IntoIterator<Item = LogEvent>) {
+        let mut log = self.events.lock().expect("log");
+        log.extend(events);
+        log.sort_by(|a, b| (a.ts, &a.id).cmp(&(b.ts, &b.id)));
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.events.lock().expect("log").iter().map(|e| e.id.clone()).collect()
+    }
+}
+
+#[async_trait]
+impl AuditLogSource for FakeLog<'_> {
+    async fn fetch(&self, request: &PageRequest, _budget: &Budget) -> Result<Page, SourceError> {
+        let (since, until, after) = match request {
+            PageRequest::Created { since_ms, until_ms } => (*since_ms, *until_ms, None),
+            PageRequest::Continue(link) => {
+                let parts: Vec<&str> = link.split('|').collect();
+                let number = |i: usize| parts.get(i).and_then(|p| p.parse::<i64>().ok());
+                let since = number(0).ok_or_else(|| SourceError::Fatal(format!("bad link {link}")))?;
+                let after = number(2).zip(parts.get(3).map(|id| id.to_string()));
+                (since, number(1), after)
+            }
+        };
+        let now = self.clock.now_ms();
+        let from = floor_to_second(since);
+        let to = until.map_or(i64::MAX, |u| floor_to_second(u + 999));
+        let log = self.events.lock().expect("log");
+        let matching: Vec<&LogEvent> = log
+            .iter()
+            .filter(|e| e.visible_at <= now && e.ts >= from && e.ts < to)
+            .filter(|e| after.as_ref().is_none_or(|(ts, id)| (e.ts, &e.id) > (*ts, id)))
+            .take(self.page_size + 1)
+            .collect();
+        let more = matching.len() > self.page_size;
+        let page = &matching[..matching.len().min(self.page_size)];
+        let next = match (more, page.last()) {
+            (true, Some(last)) => {
+                Some(format!("{since}|{}|{}|{}", until.map(|u| u.to_string()).unwrap_or_default(), last.ts, last.id))
+            }
+            _ => None,
+        };
+        let events = page
+            .iter()
+            .map(|e| {
+                let text = format!(r#"{{"@timestamp":{},"_document_id":"{}","action":"repo.create"}}"#, e.ts, e.id);
+                AuditEvent::from_raw(RawValue::from_string(text).expect("valid json"))
+            })
+            .collect();
+        Ok(Page { events, next })
+    }
+
+    fn requests_left(&self) -> Option<u64> {
+        *self.left.lock().expect("left")
+    }
+}
+
+/// Counts every `_document_id` it receives.
+#[derive(Default)]
+pub struct RecordingSink {
+    pub received: Mutex<HashMap<String, u32>>,
+}
+
+#[async_trait]
+impl IntakeSink for RecordingSink {
+    fn max_event_bytes(&self) -> usize {
+        250 * 1024
+    }
+
+    async fn send(&self, events: &[&AuditEvent], _budget: &Budget) -> Result<Vec<usize>, SinkError> {
+        let mut received = self.received.lock().expect("received");
+        for event in events {
+            *received.entry(event.label()).or_default() += 1;
+        }
+        Ok(Vec::new())
+    }
+}
+
+/// Keeps the checkpoint and buckets in memory; with `fail_at_save`, the nth save fails as a
+/// crash between the intake's acknowledgement and the checkpoint would.
+#[derive(Default)]
+pub struct MemoryStore {
+    checkpoint: Mutex<Option<Checkpoint>>,
+    buckets: Mutex<HashMap<i64, DeliveredSet>>,
+    pub fail_at_save: Mutex<Option<usize>>,
+    saves: AtomicUsize,
+}
+
+impl MemoryStore {
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        self.checkpoint.lock().expect("checkpoint").clone()
+    }
+
+    pub fn put(&self, checkpoint: Checkpoint) {
+        *self.checkpoint.lock().expect("checkpoint") = Some(checkpoint);
+    }
+
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.lock().expect("buckets").len()
+    }
+}
+
+#[async_trait]
+impl CursorStore for MemoryStore {
+    async fn acquire(&self, _key: &str, _held_until: SystemTime) -> Result<Option<Checkpoint>, CursorError> {
+        Ok(self.checkpoint())
+    }
+
+    async fn load_buckets(&self, _key: &str, starts: &[i64]) -> Result<Vec<(i64, DeliveredSet)>, CursorError> {
+        let buckets = self.buckets.lock().expect("buckets");
+        Ok(starts.iter().filter_map(|s| buckets.get(s).map(|b| (*s, b.clone()))).collect())
+    }
+
+    async fn save(&self, _key: &str, save: &CheckpointSave<'_>) -> Result<(), CursorError> {
+        let n = self.saves.fetch_add(1, Ordering::SeqCst) + 1;
+        if *self.fail_at_save.lock().expect("fail") == Some(n) {
+            return Err(CursorError::Storage("simulated crash before the checkpoint was written".into()));
+        }
+        let mut buckets = self.buckets.lock().expect("buckets");
+        for (start, set) in &save.changed {
+            buckets.insert(*start, (*set).clone());
+        }
+        *self.checkpoint.lock().expect("checkpoint") = Some(save.checkpoint.clone());
+        for start in &save.removed {
+            buckets.remove(start);
+        }
+        Ok(())
+    }
+
+    async fn release(&self, _key: &str) -> Result<(), CursorError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,576 @@
+//! The data path, top to bottom. Each run makes up to three reads of the audit log, in budget
+//! priority:
+//!
+//! 1. **fresh**: from the newest second delivered to the end of what GitHub shows;
+//! 2. **window sweep**: each stretch once more when it is `LATE_ARRIVAL_WINDOW` old;
+//! 3. **deep sweep**: and once more when it is `LATE_SWEEP_AFTER` old (an indexing stall).
+//!
+//! Every read goes page by page: fetch → skip what was delivered → post → record and move the
+//! positions → save. The checkpoint only moves after the intake acknowledged a page, so a crash
+//! at any instant re-sends at most the page in flight. Re-read events are recognised by
+//! `_document_id` in the delivered record and skipped. The decisions live in [`plan`].
+
+pub mod plan;
+
+#[cfg(test)]
+mod fakes;
+#[cfg(test)]
+mod tests;
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::budget::Budget;
+use crate::checkpoint::delivered::{DeliveredRecord, DeliveredSet};
+use crate::checkpoint::{Checkpoint, Pass, Read};
+use crate::ports::{
+    AuditEvent, AuditLogSource, CheckpointSave, Clock, CursorError, CursorStore, IntakeSink, Page, PageRequest,
+    SinkError, SourceError,
+};
+use crate::timefmt::{floor_to_second, rfc3339_ms, rfc3339_seconds, to_ms};
+pub use plan::SweepAges;
+
+/// Never start a page with less than this left (plus twice the slowest page so far).
+const MIN_CYCLE_RESERVE: Duration = Duration::from_millis(500);
+/// A lease outlives the budget by this much, so the run can still release it itself, yet a
+/// crashed Lambda's lease lapses before its deadline (`lambda::SAFETY_MARGIN` after the budget).
+const LEASE_GRACE: Duration = Duration::from_secs(10);
+/// The summary lists at most this many oversize `_document_id`s (the log has them all).
+const MAX_REPORTED_OVERSIZE: usize = 100;
+/// Sweeps leave the rate budget of this many fresh reads (as long as this run's) unspent, so
+/// that a starved token keeps new events flowing and sweeps wait for the reset.
+const FRESH_READS_KEPT_FROM_SWEEPS: u64 = 3;
+
+/// What to drain: one cursor over one stretch of the audit log.
+#[derive(Debug, Clone)]
+pub struct DrainPlan {
+    /// The cursor's name in the store.
+    pub key: String,
+    /// Where a cursor with no checkpoint yet starts (epoch ms).
+    pub start_ms: i64,
+    /// A backfill's end (exclusive, epoch ms); scheduled drains have none.
+    pub until_ms: Option<i64>,
+    /// The sweeps; `None` reads each stretch once (a backfill: its range is history).
+    pub sweeps: Option<SweepAges>,
+}
+
+/// The outside systems one drain talks to.
+pub struct Edges<'a> {
+    pub source: &'a dyn AuditLogSource,
+    pub sink: &'a dyn IntakeSink,
+    pub store: &'a dyn CursorStore,
+    pub clock: &'a dyn Clock,
+}
+
+/// How far a backfill has come.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackfillProgress {
+    pub since: String,
+    pub until: String,
+    /// Everything before this instant of the range has been delivered.
+    pub covered_until: String,
+    pub percent: f64,
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// Every read due was done: everything visible was delivered.
+    Drained,
+    /// The time budget is nearly spent; the next run goes on from the checkpoint.
+    Budget,
+    /// GitHub's rate limit (less the reserve) is spent until `rate_limit_reset`, or what is
+    /// left is kept for fresh reads and the sweeps wait.
+    RateLimited,
+    /// Another run holds this target; this one did nothing.
+    TargetBusy,
+    /// A fatal error; `error` says what to fix. Everything acknowledged before it is checkpointed.
+    Failed,
+}
+
+/// What one run did: printed by the CLI, returned by the Lambda.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub target: String,
+    pub stop_reason: StopReason,
+    pub events_forwarded: u64,
+    /// Requests answered with a page, all reads together.
+    pub pages: u64,
+    pub fresh_pages: u64,
+    pub sweep_pages: u64,
+    pub deep_sweep_pages: u64,
+    pub duplicates_skipped: u64,
+    pub oversize_events: u64,
+    pub oversize_document_ids: Vec<String>,
+    /// The newest `@timestamp` ever delivered.
+    pub newest_event: Option<String>,
+    /// The fresh read has read everything before this.
+    pub fresh_read_to: Option<String>,
+    /// Everything before this was read again once it was `LATE_ARRIVAL_WINDOW` old.
+    pub window_swept_to: Option<String>,
+    /// Everything before this was read again once it was `LATE_SWEEP_AFTER` old.
+    pub deep_swept_to: Option<String>,
+    /// Age of the newest event this run delivered.
+    pub lag_seconds: Option<f64>,
+    pub rate_limit_reset: Option<String>,
+    /// The window sweep fell too far behind and was moved here unread: late events before it
+    /// are looked for only by the deep sweep.
+    pub window_sweep_skipped_until: Option<String>,
+    /// The deep sweep fell too far behind and was moved here unread: events indexed very late
+    /// before it are not looked for.
+    pub deep_sweep_skipped_until: Option<String>,
+    /// Only for backfills.
+    pub backfill: Option<BackfillProgress>,
+    pub elapsed_seconds: f64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    #[error("GitHub: {0}")]
+    GitHub(String),
+    #[error("intake: {0}")]
+    Intake(String),
+    #[error("cursor store: {0}")]
+    Cursor(#[from] CursorError),
+}
+
+/// A fatal error, with the summary of what the run did before it.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct DrainFailure {
+    pub error: DrainError,
+    pub summary: Box<Summary>,
+}
+
+pub async fn drain(edges: &Edges<'_>, plan: &DrainPlan, budget: Budget) -> Result<Summary, DrainFailure> {
+    let key = plan.key.as_str();
+    let mut run = Run::new(key, budget);
+    let held_until = SystemTime::now() + budget.remaining() + LEASE_GRACE;
+    let outcome = match edges.store.acquire(key, held_until).await {
+        Err(CursorError::Busy { .. }) => Ok(StopReason::TargetBusy),
+        Err(err) => Err(DrainError::Cursor(err)),
+        Ok(stored) => {
+            let mut checkpoint = stored.unwrap_or_else(|| Checkpoint::starting_at(plan.start_ms));
+            let outcome = run.pump(edges, &mut checkpoint, plan).await;
+            run.checkpoint = Some(checkpoint);
+            if let Err(err) = edges.store.release(key).await {
+                tracing::warn!("could not release the hold on {key}: {err}");
+            }
+            outcome
+        }
+    };
+    run.finish(outcome, plan, edges.clock)
+}
+
+fn backfill_progress(since_ms: i64, until_ms: i64, covered_ms: i64) -> BackfillProgress {
+    let covered = covered_ms.clamp(since_ms, until_ms);
+    let span = (until_ms - since_ms).max(1) as f64;
+    BackfillProgress {
+        since: rfc3339_ms(since_ms),
+        until: rfc3339_ms(until_ms),
+        covered_until: rfc3339_ms(covered),
+        percent: ((covered - since_ms) as f64 * 1000.0 / span).round() / 10.0,
+        complete: covered_ms >= until_ms,
+    }
+}
+
+/// One read's progress through its stretch.
+struct Stretch {
+    read: Read,
+    request: PageRequest,
+    /// Everything of the stretch before this has been read.
+    covered_to_ms: i64,
+    /// When the previous page was requested; `None` before the first.
+    read_at_ms: Option<i64>,
+    until_ms: Option<i64>,
+    /// Continues a pass saved by an earlier run.
+    resumed: bool,
+}
+
+impl Stretch {
+    fn new(read: Read, since_ms: i64, until_ms: Option<i64>) -> Self {
+        Self {
+            read,
+            request: PageRequest::Created { since_ms, until_ms },
+            covered_to_ms: since_ms,
+            read_at_ms: None,
+            until_ms,
+            resumed: false,
+        }
+    }
+
+    fn resume(pass: Pass) -> Self {
+        Self {
+            read: pass.read,
+            request: PageRequest::Continue(pass.next_page),
+            covered_to_ms: pass.covered_to_ms,
+            read_at_ms: Some(pass.read_at_ms),
+            until_ms: pass.until_ms,
+            resumed: true,
+        }
+    }
+
+    /// Starts over from where it stands, without GitHub's link.
+    fn restart(&mut self) {
+        self.request = PageRequest::Created { since_ms: floor_to_second(self.covered_to_ms), until_ms: self.until_ms };
+        self.read_at_ms = None;
+        self.resumed = false;
+    }
+}
+
+struct Run<'a> {
+    key: &'a str,
+    budget: Budget,
+    started: Instant,
+    /// As it stood when the run ended.
+    checkpoint: Option<Checkpoint>,
+    slowest_page: Duration,
+    newest_this_run: Option<i64>,
+    summary: Summary,
+}
+
+impl<'a> Run<'a> {
+    fn new(key: &'a str, budget: Budget) -> Self {
+        let summary = Summary {
+            target: key.to_owned(),
+            stop_reason: StopReason::Failed,
+            events_forwarded: 0,
+            pages: 0,
+            fresh_pages: 0,
+            sweep_pages: 0,
+            deep_sweep_pages: 0,
+            duplicates_skipped: 0,
+            oversize_events: 0,
+            oversize_document_ids: Vec::new(),
+            newest_event: None,
+            fresh_read_to: None,
+            window_swept_to: None,
+            deep_swept_to: None,
+            lag_seconds: None,
+            rate_limit_reset: None,
+            window_sweep_skipped_until: None,
+            deep_sweep_skipped_until: None,
+            backfill: None,
+            elapsed_seconds: 0.0,
+            error: None,
+        };
+        Self {
+            key,
+            budget,
+            started: Instant::now(),
+            checkpoint: None,
+            slowest_page: Duration::ZERO,
+            newest_this_run: None,
+            summary,
+        }
+    }
+
+    /// The three reads in turn, each to the end of its stretch unless the budget stops it.
+    async fn pump(
+        &mut self,
+        edges: &Edges<'_>,
+        checkpoint: &mut Checkpoint,
+        plan: &DrainPlan,
+    ) -> Result<StopReason, DrainError> {
+        if plan.until_ms.is_some_and(|until| checkpoint.positions.fresh_read_to_ms >= until) {
+            // A finished backfill: nothing left to read.
+            return Ok(StopReason::Drained);
+        }
+        let mut record = DeliveredRecord::new(&checkpoint.delivered_buckets, checkpoint.legacy_delivered.take());
+        let skipped = plan::skip_lagging_sweeps(&mut checkpoint.positions, plan.sweeps, edges.clock.now_ms());
+        self.report_skipped(skipped);
+        for read in plan::reads(plan.sweeps) {
+            let Some(mut stretch) = self.next_stretch(edges, checkpoint, &mut record, read, plan).await? else {
+                continue;
+            };
+            tracing::info!(target = self.key, ?read, request = ?stretch.request, "reading");
+            if let Some(stop) = self.read(edges, checkpoint, &mut record, &mut stretch, plan).await? {
+                return Ok(stop);
+            }
+        }
+        Ok(StopReason::Drained)
+    }
+
+    /// What `read` reads this run: its unfinished pass, or a new stretch if one is due.
+    async fn next_stretch(
+        &mut self,
+        edges: &Edges<'_>,
+        checkpoint: &mut Checkpoint,
+        record: &mut DeliveredRecord,
+        read: Read,
+        plan: &DrainPlan,
+    ) -> Result<Option<Stretch>, DrainError> {
+        if let Some(pass) = checkpoint.take_pass(read) {
+            return Ok(Some(Stretch::resume(pass)));
+        }
+        let positions = &checkpoint.positions;
+        let Some(ages) = plan.sweeps.filter(|_| read != Read::Fresh) else {
+            return Ok(Some(Stretch::new(read, positions.fresh_start_ms(), plan.until_ms)));
+        };
+        let now = edges.clock.now_ms();
+        let Some((since, until)) = plan::sweep_bounds(read, positions, ages, now, plan.until_ms) else {
+            return Ok(None);
+        };
+        load_buckets(edges.store, self.key, record, since, until).await?;
+        Ok(Some(Stretch::new(read, since, Some(until))))
+    }
+
+    /// Reads one stretch page by page. `None` when it is done; otherwise why the run stops.
+    async fn read(
+        &mut self,
+        edges: &Edges<'_>,
+        checkpoint: &mut Checkpoint,
+        record: &mut DeliveredRecord,
+        stretch: &mut Stretch,
+        plan: &DrainPlan,
+    ) -> Result<Option<StopReason>, DrainError> {
+        loop {
+            if self.budget.remaining() < self.slowest_page * 2 + MIN_CYCLE_RESERVE {
+                return Ok(Some(StopReason::Budget));
+            }
+            if stretch.read != Read::Fresh && !self.sweeps_affordable(edges.source) {
+                tracing::warn!(
+                    requests_left = edges.source.requests_left(),
+                    "the GitHub rate budget left is kept for fresh reads; the sweeps wait for the reset"
+                );
+                return Ok(Some(StopReason::RateLimited));
+            }
+            let page_started = Instant::now();
+
+            // 1. Fetch one page.
+            let requested_at = edges.clock.now_ms();
+            let page = match edges.source.fetch(&stretch.request, &self.budget).await {
+                Ok(page) => page,
+                Err(SourceError::RateLimited { reset_at }) => {
+                    self.summary.rate_limit_reset = reset_at.map(|t| rfc3339_seconds(to_ms(t)));
+                    return Ok(Some(StopReason::RateLimited));
+                }
+                Err(SourceError::OutOfTime) => return Ok(Some(StopReason::Budget)),
+                Err(SourceError::Fatal(message)) if stretch.resumed => {
+                    // A link saved by an earlier run may have expired: read the stretch anew.
+                    tracing::warn!("could not continue the previous pass ({message}); re-reading from its position");
+                    stretch.restart();
+                    continue;
+                }
+                Err(SourceError::Fatal(message)) => return Err(DrainError::GitHub(message)),
+            };
+            stretch.resumed = false;
+            self.count_page(stretch.read);
+
+            // 2. Skip what was delivered before; set aside what the intake would refuse.
+            let (low, high) = timestamp_span(&page, stretch.covered_to_ms);
+            load_buckets(edges.store, self.key, record, floor_to_second(low), high).await?;
+            let mut position = stretch.covered_to_ms;
+            let mut to_send: Vec<&AuditEvent> = Vec::with_capacity(page.events.len());
+            let mut newly_seen: Vec<(i64, &AuditEvent)> = Vec::with_capacity(page.events.len());
+            for event in &page.events {
+                // An event without a timestamp is placed where the page stands.
+                let ts = event.timestamp_ms.unwrap_or(position);
+                position = position.max(ts);
+                if record.contains(ts, event) {
+                    self.summary.duplicates_skipped += 1;
+                    continue;
+                }
+                newly_seen.push((ts, event));
+                if event.json().len() > edges.sink.max_event_bytes() {
+                    self.report_refused(event, "larger than the intake accepts");
+                } else {
+                    to_send.push(event);
+                }
+            }
+
+            // 3. Post; nothing below runs unless the intake acknowledged every event.
+            let refused = match edges.sink.send(&to_send, &self.budget).await {
+                Ok(refused) => refused,
+                Err(SinkError::OutOfTime) => return Ok(Some(StopReason::Budget)),
+                Err(SinkError::Fatal(message)) => return Err(DrainError::Intake(message)),
+            };
+            for &index in &refused {
+                self.report_refused(to_send[index], "refused by the intake as too large (413)");
+            }
+            self.summary.events_forwarded += (to_send.len() - refused.len()) as u64;
+
+            // 4. Record what was delivered and how far each read now stands.
+            for (ts, event) in newly_seen {
+                record.insert(ts, event);
+                self.newest_this_run = self.newest_this_run.max(Some(ts));
+            }
+            let positions = &mut checkpoint.positions;
+            positions.newest_event_ms = positions.newest_event_ms.max(self.newest_this_run);
+            // With a next page, events up to the last one's instant are read (more may share
+            // it); without, the whole stretch is, as GitHub showed it.
+            let read_to = match (&page.next, stretch.until_ms) {
+                (Some(_), _) => position,
+                (None, Some(until)) => until,
+                (None, None) => requested_at,
+            };
+            let read_at = stretch.read_at_ms.map_or(requested_at, |earlier| earlier.min(requested_at));
+            let read_from = stretch.covered_to_ms;
+            plan::advance(positions, plan.sweeps, read_from, read_to.max(read_from), read_at);
+            stretch.covered_to_ms = read_from.max(read_to);
+            stretch.read_at_ms = Some(requested_at);
+            let next = match (page.next, stretch.until_ms) {
+                (Some(_), Some(until))
+                    if stretch.read != Read::Fresh
+                        && !plan::sweep_goes_on(plan::SweepAhead {
+                            known: record.count_between(stretch.covered_to_ms, until),
+                            page_events: page.events.len(),
+                            page_span_ms: stretch.covered_to_ms - read_from,
+                            span_ms: until - stretch.covered_to_ms,
+                        }) =>
+                {
+                    None
+                }
+                (next, _) => next,
+            };
+            let pass = next.clone().map(|next_page| Pass {
+                read: stretch.read,
+                next_page,
+                covered_to_ms: stretch.covered_to_ms,
+                read_at_ms: requested_at,
+                until_ms: stretch.until_ms,
+            });
+            checkpoint.set_pass(stretch.read, pass);
+
+            // 5. Save: the changed buckets of the record, then the checkpoint.
+            record.prune_before(plan::record_floor(&checkpoint.positions, plan.sweeps, &checkpoint.passes));
+            checkpoint.delivered_buckets = record.starts();
+            let (changed, removed) = record.changes();
+            edges.store.save(self.key, &CheckpointSave { checkpoint, changed, removed }).await?;
+            record.saved();
+            record.unload_before(stretch.covered_to_ms);
+            self.slowest_page = self.slowest_page.max(page_started.elapsed());
+            tracing::debug!(read = ?stretch.read, sent = to_send.len(), read_to = %rfc3339_ms(stretch.covered_to_ms), "page delivered");
+
+            match next {
+                Some(next) => stretch.request = PageRequest::Continue(next),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    fn count_page(&mut self, read: Read) {
+        self.summary.pages += 1;
+        match read {
+            Read::Fresh => self.summary.fresh_pages += 1,
+            Read::WindowSweep => self.summary.sweep_pages += 1,
+            Read::DeepSweep => self.summary.deep_sweep_pages += 1,
+        }
+    }
+
+    fn sweeps_affordable(&self, source: &dyn AuditLogSource) -> bool {
+        let kept = FRESH_READS_KEPT_FROM_SWEEPS * self.summary.fresh_pages.max(1);
+        source.requests_left().is_none_or(|left| left >= kept)
+    }
+
+    fn report_skipped(&mut self, skipped: plan::Skipped) {
+        if let Some(until) = skipped.window_until_ms {
+            tracing::warn!(
+                until = %rfc3339_ms(until),
+                "the window sweep fell too far behind and skips ahead unread: events indexed late before this are looked for only by the deep sweep"
+            );
+            self.summary.window_sweep_skipped_until = Some(rfc3339_ms(until));
+        }
+        if let Some(until) = skipped.deep_until_ms {
+            tracing::warn!(
+                until = %rfc3339_ms(until),
+                "the deep sweep fell further behind than LATE_SWEEP_AFTER and skips ahead unread: events indexed very late before this are not looked for; give the connector more rate budget or time"
+            );
+            self.summary.deep_sweep_skipped_until = Some(rfc3339_ms(until));
+        }
+    }
+
+    /// An event the intake will not take is reported, never silently dropped, and does not
+    /// hold up the reads.
+    fn report_refused(&mut self, event: &AuditEvent, why: &str) {
+        let id = event.label();
+        tracing::warn!(
+            document_id = %id,
+            bytes = event.json().len(),
+            "event not delivered: {why}; it does not block the cursor, fetch it from GitHub by its _document_id"
+        );
+        self.summary.oversize_events += 1;
+        if self.summary.oversize_document_ids.len() < MAX_REPORTED_OVERSIZE {
+            self.summary.oversize_document_ids.push(id);
+        }
+    }
+
+    fn finish(
+        mut self,
+        outcome: Result<StopReason, DrainError>,
+        plan: &DrainPlan,
+        clock: &dyn Clock,
+    ) -> Result<Summary, DrainFailure> {
+        self.summary.elapsed_seconds = (self.started.elapsed().as_millis() as f64) / 1000.0;
+        let now = clock.now_ms();
+        self.summary.lag_seconds = self.newest_this_run.map(|ts| (now - ts).max(0) as f64 / 1000.0);
+        if let Some(checkpoint) = &self.checkpoint {
+            let p = checkpoint.positions;
+            self.summary.newest_event = p.newest_event_ms.map(rfc3339_ms);
+            self.summary.fresh_read_to = Some(rfc3339_ms(p.fresh_read_to_ms));
+            if plan.sweeps.is_some() {
+                self.summary.window_swept_to = Some(rfc3339_ms(p.window_swept_to_ms));
+            }
+            if plan.sweeps.is_some_and(|s| s.deep_ms.is_some()) {
+                self.summary.deep_swept_to = Some(rfc3339_ms(p.deep_swept_to_ms));
+            }
+            if let Some(until_ms) = plan.until_ms {
+                self.summary.backfill = Some(backfill_progress(plan.start_ms, until_ms, p.fresh_read_to_ms));
+            }
+        }
+        match outcome {
+            Ok(reason) => {
+                self.summary.stop_reason = reason;
+                tracing::info!(
+                    stop_reason = ?reason,
+                    events_forwarded = self.summary.events_forwarded,
+                    fresh_pages = self.summary.fresh_pages,
+                    sweep_pages = self.summary.sweep_pages,
+                    deep_sweep_pages = self.summary.deep_sweep_pages,
+                    duplicates_skipped = self.summary.duplicates_skipped,
+                    "run finished"
+                );
+                Ok(self.summary)
+            }
+            Err(error) => {
+                self.summary.error = Some(error.to_string());
+                tracing::error!(events_forwarded = self.summary.events_forwarded, "run failed: {error}");
+                Err(DrainFailure { error, summary: Box::new(self.summary) })
+            }
+        }
+    }
+}
+
+/// The oldest and newest `@timestamp` on a page (`fallback` for a page without any).
+fn timestamp_span(page: &Page, fallback: i64) -> (i64, i64) {
+    let stamps = page.events.iter().filter_map(|e| e.timestamp_ms);
+    let low = stamps.clone().min().unwrap_or(fallback).min(fallback);
+    let high = stamps.max().unwrap_or(fallback).max(fallback);
+    (low, high)
+}
+
+/// Brings the record's buckets for `[from_ms, to_ms]` into memory.
+async fn load_buckets(
+    store: &dyn CursorStore,
+    key: &str,
+    record: &mut DeliveredRecord,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<(), CursorError> {
+    let missing = record.unloaded_between(from_ms, to_ms);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    for (start, set) in store.load_buckets(key, &missing).await? {
+        record.add_loaded(start, set);
+    }
+    // A bucket the store lacks (its save was cut short) is empty.
+    for start in missing {
+        record.add_loaded(start, DeliveredSet::default());
+    }
+    Ok(())
+}

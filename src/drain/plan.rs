@@ -1,0 +1,287 @@
+//! The drain's decisions, as pure functions of positions, ages and time: which stretch each
+//! read takes next, how far a read moves every position, when a lagging sweep is given up,
+//! and what the delivered record may forget. No I/O, so every rule has a unit test.
+
+use crate::checkpoint::{Pass, Positions, Read};
+use crate::timefmt::floor_to_second;
+
+/// GitHub's largest page, which the source asks for.
+pub const PAGE_SIZE: usize = 100;
+/// A window sweep that falls this far behind, with the deep sweep off, is given up.
+const WINDOW_LAG_LIMIT_WITHOUT_DEEP_SWEEP_MS: i64 = 3_600_000;
+
+/// How old a stretch must be before each sweep reads it again (ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepAges {
+    pub window_ms: i64,
+    /// `None`: no deep sweep.
+    pub deep_ms: Option<i64>,
+}
+
+/// The reads a drain makes, in budget priority; `None` (a backfill) reads each stretch once.
+pub fn reads(sweeps: Option<SweepAges>) -> Vec<Read> {
+    match sweeps {
+        None => vec![Read::Fresh],
+        Some(SweepAges { deep_ms: None, .. }) => vec![Read::Fresh, Read::WindowSweep],
+        Some(SweepAges { deep_ms: Some(_), .. }) => vec![Read::Fresh, Read::WindowSweep, Read::DeepSweep],
+    }
+}
+
+/// A stretch `[from_ms, to_ms)` was read as GitHub showed it at `read_at_ms`. Each position
+/// that the stretch starts at or before moves up to its end, or to the newest instant that was
+/// already old enough for that read when it was read: a first run or a backfill over old
+/// history thus counts as swept, and reads each event once.
+pub fn advance(positions: &mut Positions, sweeps: Option<SweepAges>, from_ms: i64, to_ms: i64, read_at_ms: i64) {
+    let reach = |position: &mut i64, age_ms: i64| {
+        if from_ms <= *position {
+            *position = (*position).max(to_ms.min(read_at_ms.saturating_sub(age_ms)));
+        }
+    };
+    reach(&mut positions.fresh_read_to_ms, 0);
+    match sweeps {
+        Some(ages) => {
+            reach(&mut positions.window_swept_to_ms, ages.window_ms);
+            match ages.deep_ms {
+                Some(deep_ms) => reach(&mut positions.deep_swept_to_ms, deep_ms),
+                None => positions.deep_swept_to_ms = positions.window_swept_to_ms,
+            }
+        }
+        None => {
+            positions.window_swept_to_ms = positions.fresh_read_to_ms;
+            positions.deep_swept_to_ms = positions.fresh_read_to_ms;
+        }
+    }
+}
+
+/// Where lagging sweeps were moved to without being read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Skipped {
+    pub window_until_ms: Option<i64>,
+    pub deep_until_ms: Option<i64>,
+}
+
+/// A sweep that falls further behind its due point than it can usefully catch up (the deep
+/// sweep: `LATE_SWEEP_AFTER` again; the window sweep: the larger of both ages, or an hour with
+/// no deep sweep) jumps ahead, so that neither the work owed nor the record grows without
+/// bound. The caller reports it: this is where events can go unlooked-for.
+pub fn skip_lagging_sweeps(positions: &mut Positions, sweeps: Option<SweepAges>, now_ms: i64) -> Skipped {
+    let Some(ages) = sweeps else { return Skipped::default() };
+    let mut skipped = Skipped::default();
+    let window_limit = ages.window_ms.max(ages.deep_ms.unwrap_or(WINDOW_LAG_LIMIT_WITHOUT_DEEP_SWEEP_MS));
+    let window_target = (now_ms - ages.window_ms - window_limit).min(positions.fresh_read_to_ms);
+    if positions.window_swept_to_ms < window_target {
+        positions.window_swept_to_ms = window_target;
+        skipped.window_until_ms = Some(window_target);
+    }
+    match ages.deep_ms {
+        Some(deep_ms) => {
+            let deep_target = (now_ms - 2 * deep_ms).min(positions.window_swept_to_ms);
+            if positions.deep_swept_to_ms < deep_target {
+                positions.deep_swept_to_ms = deep_target;
+                skipped.deep_until_ms = Some(deep_target);
+            }
+        }
+        None => positions.deep_swept_to_ms = positions.window_swept_to_ms,
+    }
+    skipped
+}
+
+/// The stretch a sweep reads now, `[since, until)` in whole seconds, or `None` when nothing of
+/// it is due. It reaches back to the second holding the sweep's position, and forward to what
+/// is old enough, was read by the read before it, and is inside `limit_ms`.
+pub fn sweep_bounds(
+    read: Read,
+    positions: &Positions,
+    ages: SweepAges,
+    now_ms: i64,
+    limit_ms: Option<i64>,
+) -> Option<(i64, i64)> {
+    let (position, due) = match read {
+        Read::Fresh => return None,
+        Read::WindowSweep => (positions.window_swept_to_ms, positions.fresh_read_to_ms.min(now_ms - ages.window_ms)),
+        Read::DeepSweep => (positions.deep_swept_to_ms, positions.window_swept_to_ms.min(now_ms - ages.deep_ms?)),
+    };
+    let until = floor_to_second(limit_ms.map_or(due, |limit| due.min(limit)));
+    (until > position).then_some((floor_to_second(position), until))
+}
+
+/// What lies ahead of a sweep after a page.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepAhead {
+    /// Delivered events the rest of the stretch holds.
+    pub known: usize,
+    /// The page just read: how many events, over how long a stretch (ms).
+    pub page_events: usize,
+    pub page_span_ms: i64,
+    /// The rest of the stretch (ms).
+    pub span_ms: i64,
+}
+
+/// Whether a sweep asks for its next page. A request answered with a part-filled page is
+/// spent on the newest end of the fresh read; a sweep need not spend one: it goes on while a
+/// full page is due ahead, and leaves the rest (under a page) to its next run, where it heads a
+/// full page. What is due is what the record knows lies ahead, or, when many events are
+/// indexed late and the record knows few of them, what the last page's density predicts.
+pub fn sweep_goes_on(ahead: SweepAhead) -> bool {
+    let predicted = match usize::try_from(ahead.page_span_ms) {
+        Ok(0) | Err(_) => usize::MAX,
+        Ok(page_span) => {
+            let span = usize::try_from(ahead.span_ms.max(0)).unwrap_or(usize::MAX);
+            ahead.page_events.saturating_mul(span) / page_span
+        }
+    };
+    ahead.known.max(predicted) >= PAGE_SIZE
+}
+
+/// No read will start before this: the record may forget the minutes before it.
+pub fn record_floor(positions: &Positions, sweeps: Option<SweepAges>, passes: &[Pass]) -> i64 {
+    let mut floor = positions.fresh_start_ms();
+    if sweeps.is_some() {
+        floor = floor.min(positions.deep_swept_to_ms).min(positions.window_swept_to_ms);
+    }
+    for pass in passes {
+        floor = floor.min(pass.covered_to_ms);
+    }
+    floor_to_second(floor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: i64 = 300_000;
+    const D: i64 = 3_600_000;
+    const AGES: SweepAges = SweepAges { window_ms: W, deep_ms: Some(D) };
+    const T0: i64 = 1_700_000_000_000;
+
+    fn at(ms: i64) -> Positions {
+        Positions::starting_at(ms)
+    }
+
+    #[test]
+    fn a_read_of_old_history_counts_for_every_sweep_it_is_old_enough_for() {
+        let mut p = at(T0);
+        // A first run reads two hours of backlog in one page.
+        advance(&mut p, Some(AGES), T0, T0 + 7_200_000, T0 + 7_200_000);
+        assert_eq!(p.fresh_read_to_ms, T0 + 7_200_000);
+        assert_eq!(p.window_swept_to_ms, T0 + 7_200_000 - W);
+        assert_eq!(p.deep_swept_to_ms, T0 + 7_200_000 - D);
+    }
+
+    #[test]
+    fn a_read_starting_after_a_position_does_not_move_it() {
+        let mut p = at(T0);
+        p.fresh_read_to_ms = T0 + 600_000;
+        advance(&mut p, Some(AGES), T0 + 590_000, T0 + 700_000, T0 + 700_000);
+        assert_eq!(p.fresh_read_to_ms, T0 + 700_000);
+        assert_eq!(p.window_swept_to_ms, T0, "the stretch before 590 s was never swept");
+    }
+
+    #[test]
+    fn a_sweep_moves_its_own_position_and_a_backfill_moves_all_three() {
+        let mut p = at(T0);
+        p.fresh_read_to_ms = T0 + 900_000;
+        advance(&mut p, Some(AGES), T0, T0 + 60_000, T0 + 60_000 + W);
+        assert_eq!(p.window_swept_to_ms, T0 + 60_000);
+        assert_eq!(p.deep_swept_to_ms, T0, "not an hour old yet");
+
+        let mut b = at(T0);
+        advance(&mut b, None, T0, T0 + 1_000, T0 + 2_000);
+        assert_eq!((b.window_swept_to_ms, b.deep_swept_to_ms), (T0 + 1_000, T0 + 1_000));
+    }
+
+    #[test]
+    fn sweeps_read_only_what_is_old_enough_and_already_read_by_the_read_before() {
+        let mut p = at(T0);
+        p.fresh_read_to_ms = T0 + 900_500;
+        p.window_swept_to_ms = T0 + 400_500;
+        let now = T0 + 900_000;
+        assert_eq!(
+            sweep_bounds(Read::WindowSweep, &p, AGES, now, None),
+            Some((T0 + 400_000, T0 + 600_000)),
+            "from the second holding the position to `now - window`"
+        );
+        assert_eq!(sweep_bounds(Read::DeepSweep, &p, AGES, now, None), None, "nothing is an hour old");
+        let later = T0 + D + 500_000;
+        assert_eq!(
+            sweep_bounds(Read::DeepSweep, &p, AGES, later, None),
+            Some((T0, T0 + 400_000)),
+            "up to the window sweep"
+        );
+        assert_eq!(
+            sweep_bounds(Read::WindowSweep, &p, AGES, now, Some(T0 + 500_000)),
+            Some((T0 + 400_000, T0 + 500_000))
+        );
+        p.window_swept_to_ms = T0 + 600_000;
+        assert_eq!(sweep_bounds(Read::WindowSweep, &p, AGES, now, None), None, "caught up");
+        let off = SweepAges { deep_ms: None, ..AGES };
+        assert_eq!(sweep_bounds(Read::DeepSweep, &p, off, later, None), None);
+    }
+
+    #[test]
+    fn a_sweep_asks_for_another_page_only_while_a_full_page_is_due() {
+        let ahead = |known, page_span_ms, span_ms| SweepAhead { known, page_events: PAGE_SIZE, page_span_ms, span_ms };
+        assert!(sweep_goes_on(ahead(PAGE_SIZE, 60_000, 1_000)), "the record knows a page lies ahead");
+        assert!(!sweep_goes_on(ahead(PAGE_SIZE - 1, 60_000, 30_000)), "under a page: left to the next run");
+        assert!(sweep_goes_on(ahead(10, 60_000, 60_000)), "the last page's density predicts a full one");
+        assert!(!sweep_goes_on(ahead(10, 60_000, 59_000)));
+        assert!(sweep_goes_on(ahead(0, 0, 1)), "a page within one millisecond predicts nothing: go on");
+    }
+
+    #[test]
+    fn a_deep_sweep_behind_by_its_age_again_is_skipped_and_never_passes_the_window_sweep() {
+        let now = T0 + 10 * D;
+        let mut p = at(T0);
+        p.fresh_read_to_ms = now;
+        p.window_swept_to_ms = now - W;
+        let skipped = skip_lagging_sweeps(&mut p, Some(AGES), now);
+        assert_eq!(skipped, Skipped { window_until_ms: None, deep_until_ms: Some(now - 2 * D) });
+        assert_eq!(p.deep_swept_to_ms, now - 2 * D);
+
+        // Just inside the limit: kept.
+        let mut q = at(now - 2 * D + 1);
+        q.fresh_read_to_ms = now;
+        q.window_swept_to_ms = now - W;
+        assert_eq!(skip_lagging_sweeps(&mut q, Some(AGES), now), Skipped::default());
+    }
+
+    #[test]
+    fn a_backlog_read_by_the_fresh_read_is_never_skipped() {
+        let now = T0 + 48 * D;
+        let mut p = at(T0);
+        assert_eq!(skip_lagging_sweeps(&mut p, Some(AGES), now), Skipped::default(), "all three stand together");
+        assert_eq!(p, at(T0));
+    }
+
+    #[test]
+    fn a_window_sweep_far_behind_skips_and_pulls_the_deep_sweep_along() {
+        let now = T0 + 10 * D;
+        let mut p = at(T0);
+        p.fresh_read_to_ms = now;
+        let skipped = skip_lagging_sweeps(&mut p, Some(AGES), now);
+        assert_eq!(skipped.window_until_ms, Some(now - W - D));
+        assert_eq!(skipped.deep_until_ms, Some(now - 2 * D));
+        assert!(p.deep_swept_to_ms <= p.window_swept_to_ms);
+    }
+
+    #[test]
+    fn the_record_keeps_what_the_earliest_next_read_starts_at() {
+        let mut p = at(T0);
+        p.fresh_read_to_ms = T0 + 900_000;
+        p.window_swept_to_ms = T0 + 600_000;
+        p.deep_swept_to_ms = T0 + 100_500;
+        p.newest_event_ms = Some(T0 + 899_000);
+        assert_eq!(record_floor(&p, Some(AGES), &[]), T0 + 100_000);
+        assert_eq!(record_floor(&p, None, &[]), T0 + 899_000);
+        // A quiet target: the newest event is older than every sweep, and is still recognised.
+        p.newest_event_ms = Some(T0 + 5_500);
+        assert_eq!(record_floor(&p, Some(AGES), &[]), T0 + 5_000);
+    }
+
+    #[test]
+    fn reads_come_in_budget_priority() {
+        assert_eq!(reads(Some(AGES)), vec![Read::Fresh, Read::WindowSweep, Read::DeepSweep]);
+        assert_eq!(reads(Some(SweepAges { deep_ms: None, ..AGES })), vec![Read::Fresh, Read::WindowSweep]);
+        assert_eq!(reads(None), vec![Read::Fresh]);
+    }
+}
