@@ -26,9 +26,12 @@ tools:
 	@command -v moto_server >/dev/null && command -v cfn-lint >/dev/null && command -v cargo-lambda >/dev/null \
 	  || { $(PYTHON) -m pip install --quiet "moto[server]" cfn-lint cargo-lambda && { pyenv rehash 2>/dev/null || true; }; }
 
-## Events/s and peak memory of one drain for growing backlogs (release build, simulator).
+## Events/s and peak memory of one drain for growing backlogs; GitHub requests per 100 events
+## for each read model setting, and events lost through an indexing stall (release build,
+## simulator). Figures go to stdout and target/bench/.
 bench:
 	./scripts/bench.sh
+	$(CARGO) bench --bench read_cost
 
 ## The Lambda bootstrap for Graviton: target/lambda/$(LAMBDA_BIN)/bootstrap
 build: tools

@@ -22,7 +22,7 @@ intake_stats="${SEKOIA_INTAKE_URL}/_sim/stats"
 echo "== simulator: GitHub at $GITHUB_API_URL, intake at $SEKOIA_INTAKE_URL, 12000 events over 48h"
 echo "== first run: drains the backlog into the intake (summary on stdout)"
 "$bin/github-audit-sekoia" run 2>/dev/null | tee target/demo-first.json
-echo "== second run: re-reads the late-arrival window, recognises it, sends nothing new"
+echo "== second run: reads again from the newest second delivered, recognises it, sends nothing new"
 "$bin/github-audit-sekoia" run 2>/dev/null | tee target/demo-second.json
 echo "== what the intake received"
 curl -fsS "$intake_stats"

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use github_audit_sekoia::simulator::{SimOptions, Simulator, generate_events};
+use github_audit_sekoia::simulator::{LiveLog, SimOptions, Simulator, Stall, generate_events, live_events};
 use github_audit_sekoia::timefmt::now_ms;
 
 #[derive(Parser)]
@@ -35,6 +35,24 @@ struct Args {
     token: String,
     #[arg(long, env = "SIM_INTAKE_KEY", default_value = "simulated-intake-key", hide_env_values = true)]
     intake_key: String,
+    /// Live mode: new events keep happening at this rate (events per second) from start-up.
+    #[arg(long)]
+    live_per_second: Option<f64>,
+    /// For this long.
+    #[arg(long, default_value = "1h")]
+    live_for: humantime::Duration,
+    /// Each new event becomes searchable after a random delay of up to this.
+    #[arg(long, default_value = "10s")]
+    max_indexing_delay: humantime::Duration,
+    /// GitHub's index stalls this long after start-up ...
+    #[arg(long)]
+    stall_after: Option<humantime::Duration>,
+    /// ... for this long, then releases the backlog in timestamp order ...
+    #[arg(long, default_value = "15m")]
+    stall_for: humantime::Duration,
+    /// ... this many times faster than real time.
+    #[arg(long, default_value_t = 2)]
+    release_speed: u32,
 }
 
 #[tokio::main]
@@ -62,6 +80,22 @@ async fn main() -> std::io::Result<()> {
         &args.org,
         args.seed,
     ));
+    if let Some(per_second) = args.live_per_second {
+        let stall = args.stall_after.map(|after| Stall {
+            after: after.into(),
+            lasts: args.stall_for.into(),
+            release_speed: args.release_speed,
+        });
+        let live = LiveLog {
+            start_ms: now,
+            span: args.live_for.into(),
+            per_second,
+            max_delay: args.max_indexing_delay.into(),
+            stall,
+            seed: args.seed,
+        };
+        sim.github().add_events(live_events(&live, &args.org));
+    }
     println!("GITHUB_API_URL={} SEKOIA_INTAKE_URL={} GITHUB_ORG={}", sim.github_url, sim.intake_url, args.org);
     eprintln!(
         "simulator ready with {} events; intake counts at {}/_sim/stats; Ctrl-C stops it",

@@ -280,10 +280,13 @@ impl<'a> Run<'a> {
             // A finished backfill: nothing left to read.
             return Ok(StopReason::Drained);
         }
+        let reads = plan::reads(plan.sweeps);
+        // A pass of a read since turned off would hold the record back for ever.
+        checkpoint.passes.retain(|pass| reads.contains(&pass.read));
         let mut record = DeliveredRecord::new(&checkpoint.delivered_buckets, checkpoint.legacy_delivered.take());
         let skipped = plan::skip_lagging_sweeps(&mut checkpoint.positions, plan.sweeps, edges.clock.now_ms());
         self.report_skipped(skipped);
-        for read in plan::reads(plan.sweeps) {
+        for read in reads {
             let Some(mut stretch) = self.next_stretch(edges, checkpoint, &mut record, read, plan).await? else {
                 continue;
             };
