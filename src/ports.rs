@@ -38,13 +38,19 @@ pub enum SourceError {
     Fatal(String),
 }
 
+/// Requests that may still be spent before the rate-limit reserve, and when that renews.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateBudget {
+    pub left: u64,
+    pub resets_at: Option<SystemTime>,
+}
+
 #[async_trait]
 pub trait AuditLogSource: Send + Sync {
     async fn fetch(&self, request: &PageRequest, budget: &Budget) -> Result<Page, SourceError>;
 
-    /// Requests this run may still spend before the rate-limit reserve, as of the last answer;
-    /// `None` while unknown or unlimited.
-    fn requests_left(&self) -> Option<u64>;
+    /// The rate budget as of the last answer; `None` while unknown or unlimited.
+    fn rate_budget(&self) -> Option<RateBudget>;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -95,14 +95,15 @@ async fn a_run_starved_of_rate_budget_keeps_its_fresh_read_and_the_sweeps_wait()
 
     // 87 requests are kept for other tools (5% of 1,750): three left for this connector.
     h.sim.github().set_rate_limit_remaining(87 + 3, Duration::from_secs(3600));
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Over a second later: a whole second more is due for the window sweep.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
     let starved = h.drain().await;
     assert_eq!(starved.stop_reason, StopReason::RateLimited);
     assert!(starved.fresh_pages >= 1 && starved.events_forwarded > 0, "new events still flow: {starved:?}");
     assert_eq!(starved.sweep_pages + starved.deep_sweep_pages, 0, "the sweeps waited");
 
     h.sim.github().set_rate_limit_remaining(1_750, Duration::from_secs(3600));
-    let recovered = schedule(&h, Duration::from_millis(250), start + 9_000).await;
+    let recovered = schedule(&h, Duration::from_millis(250), start + 9_500).await;
     assert!(recovered[0].sweep_pages > 0, "the sweeps caught up once budget was back");
     assert_eq!(h.missing_and_repeated(&ids), (0, 0), "(missing, repeated)");
 }

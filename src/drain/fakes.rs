@@ -14,7 +14,7 @@ use crate::checkpoint::Checkpoint;
 use crate::checkpoint::delivered::DeliveredSet;
 use crate::ports::{
     AuditEvent, AuditLogSource, CheckpointSave, Clock, CursorError, CursorStore, IntakeSink, Page, PageRequest,
-    SinkError, SourceError,
+    RateBudget, SinkError, SourceError,
 };
 use crate::timefmt::floor_to_second;
 
@@ -49,7 +49,7 @@ pub struct FakeLog<'c> {
     clock: &'c FakeClock,
     events: Mutex<Vec<LogEvent>>,
     pub page_size: usize,
-    /// What `requests_left` answers.
+    /// Requests left, as `rate_budget` answers.
     pub left: Mutex<Option<u64>>,
 }
 
@@ -110,8 +110,8 @@ impl AuditLogSource for FakeLog<'_> {
         Ok(Page { events, next })
     }
 
-    fn requests_left(&self) -> Option<u64> {
-        *self.left.lock().expect("left")
+    fn rate_budget(&self) -> Option<RateBudget> {
+        self.left.lock().expect("left").map(|left| RateBudget { left, resets_at: None })
     }
 }
 

@@ -27,7 +27,7 @@ use crate::checkpoint::delivered::{DeliveredRecord, DeliveredSet};
 use crate::checkpoint::{Checkpoint, Pass, Read};
 use crate::ports::{
     AuditEvent, AuditLogSource, CheckpointSave, Clock, CursorError, CursorStore, IntakeSink, Page, PageRequest,
-    SinkError, SourceError,
+    RateBudget, SinkError, SourceError,
 };
 use crate::timefmt::{floor_to_second, rfc3339_ms, rfc3339_seconds, to_ms};
 pub use plan::SweepAges;
@@ -308,6 +308,10 @@ impl<'a> Run<'a> {
         plan: &DrainPlan,
     ) -> Result<Option<Stretch>, DrainError> {
         if let Some(pass) = checkpoint.take_pass(read) {
+            if let (Read::WindowSweep | Read::DeepSweep, Some(until)) = (read, pass.until_ms) {
+                // What lies ahead decides how many pages the sweep asks for.
+                load_buckets(edges.store, self.key, record, pass.covered_to_ms, until).await?;
+            }
             return Ok(Some(Stretch::resume(pass)));
         }
         let positions = &checkpoint.positions;
@@ -335,11 +339,14 @@ impl<'a> Run<'a> {
             if self.budget.remaining() < self.slowest_page * 2 + MIN_CYCLE_RESERVE {
                 return Ok(Some(StopReason::Budget));
             }
-            if stretch.read != Read::Fresh && !self.sweeps_affordable(edges.source) {
+            if stretch.read != Read::Fresh
+                && let Some(rate) = edges.source.rate_budget().filter(|rate| !self.sweeps_affordable(rate))
+            {
                 tracing::warn!(
-                    requests_left = edges.source.requests_left(),
+                    requests_left = rate.left,
                     "the GitHub rate budget left is kept for fresh reads; the sweeps wait for the reset"
                 );
+                self.summary.rate_limit_reset = rate.resets_at.map(|t| rfc3339_seconds(to_ms(t)));
                 return Ok(Some(StopReason::RateLimited));
             }
             let page_started = Instant::now();
@@ -465,9 +472,8 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn sweeps_affordable(&self, source: &dyn AuditLogSource) -> bool {
-        let kept = FRESH_READS_KEPT_FROM_SWEEPS * self.summary.fresh_pages.max(1);
-        source.requests_left().is_none_or(|left| left >= kept)
+    fn sweeps_affordable(&self, rate: &RateBudget) -> bool {
+        rate.left >= FRESH_READS_KEPT_FROM_SWEEPS * self.summary.fresh_pages.max(1)
     }
 
     fn report_skipped(&mut self, skipped: plan::Skipped) {

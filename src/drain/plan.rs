@@ -7,6 +7,8 @@ use crate::timefmt::floor_to_second;
 
 /// GitHub's largest page, which the source asks for.
 pub const PAGE_SIZE: usize = 100;
+/// A sweep's stretch spans at least this fraction of its age.
+const SWEEP_BATCH_FRACTION: i64 = 10;
 /// A window sweep that falls this far behind, with the deep sweep off, is given up.
 const WINDOW_LAG_LIMIT_WITHOUT_DEEP_SWEEP_MS: i64 = 3_600_000;
 
@@ -88,7 +90,9 @@ pub fn skip_lagging_sweeps(positions: &mut Positions, sweeps: Option<SweepAges>,
 
 /// The stretch a sweep reads now, `[since, until)` in whole seconds, or `None` when nothing of
 /// it is due. It reaches back to the second holding the sweep's position, and forward to what
-/// is old enough, was read by the read before it, and is inside `limit_ms`.
+/// is old enough, was read by the read before it, and is inside `limit_ms`. A sweep waits until
+/// its stretch spans a tenth of its age (or reaches the limit), so that the sliver a long run
+/// leaves behind costs no request of its own: a window sweep is at most a tenth late.
 pub fn sweep_bounds(
     read: Read,
     positions: &Positions,
@@ -96,13 +100,15 @@ pub fn sweep_bounds(
     now_ms: i64,
     limit_ms: Option<i64>,
 ) -> Option<(i64, i64)> {
-    let (position, due) = match read {
+    let (position, age, read_before) = match read {
         Read::Fresh => return None,
-        Read::WindowSweep => (positions.window_swept_to_ms, positions.fresh_read_to_ms.min(now_ms - ages.window_ms)),
-        Read::DeepSweep => (positions.deep_swept_to_ms, positions.window_swept_to_ms.min(now_ms - ages.deep_ms?)),
+        Read::WindowSweep => (positions.window_swept_to_ms, ages.window_ms, positions.fresh_read_to_ms),
+        Read::DeepSweep => (positions.deep_swept_to_ms, ages.deep_ms?, positions.window_swept_to_ms),
     };
+    let due = read_before.min(now_ms - age);
     let until = floor_to_second(limit_ms.map_or(due, |limit| due.min(limit)));
-    (until > position).then_some((floor_to_second(position), until))
+    let wide_enough = until - position >= age / SWEEP_BATCH_FRACTION || limit_ms.is_some_and(|limit| until >= limit);
+    (until > position && wide_enough).then_some((floor_to_second(position), until))
 }
 
 /// What lies ahead of a sweep after a page.
@@ -214,6 +220,10 @@ mod tests {
         );
         p.window_swept_to_ms = T0 + 600_000;
         assert_eq!(sweep_bounds(Read::WindowSweep, &p, AGES, now, None), None, "caught up");
+        p.window_swept_to_ms = T0 + 571_000;
+        assert_eq!(sweep_bounds(Read::WindowSweep, &p, AGES, now, None), None, "29 s: under a tenth of the window");
+        p.window_swept_to_ms = T0 + 570_000;
+        assert_eq!(sweep_bounds(Read::WindowSweep, &p, AGES, now, None), Some((T0 + 570_000, T0 + 600_000)));
         let off = SweepAges { deep_ms: None, ..AGES };
         assert_eq!(sweep_bounds(Read::DeepSweep, &p, off, later, None), None);
     }

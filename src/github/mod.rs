@@ -16,7 +16,7 @@ use url::Url;
 use crate::budget::Budget;
 use crate::config::{Config, Include, Target};
 use crate::http::{self, Backoff, Failure, header_number, send_within};
-use crate::ports::{AuditEvent, AuditLogSource, Page, PageRequest, SourceError};
+use crate::ports::{AuditEvent, AuditLogSource, Page, PageRequest, RateBudget, SourceError};
 use crate::secret::Secret;
 use crate::timefmt::{floor_to_second, rfc3339_seconds};
 
@@ -307,8 +307,9 @@ impl AuditLogSource for GitHubSource {
         }
     }
 
-    fn requests_left(&self) -> Option<u64> {
-        self.rate().left(self.reserve)
+    fn rate_budget(&self) -> Option<RateBudget> {
+        let rate = self.rate();
+        Some(RateBudget { left: rate.left(self.reserve)?, resets_at: rate.reset_at })
     }
 }
 
