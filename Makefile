@@ -11,11 +11,12 @@ demo:
 	./scripts/demo.sh
 
 ## Everything CI checks: template, formatting, lints, the function end to end, all tests
-## (AWS is moto's server on a loopback port). Tests run last so their summary closes the log.
+## (AWS is moto's server on a loopback port). Tests run last so their summary closes the log;
+## the benchmarks are `make bench`.
 test: tools lint
 	cfn-lint template.yaml
 	./scripts/with-moto.sh ./scripts/lambda-e2e.sh
-	./scripts/with-moto.sh $(CARGO) test --all-targets
+	./scripts/with-moto.sh $(CARGO) test --lib --bins --tests
 
 lint:
 	$(CARGO) fmt --check
