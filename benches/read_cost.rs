@@ -88,7 +88,7 @@ async fn play(scenario: &Scenario, seed: u64) -> Outcome {
         unreachable!("credentials come from the variables above")
     };
     let credentials = Arc::new(CredentialCache::new(Box::new(StaticCredentials(Credentials { github, intake_key }))));
-    let client = http::client();
+    let client = http::client().expect("an HTTP client");
     let auth = Authorizer::new(credentials.clone(), client.clone(), config.github_api_url.clone(), None);
     let source = GitHubSource::new(client.clone(), &config, Arc::new(auth));
     let sink = SekoiaIntake::new(client, &config.intake_url, credentials);

@@ -33,7 +33,7 @@ impl Budget {
 
     /// Whether `wait` can pass and still leave `reserve` before the deadline.
     pub fn allows(&self, wait: Duration, reserve: Duration) -> bool {
-        self.remaining() > wait + reserve
+        self.remaining() > wait.saturating_add(reserve)
     }
 }
 

@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use aws_config::BehaviorVersion;
+use aws_config::timeout::TimeoutConfig;
 
 use crate::budget::Budget;
 use crate::config::{Config, ConfigError, CredentialsConfig, ENTERPRISE_NEEDS_A_TOKEN, Target, problem};
@@ -16,7 +19,7 @@ use crate::cursor::{DynamoCursorStore, FileCursorStore, ReadOnlyStore};
 use crate::drain::{DrainFailure, DrainPlan, Edges, Summary, SweepAges, drain};
 use crate::dry_run::NdjsonStdout;
 use crate::github::{Authorizer, GitHubSource};
-use crate::http;
+use crate::http::{self, ClientError};
 use crate::ports::{CursorStore, SystemClock};
 use crate::sekoia::SekoiaIntake;
 use crate::timefmt::{now_ms, rfc3339_seconds};
@@ -29,6 +32,8 @@ pub enum RunError {
     Credentials(#[from] CredentialError),
     #[error(transparent)]
     Drain(#[from] DrainFailure),
+    #[error(transparent)]
+    Client(#[from] ClientError),
 }
 
 /// A stretch of the audit log to deliver again, apart from the scheduled cursor.
@@ -79,9 +84,11 @@ pub struct Connector {
 impl Connector {
     /// Reads the AWS configuration the standard way (region, credentials, `AWS_ENDPOINT_URL`)
     /// only when a secret or a cursor table needs it: a local run never looks for AWS at all.
-    pub async fn new(config: Config) -> Self {
+    pub async fn new(config: Config) -> Result<Self, ClientError> {
         let aws = tokio::sync::OnceCell::new();
-        let aws = || aws.get_or_init(|| aws_config::load_defaults(BehaviorVersion::latest()));
+        let aws = || {
+            aws.get_or_init(|| aws_config::defaults(BehaviorVersion::latest()).timeout_config(aws_timeouts()).load())
+        };
         let credential_source: Box<dyn CredentialSource> = match &config.credentials {
             CredentialsConfig::SecretsManager { secret_id } => {
                 Box::new(SecretsManagerCredentials::new(aws_sdk_secretsmanager::Client::new(aws().await), secret_id))
@@ -94,13 +101,13 @@ impl Connector {
             Some(table) => Box::new(DynamoCursorStore::new(aws_sdk_dynamodb::Client::new(aws().await), table)),
             None => Box::new(FileCursorStore::new(&config.state_dir)),
         };
-        Self {
-            client: http::client(),
+        Ok(Self {
+            client: http::client()?,
             credentials: Arc::new(CredentialCache::new(credential_source)),
             store,
             config,
             authorizers: tokio::sync::Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -151,6 +158,17 @@ impl Connector {
         }
         Ok(())
     }
+}
+
+/// Every AWS call ends within 10 s, retries included: a save started just before the run's
+/// budget ends is done inside the Lambda's safety margin (`lambda::SAFETY_MARGIN`, 20 s), and a
+/// hung connection never holds a run until its deadline.
+fn aws_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(4))
+        .operation_timeout(Duration::from_secs(10))
+        .build()
 }
 
 /// The scheduled cursor, or a backfill's own cursor that never moves the scheduled one. A

@@ -16,12 +16,12 @@ impl IntakeSink for NdjsonStdout {
         MAX_EVENT_BYTES
     }
 
-    async fn send(&self, events: &[&AuditEvent], _budget: &Budget) -> Result<Vec<usize>, SinkError> {
+    async fn send(&self, events: &[&AuditEvent], _budget: &Budget) -> Result<usize, SinkError> {
         let mut out = std::io::stdout().lock();
         for event in events {
             writeln!(out, "{}", event.json()).map_err(|e| SinkError::Fatal(format!("cannot write to stdout: {e}")))?;
         }
         out.flush().map_err(|e| SinkError::Fatal(format!("cannot write to stdout: {e}")))?;
-        Ok(Vec::new())
+        Ok(0)
     }
 }

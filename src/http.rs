@@ -1,6 +1,6 @@
 //! What both HTTP clients share: one client, budget-bounded timeouts, and backoff.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::{RequestBuilder, Response};
 
@@ -11,14 +11,24 @@ pub(crate) const USER_AGENT: &str = concat!("github-audit-sekoia/", env!("CARGO_
 /// No single request waits longer than this, however much budget is left.
 const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// One client for GitHub and the intake: one TLS stack, one connection pool.
-pub fn client() -> reqwest::Client {
+/// A wait a server asks for is never taken as longer than this: absurd values stop the run
+/// cleanly instead of overflowing a clock.
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the HTTP client (TLS): {0}")]
+pub struct ClientError(String);
+
+/// One client for GitHub and the intake: one TLS stack, one connection pool, no redirects
+/// (a token must not follow one to another host). Failing to build it is an error: a default
+/// client would follow redirects and wait for ever on a dead host.
+pub fn client() -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap_or_default()
+        .map_err(|e| ClientError(describe(&e)))
 }
 
 /// Why a request produced no usable answer.
@@ -76,18 +86,68 @@ impl Backoff {
     }
 }
 
-/// Seconds from a `retry-after` header, if present and numeric.
+/// A `retry-after` header: seconds, or an HTTP date; at most [`MAX_WAIT`].
 pub(crate) fn retry_after(response: &Response) -> Option<Duration> {
-    header_number(response, "retry-after").map(Duration::from_secs)
+    parse_retry_after(response.headers().get("retry-after")?.to_str().ok()?, SystemTime::now())
 }
 
+fn parse_retry_after(text: &str, now: SystemTime) -> Option<Duration> {
+    let text = text.trim();
+    let wait = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() => MAX_WAIT,
+        Err(_) => httpdate::parse_http_date(text).ok()?.duration_since(now).unwrap_or_default(),
+    };
+    Some(wait.min(MAX_WAIT))
+}
+
+/// A header holding a whole number; one too large for 64 bits reads as the largest.
 pub(crate) fn header_number(response: &Response, name: &str) -> Option<u64> {
-    response.headers().get(name)?.to_str().ok()?.trim().parse().ok()
+    parse_number(response.headers().get(name)?.to_str().ok()?)
+}
+
+fn parse_number(text: &str) -> Option<u64> {
+    let text = text.trim();
+    match text.parse::<u64>() {
+        Ok(n) => Some(n),
+        Err(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => Some(u64::MAX),
+        Err(_) => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date_and_is_clamped() {
+        let now = httpdate::parse_http_date("Sun, 22 Nov 2026 10:00:00 GMT").expect("date");
+        assert_eq!(parse_retry_after("30", now), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after("Sun, 22 Nov 2026 10:01:30 GMT", now), Some(Duration::from_secs(90)));
+        assert_eq!(parse_retry_after("Sun, 22 Nov 2026 09:00:00 GMT", now), Some(Duration::ZERO), "already past");
+        assert_eq!(parse_retry_after("99999999999999999999", now), Some(MAX_WAIT));
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn header_numbers_too_large_for_64_bits_read_as_the_largest() {
+        assert_eq!(parse_number(" 42 "), Some(42));
+        assert_eq!(parse_number("99999999999999999999"), Some(u64::MAX));
+        assert_eq!(parse_number("-1"), None);
+        assert_eq!(parse_number("1e9"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn any_header_text_parses_without_panicking(text in ".{0,40}") {
+            let _ = parse_number(&text);
+            if let Some(wait) = parse_retry_after(&text, SystemTime::now()) {
+                prop_assert!(wait <= MAX_WAIT);
+            }
+        }
+    }
 
     #[test]
     fn backoff_grows_then_stays_under_its_cap() {

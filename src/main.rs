@@ -131,14 +131,17 @@ async fn main() -> ExitCode {
 async fn run(settings: &Settings, dry_run: bool) -> Result<Summary, RunError> {
     let config = settings.config()?;
     let budget = Budget::lasting(config.max_run);
-    Connector::new(config).await.run(&RunRequest { org: None, enterprise: None, backfill: None, budget, dry_run }).await
+    Connector::new(config)
+        .await?
+        .run(&RunRequest { org: None, enterprise: None, backfill: None, budget, dry_run })
+        .await
 }
 
 async fn backfill(settings: &Settings, since: &str, until: &str) -> Result<Summary, RunError> {
     let config = settings.config()?;
     let range = TimeRange::parse(since, until)?;
     let max_run = config.max_run;
-    let connector = Connector::new(config).await;
+    let connector = Connector::new(config).await?;
     let bar = ProgressBar::new(1000).with_style(
         ProgressStyle::with_template("{bar:40} {percent:>3}% covered up to {msg} ({elapsed})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),

@@ -34,6 +34,10 @@ pub enum SourceError {
     RateLimited { reset_at: Option<SystemTime> },
     #[error("the run's time budget ran out while waiting for GitHub")]
     OutOfTime,
+    /// A continuation link that will not be followed (it points away from `GITHUB_API_URL`,
+    /// or does not parse): the read starts its stretch again without it.
+    #[error("{0}")]
+    LinkRefused(String),
     #[error("{0}")]
     Fatal(String),
 }
@@ -66,9 +70,10 @@ pub trait IntakeSink: Send + Sync {
     /// Larger events are refused by the intake; the drain reports them instead of sending.
     fn max_event_bytes(&self) -> usize;
 
-    /// Returns once the intake acknowledged every event, or refused some as too large on their
-    /// own: those come back as indices into `events`, to be reported rather than retried.
-    async fn send(&self, events: &[&AuditEvent], budget: &Budget) -> Result<Vec<usize>, SinkError>;
+    /// Returns once the intake answered for every event, with how many of them it did not
+    /// acknowledge (it took the batch but refused those inside it): they are reported, not
+    /// retried, as sending them again would meet the same refusal.
+    async fn send(&self, events: &[&AuditEvent], budget: &Budget) -> Result<usize, SinkError>;
 }
 
 #[derive(Debug, thiserror::Error)]

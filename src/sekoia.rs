@@ -18,8 +18,9 @@ use crate::credentials::CredentialCache;
 use crate::http::{self, Backoff, Failure, send_within};
 use crate::ports::{AuditEvent, IntakeSink, SinkError};
 
-/// The intake refuses larger events.
-pub const MAX_EVENT_BYTES: usize = 250 * 1024;
+/// The intake refuses larger events: 250,000 is what Sekoia's own SDK enforces (its docs say
+/// 250 KiB), so nothing it would take is held back and nothing it refuses is sent.
+pub const MAX_EVENT_BYTES: usize = 250_000;
 /// Bodies stay under this many bytes as sent (before gzip), escaping included.
 pub const MAX_BODY_BYTES: usize = 9 * 1024 * 1024;
 
@@ -32,9 +33,21 @@ pub struct SekoiaIntake {
 
 /// What the intake did with one body.
 enum Answer {
-    Acknowledged,
+    /// With the number of `event_ids` it answered, when it answered them.
+    Acknowledged(Option<usize>),
     /// 413: the body, or the one event in it, is more than the intake takes.
     TooLarge,
+}
+
+/// Sekoia's answer to `/batch`: an id per event it accepted.
+#[derive(serde::Deserialize)]
+struct BatchAnswer {
+    event_ids: Vec<serde_json::Value>,
+}
+
+/// How many events an answer acknowledges; an answer without `event_ids` acknowledges all.
+fn acknowledged_count(body: &str) -> Option<usize> {
+    serde_json::from_str::<BatchAnswer>(body).ok().map(|answer| answer.event_ids.len())
 }
 
 /// Why posting stopped.
@@ -84,20 +97,27 @@ impl SekoiaIntake {
         bodies
     }
 
-    /// Posts every body in turn. A body the intake finds too large is split in two and retried;
-    /// a single event it refuses is added to `refused` (its index) instead of retried forever.
-    /// On any other failure, says how many events went before it.
-    async fn post_all(
-        &self,
-        events: &[&AuditEvent],
-        key: &str,
-        budget: &Budget,
-        refused: &mut Vec<usize>,
-    ) -> Result<(), (usize, PostError)> {
+    /// Posts every body in turn and returns how many events the intake did not acknowledge. A
+    /// body the intake finds too large is split in two and retried; a single event it refuses
+    /// is under the limit we know, so the intake's limit is not what we think: that fails the
+    /// run rather than drop the event. On any failure, says how many events went before it.
+    async fn post_all(&self, events: &[&AuditEvent], key: &str, budget: &Budget) -> Result<usize, (usize, PostError)> {
+        let mut unacknowledged = 0;
         let mut pending: VecDeque<(Vec<u8>, Range<usize>)> = self.bodies(events, key, self.max_body_bytes).into();
         while let Some((body, range)) = pending.pop_front() {
             match self.post(&body, budget).await.map_err(|e| (range.start, e))? {
-                Answer::Acknowledged => {}
+                Answer::Acknowledged(Some(ids)) if ids < range.len() => {
+                    let missing = range.len() - ids;
+                    unacknowledged += missing;
+                    tracing::warn!(
+                        events = range.len(),
+                        acknowledged = ids,
+                        first_document_id = %events[range.start].label(),
+                        last_document_id = %events[range.end - 1].label(),
+                        "the intake accepted a batch but acknowledged only some of its events: {missing} were refused inside it (for example over its size limit) and are not counted as forwarded"
+                    );
+                }
+                Answer::Acknowledged(_) => {}
                 Answer::TooLarge if range.len() > 1 => {
                     let middle = range.start + range.len() / 2;
                     tracing::warn!(
@@ -110,10 +130,20 @@ impl SekoiaIntake {
                         }
                     }
                 }
-                Answer::TooLarge => refused.push(range.start),
+                Answer::TooLarge => {
+                    let event = events[range.start];
+                    return Err((
+                        range.start,
+                        PostError::Sink(SinkError::Fatal(format!(
+                            "the intake refused event {} of {} bytes as too large (413), under the {MAX_EVENT_BYTES}-byte limit this connector knows: check SEKOIA_INTAKE_URL; the event stays unsent and the cursor before it",
+                            event.label(),
+                            event.json().len()
+                        ))),
+                    ));
+                }
             }
         }
-        Ok(())
+        Ok(unacknowledged)
     }
 
     async fn post(&self, body: &[u8], budget: &Budget) -> Result<Answer, PostError> {
@@ -133,7 +163,10 @@ impl SekoiaIntake {
                 Ok(response) => {
                     let status = response.status();
                     if status.is_success() {
-                        return Ok(Answer::Acknowledged);
+                        // The batch is stored once the status says so; an unreadable answer
+                        // acknowledges it all.
+                        let answer = response.text().await.unwrap_or_default();
+                        return Ok(Answer::Acknowledged(acknowledged_count(&answer)));
                     }
                     let retry_after = http::retry_after(&response);
                     let text: String = response.text().await.unwrap_or_default().chars().take(200).collect();
@@ -182,15 +215,14 @@ impl IntakeSink for SekoiaIntake {
         MAX_EVENT_BYTES
     }
 
-    async fn send(&self, events: &[&AuditEvent], budget: &Budget) -> Result<Vec<usize>, SinkError> {
+    async fn send(&self, events: &[&AuditEvent], budget: &Budget) -> Result<usize, SinkError> {
         let credential_error = |e| SinkError::Fatal(format!("intake credentials: {e}"));
         let missing_key =
             || SinkError::Fatal("no intake key: set SEKOIA_INTAKE_KEY or the secret's sekoia_intake_key".into());
         let credentials = self.credentials.get().await.map_err(credential_error)?;
         let key = credentials.intake_key.as_ref().ok_or_else(missing_key)?;
-        let mut refused = Vec::new();
-        let (acknowledged, status) = match self.post_all(events, key.expose(), budget, &mut refused).await {
-            Ok(()) => return Ok(refused),
+        let (acknowledged, status) = match self.post_all(events, key.expose(), budget).await {
+            Ok(unacknowledged) => return Ok(unacknowledged),
             Err((_, PostError::Sink(err))) => return Err(err),
             Err((acknowledged, PostError::KeyRejected(status))) => (acknowledged, status),
         };
@@ -198,12 +230,8 @@ impl IntakeSink for SekoiaIntake {
         tracing::warn!("the intake rejected the key ({status}); reading the credentials again");
         let credentials = self.credentials.reload().await.map_err(credential_error)?;
         let key = credentials.intake_key.as_ref().ok_or_else(missing_key)?;
-        let mut refused_after = Vec::new();
-        match self.post_all(&events[acknowledged..], key.expose(), budget, &mut refused_after).await {
-            Ok(()) => {
-                refused.extend(refused_after.into_iter().map(|i| i + acknowledged));
-                Ok(refused)
-            }
+        match self.post_all(&events[acknowledged..], key.expose(), budget).await {
+            Ok(unacknowledged) => Ok(unacknowledged),
             Err((_, PostError::Sink(err))) => Err(err),
             Err((_, PostError::KeyRejected(status))) => Err(SinkError::Fatal(format!(
                 "the intake key was rejected ({status}): check SEKOIA_INTAKE_KEY (or the secret's sekoia_intake_key) and SEKOIA_INTAKE_URL"
@@ -256,6 +284,14 @@ mod tests {
         }
         let sent: Vec<&str> = events.iter().map(AuditEvent::json).collect();
         assert_eq!(forwarded, sent, "every event, in order, byte for byte");
+    }
+
+    #[test]
+    fn an_answer_counts_its_event_ids_and_one_without_them_acknowledges_all() {
+        assert_eq!(acknowledged_count(r#"{"received": true, "event_ids": ["a", "b"]}"#), Some(2));
+        assert_eq!(acknowledged_count(r#"{"event_ids": []}"#), Some(0));
+        assert_eq!(acknowledged_count(r#"{"received": true}"#), None);
+        assert_eq!(acknowledged_count("<html>ok</html>"), None);
     }
 
     #[test]

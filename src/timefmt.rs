@@ -39,9 +39,17 @@ pub fn rfc3339_ms(ms: i64) -> String {
     humantime::format_rfc3339_millis(renderable(ms)).to_string()
 }
 
-/// `2026-11-21T10:00:00Z`, the form GitHub's search phrase takes.
+/// `2026-11-21T10:00:00Z`
 pub fn rfc3339_seconds(ms: i64) -> String {
     humantime::format_rfc3339_seconds(renderable(ms)).to_string()
+}
+
+/// `2026-11-21T10:00:00+00:00`: the form GitHub documents for its search phrase's times.
+pub fn github_search_time(ms: i64) -> String {
+    let mut text = rfc3339_seconds(ms);
+    text.pop();
+    text.push_str("+00:00");
+    text
 }
 
 #[cfg(test)]
@@ -68,5 +76,6 @@ mod tests {
     fn renders_search_phrase_time_at_second_precision() {
         assert_eq!(rfc3339_seconds(1_606_929_874_512), "2020-12-02T17:24:34Z");
         assert_eq!(rfc3339_ms(1_606_929_874_512), "2020-12-02T17:24:34.512Z");
+        assert_eq!(github_search_time(1_606_929_874_512), "2020-12-02T17:24:34+00:00");
     }
 }

@@ -125,7 +125,8 @@ async fn a_scheduled_invocation_drains_into_the_intake_and_keeps_its_cursor_in_d
     let table = create_table().await;
     let connector =
         Connector::new(lambda_config(&h, &create_secret(secret_value(&SimOptions::default().token)).await, &table))
-            .await;
+            .await
+            .expect("the connector starts");
 
     let first = handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("first invocation");
     assert_eq!(first.stop_reason, StopReason::Drained);
@@ -145,7 +146,8 @@ async fn a_rotated_secret_is_read_again_when_github_rejects_the_cached_token() {
     let h = Harness::start().await;
     h.add(events_between(500, DAY, Duration::from_secs(600), 32));
     let secret_id = create_secret(secret_value(&SimOptions::default().token)).await;
-    let connector = Connector::new(lambda_config(&h, &secret_id, &create_table().await)).await;
+    let connector =
+        Connector::new(lambda_config(&h, &secret_id, &create_table().await)).await.expect("the connector starts");
     handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("first invocation");
 
     // Rotation: GitHub only takes the new token, and the secret holds it.
@@ -163,7 +165,8 @@ async fn a_rotated_intake_key_is_read_again_when_the_intake_rejects_the_cached_o
     let h = Harness::start().await;
     h.add(events_between(300, DAY, Duration::from_secs(600), 37));
     let secret_id = create_secret(secret_value(&SimOptions::default().token)).await;
-    let connector = Connector::new(lambda_config(&h, &secret_id, &create_table().await)).await;
+    let connector =
+        Connector::new(lambda_config(&h, &secret_id, &create_table().await)).await.expect("the connector starts");
     handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("first invocation");
 
     h.sim.intake().set_key("rotated-intake-key");
@@ -184,7 +187,8 @@ async fn a_secret_missing_a_key_stops_before_anything_is_fetched_or_sent() {
     let h = Harness::start().await;
     h.add(events_between(50, DAY, Duration::from_secs(1), 34));
     let secret_id = create_secret(json!({"github_token": "ghp_secret_value"})).await;
-    let connector = Connector::new(lambda_config(&h, &secret_id, &create_table().await)).await;
+    let connector =
+        Connector::new(lambda_config(&h, &secret_id, &create_table().await)).await.expect("the connector starts");
 
     let err = handle(&connector, invocation(json!({}), Duration::from_secs(60))).await.expect_err("refused");
     assert!(matches!(err, RunError::Credentials(_)));
@@ -304,7 +308,8 @@ async fn a_version_1_item_is_carried_on_without_resending_and_rewritten_as_versi
 
     let connector =
         Connector::new(lambda_config(&h, &create_secret(secret_value(&SimOptions::default().token)).await, &table))
-            .await;
+            .await
+            .expect("the connector starts");
     let summary = handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("invocation");
 
     assert_eq!(summary.events_forwarded, 50, "only what version 1 had not delivered");
@@ -329,8 +334,8 @@ async fn a_concurrent_invocation_on_the_same_org_stops_cleanly_without_sending()
     h.add(events_between(2_000, DAY, Duration::from_secs(1), 35));
     let table = create_table().await;
     let secret_id = create_secret(secret_value(&SimOptions::default().token)).await;
-    let busy = Connector::new(lambda_config(&h, &secret_id, &table)).await;
-    let other = Connector::new(lambda_config(&h, &secret_id, &table)).await;
+    let busy = Connector::new(lambda_config(&h, &secret_id, &table)).await.expect("the connector starts");
+    let other = Connector::new(lambda_config(&h, &secret_id, &table)).await.expect("the connector starts");
 
     let (a, b) = tokio::join!(handle(&busy, invocation(json!({}), Duration::from_secs(120))), async {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -350,7 +355,8 @@ async fn a_backfill_split_across_invocations_ends_complete_without_loss_or_dupli
     let table = create_table().await;
     let connector =
         Connector::new(lambda_config(&h, &create_secret(secret_value(&SimOptions::default().token)).await, &table))
-            .await;
+            .await
+            .expect("the connector starts");
     let now = SystemTime::now();
     let (since, until) = (now - 2 * DAY, now - DAY);
     let payload = json!({"backfill": {

@@ -159,8 +159,9 @@ async fn intake_errors_are_retried_honouring_retry_after() {
 async fn a_lost_intake_answer_repeats_that_batch_only() {
     let h = Harness::start().await;
     h.add(events_between(600, 6 * HOUR, Duration::from_secs(1), 75));
-    // The intake stores the second batch, but its answer never arrives: the batch is sent again.
-    h.sim.intake().faults.extend([None, Some(Fault::BrokenBody)]);
+    // The intake stores the second batch, then the connection drops before any status line:
+    // the connector cannot know, and sends the batch again.
+    h.sim.intake().faults.extend([None, Some(Fault::StoreThenDrop)]);
 
     let summary = h.drain().await;
 
@@ -169,12 +170,27 @@ async fn a_lost_intake_answer_repeats_that_batch_only() {
     let missing = h.sim.github().events().iter().filter(|e| !received.contains_key(&e.document_id)).count();
     let repeated: Vec<u32> = received.values().copied().filter(|n| *n > 1).collect();
     assert_eq!(missing, 0);
-    assert!(repeated.len() <= PAGE && repeated.iter().all(|n| *n == 2), "{} repeated", repeated.len());
+    assert_eq!(repeated.len(), PAGE, "exactly the dropped batch (one page) arrived twice");
+    assert!(repeated.iter().all(|n| *n == 2));
 }
 
 #[tokio::test]
-async fn an_intake_that_takes_smaller_bodies_gets_halves_and_a_refused_event_is_reported() {
+async fn an_intake_that_takes_smaller_bodies_gets_halves() {
     // The intake refuses bodies over 20 KB; the connector assumed 9 MiB.
+    let h = Harness::with_options(SimOptions { intake_max_body_bytes: 20_000, ..SimOptions::default() }).await;
+    h.add(events_between(400, 6 * HOUR, Duration::from_secs(1), 68));
+
+    let summary = h.drain().await;
+
+    assert_eq!(summary.stop_reason, StopReason::Drained);
+    assert_eq!(summary.events_forwarded, 400);
+    assert!(h.sim.intake().stats.rejected_batches > 0, "the intake did refuse the first bodies");
+    h.assert_exactly_once();
+}
+
+#[tokio::test]
+async fn a_single_event_the_intake_refuses_under_our_limit_fails_the_run_and_loses_nothing() {
+    // An intake whose limit is far lower than Sekoia's: one event alone is still too large.
     let h = Harness::with_options(SimOptions { intake_max_body_bytes: 20_000, ..SimOptions::default() }).await;
     let mut events = events_between(400, 6 * HOUR, Duration::from_secs(1), 68);
     let big = &mut events[150];
@@ -182,15 +198,89 @@ async fn an_intake_that_takes_smaller_bodies_gets_halves_and_a_refused_event_is_
     let big_id = big.document_id.clone();
     h.add(events);
 
+    let failure = h.drain_with(&h.store(), Duration::from_secs(60), None).await.expect_err("the run fails");
+
+    let message = failure.to_string();
+    assert!(message.contains(&big_id) && message.contains("SEKOIA_INTAKE_URL"), "{message}");
+    assert_eq!(failure.summary.events_forwarded, 100, "the page before it was delivered");
+    assert!(!h.received().contains_key(&big_id));
+    // The intake's limit is raised (as the operator would fix it): everything arrives, and what
+    // the intake took of the failed page before the refusal arrives a second time.
+    h.sim.intake().set_max_body_bytes(10 * 1024 * 1024);
+    h.drain().await;
+    let received = h.received();
+    assert!(h.sim.github().events().iter().all(|e| received.contains_key(&e.document_id)), "nothing lost");
+    let repeated: u32 = received.values().map(|n| n - 1).sum();
+    assert!(repeated as usize <= PAGE, "{repeated} repeated, more than the failed page");
+}
+
+#[tokio::test]
+async fn events_the_intake_refuses_inside_an_accepted_batch_are_reported_not_counted() {
+    let h = Harness::start().await;
+    let mut events = events_between(300, 6 * HOUR, Duration::from_secs(1), 76);
+    let mut refused = Vec::new();
+    for event in events.iter_mut().step_by(23) {
+        event.json = event.json.replacen('{', &format!("{{\"padding\":\"{}\",", "x".repeat(3_000)), 1);
+        refused.push(event.document_id.clone());
+    }
+    h.add(events);
+    // An intake that takes events up to 2 KB only, leaving the others out of its `event_ids`.
+    h.sim.intake().max_event_bytes = 2_000;
+
     let summary = h.drain().await;
 
-    assert_eq!(summary.stop_reason, StopReason::Drained);
-    assert_eq!(summary.oversize_document_ids, vec![big_id.clone()], "reported, not retried forever");
-    assert_eq!(summary.events_forwarded, 399);
-    let expected: Vec<String> =
-        h.sim.github().events().iter().map(|e| e.document_id.clone()).filter(|id| *id != big_id).collect();
-    h.assert_exactly(&expected);
-    assert_eq!(h.drain().await.oversize_events, 0, "the cursor moved past it");
+    assert_eq!(summary.intake_unacknowledged, refused.len() as u64);
+    assert_eq!(summary.events_forwarded, 300 - refused.len() as u64);
+    let received = h.received();
+    assert!(refused.iter().all(|id| !received.contains_key(id)));
+    assert_eq!(received.len(), 300 - refused.len());
+    let again = h.drain().await;
+    assert_eq!((again.events_forwarded, again.intake_unacknowledged), (0, 0), "reported once, not resent");
+}
+
+#[tokio::test]
+async fn a_rate_limit_said_only_in_the_message_stops_the_run_cleanly() {
+    let h = Harness::start().await;
+    h.add(events_between(500, 6 * HOUR, Duration::from_secs(1), 77));
+    h.sim.github().faults.extend([None, Some(Fault::RateLimitMessageOnly)]);
+
+    // A minute's wait does not fit a ten-second budget: the run stops, it does not fail.
+    let summary = h.drain_with(&h.store(), Duration::from_secs(10), None).await.expect("a clean stop");
+
+    assert_eq!(summary.stop_reason, StopReason::RateLimited);
+    assert_eq!(summary.events_forwarded, 100);
+    h.drain().await;
+    h.assert_exactly_once();
+}
+
+#[tokio::test]
+async fn absurd_rate_limit_headers_are_clamped_and_stop_the_run_cleanly() {
+    let h = Harness::start().await;
+    h.add(events_between(300, 6 * HOUR, Duration::from_secs(1), 78));
+    h.sim.github().faults.extend([None, Some(Fault::AbsurdRateHeaders)]);
+
+    let summary = h.drain().await;
+
+    assert_eq!(summary.stop_reason, StopReason::RateLimited);
+    let reset = humantime::parse_rfc3339(&summary.rate_limit_reset.expect("a reset time")).expect("a time");
+    assert!(reset <= std::time::SystemTime::now() + Duration::from_secs(24 * 3600 + 60), "clamped to a day");
+    h.drain().await;
+    h.assert_exactly_once();
+}
+
+#[tokio::test]
+async fn empty_pages_that_keep_linking_on_stop_the_read_until_the_next_run() {
+    let h = Harness::start().await;
+    h.add(events_between(600, 6 * HOUR, Duration::from_secs(1), 79));
+    h.sim.github().faults.extend([None, None, Some(Fault::EmptyPageWithNext), Some(Fault::EmptyPageWithNext)]);
+    h.sim.github().faults.extend([Some(Fault::EmptyPageWithNext), Some(Fault::EmptyPageWithNext)]);
+
+    let first = h.drain().await;
+
+    assert_eq!(first.pages, 5, "two pages, then three empty ones, and the read waits");
+    assert_eq!(first.events_forwarded, 200);
+    h.drain().await;
+    h.assert_exactly_once();
 }
 
 #[tokio::test]
@@ -288,4 +378,39 @@ async fn no_secret_appears_in_any_output_of_a_faulty_run_and_the_key_travels_in_
         }
     }
     assert_eq!(h.sim.intake().stats.key_in_headers, 0);
+}
+
+#[tokio::test]
+async fn a_stored_link_edited_to_another_host_is_discarded_and_the_token_goes_nowhere_else() {
+    // Someone else's host: it counts whoever connects to it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a listener");
+    let elsewhere = listener.local_addr().expect("its address");
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let h = Harness::start().await;
+    let second = (github_audit_sekoia::timefmt::now_ms() - 3_600_000) / 1000 * 1000;
+    // 450 events in one second: the stored link points into the middle of it.
+    h.add(github_audit_sekoia::simulator::generate_events(450, second, second + 999, 0.0, common::ORG, 80));
+    h.add(events_between(300, Duration::from_secs(3000), Duration::from_secs(1), 81));
+    // A run that can afford two pages stops inside that second, keeping GitHub's link.
+    h.sim.github().set_rate_limit_remaining(89, HOUR);
+    assert_eq!(h.drain().await.stop_reason, StopReason::RateLimited);
+
+    let path = h.store().path_for("orgs/acme/web");
+    let stored = std::fs::read_to_string(&path).expect("the checkpoint");
+    let tampered = stored.replace(&h.sim.github_url, &format!("http://{elsewhere}"));
+    assert_ne!(stored, tampered, "a next-page link was stored");
+    std::fs::write(&path, tampered).expect("edited");
+    h.sim.github().set_rate_limit_remaining(1_750, HOUR);
+
+    let resumed = h.drain().await;
+
+    assert_eq!(resumed.stop_reason, StopReason::Drained);
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing went to the other host");
+    h.assert_exactly_once();
 }

@@ -69,7 +69,7 @@ async fn a_github_app_finds_its_installation_and_reuses_one_token_across_pages()
     let mut h = Harness::with_options(app_options(HOUR, Duration::ZERO)).await;
     with_app(&mut h, &app_key().0);
     h.add(events_between(2_500, 6 * HOUR, Duration::from_secs(1), 41));
-    let connector = Connector::new(h.config()).await;
+    let connector = Connector::new(h.config()).await.expect("the connector starts");
 
     let summary = run(&connector, request()).await;
 
@@ -87,7 +87,7 @@ async fn a_pkcs8_key_and_a_configured_installation_skip_the_lookup() {
     h.extra_env.push(("GITHUB_APP_INSTALLATION_ID".to_owned(), INSTALLATION_ID.to_string()));
     h.add(events_between(300, HOUR, Duration::from_secs(1), 42));
 
-    run(&Connector::new(h.config()).await, request()).await;
+    run(&Connector::new(h.config()).await.expect("the connector starts"), request()).await;
 
     h.assert_exactly_once();
     assert_eq!(h.sim.github().installation_lookups, 0);
@@ -100,7 +100,7 @@ async fn an_installation_token_is_replaced_before_it_expires_not_on_every_page()
     with_app(&mut h, &app_key().0);
     h.add(events_between(5_000, 6 * HOUR, Duration::from_secs(1), 43));
 
-    let summary = run(&Connector::new(h.config()).await, request()).await;
+    let summary = run(&Connector::new(h.config()).await.expect("the connector starts"), request()).await;
 
     assert_eq!(summary.stop_reason, StopReason::Drained);
     h.assert_exactly_once();
@@ -113,7 +113,7 @@ async fn a_revoked_installation_token_is_replaced_after_a_401() {
     let mut h = Harness::with_options(app_options(HOUR, Duration::ZERO)).await;
     with_app(&mut h, &app_key().0);
     h.add(events_between(400, HOUR, Duration::from_secs(600), 44));
-    let connector = Connector::new(h.config()).await;
+    let connector = Connector::new(h.config()).await.expect("the connector starts");
     run(&connector, request()).await;
 
     h.sim.github().revoke_installation_tokens();
@@ -147,7 +147,7 @@ async fn an_enterprise_audit_log_drains_under_its_own_cursor() {
     let expected: Vec<String> = events.iter().map(|e| e.document_id.clone()).collect();
     h.sim.github().add_events_to("enterprises/acme-corp", events);
 
-    let summary = run(&Connector::new(h.config()).await, request()).await;
+    let summary = run(&Connector::new(h.config()).await.expect("the connector starts"), request()).await;
 
     assert_eq!(summary.target, "enterprises/acme-corp/web");
     h.assert_exactly(&expected);
@@ -158,7 +158,7 @@ async fn an_enterprise_audit_log_drains_under_its_own_cursor() {
 async fn a_github_app_is_refused_for_an_enterprise_before_anything_is_fetched() {
     let mut h = Harness::with_options(app_options(HOUR, Duration::ZERO)).await;
     with_app(&mut h, &app_key().0);
-    let connector = Connector::new(h.config()).await;
+    let connector = Connector::new(h.config()).await.expect("the connector starts");
 
     let err = connector
         .run(&RunRequest { enterprise: Some("acme-corp".to_owned()), ..request() })
@@ -178,8 +178,8 @@ async fn ghes_under_api_v3_with_page_number_links_loses_and_repeats_nothing() {
     h.extra_env.push(("GITHUB_API_URL".to_owned(), format!("{}/api/v3", h.sim.github_url)));
     h.add(events_between(1_750, 6 * HOUR, Duration::from_secs(1), 47));
 
-    let first = run(&Connector::new(h.config()).await, request()).await;
-    let second = run(&Connector::new(h.config()).await, request()).await;
+    let first = run(&Connector::new(h.config()).await.expect("the connector starts"), request()).await;
+    let second = run(&Connector::new(h.config()).await.expect("the connector starts"), request()).await;
 
     assert_eq!((first.pages, first.events_forwarded), (18, 1_750));
     assert_eq!(second.events_forwarded, 0);
@@ -197,17 +197,17 @@ async fn web_git_and_all_are_each_honoured_with_their_own_cursor() {
     h.add(events);
 
     h.extra_env.push(("GITHUB_INCLUDE".to_owned(), "git".to_owned()));
-    let git = run(&Connector::new(h.config()).await, request()).await;
+    let git = run(&Connector::new(h.config()).await.expect("the connector starts"), request()).await;
     assert_eq!(git.target, "orgs/acme/git");
     h.assert_exactly(&git_ids);
 
     h.extra_env.push(("GITHUB_INCLUDE".to_owned(), "web".to_owned()));
-    run(&Connector::new(h.config()).await, request()).await;
+    run(&Connector::new(h.config()).await.expect("the connector starts"), request()).await;
     h.assert_exactly(&all_ids);
 
     // `all` has a cursor of its own: starting fresh, it delivers every event once more.
     h.extra_env.push(("GITHUB_INCLUDE".to_owned(), "all".to_owned()));
-    let all = run(&Connector::new(h.config()).await, request()).await;
+    let all = run(&Connector::new(h.config()).await.expect("the connector starts"), request()).await;
     assert_eq!(all.events_forwarded, 3_000);
     assert!(h.received().values().all(|n| *n == 2));
 }
@@ -220,7 +220,7 @@ async fn two_organizations_from_one_deployment_keep_independent_cursors() {
     let mut expected: Vec<String> = acme.iter().chain(&globex).map(|e| e.document_id.clone()).collect();
     h.add(acme);
     h.sim.github().add_events_to("orgs/globex", globex);
-    let connector = Connector::new(h.config()).await;
+    let connector = Connector::new(h.config()).await.expect("the connector starts");
 
     let first = run(&connector, request()).await;
     let other = run(&connector, RunRequest { org: Some("globex".to_owned()), ..request() }).await;

@@ -11,7 +11,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
     check_config(&config)?;
-    let connector = Connector::new(config).await;
+    let connector = Connector::new(config).await?;
     let connector = &connector;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         handle(connector, event).await.map_err(lambda_runtime::Error::from)

@@ -26,8 +26,8 @@ use crate::budget::Budget;
 use crate::checkpoint::delivered::{DeliveredRecord, DeliveredSet};
 use crate::checkpoint::{Checkpoint, Pass, Read};
 use crate::ports::{
-    AuditEvent, AuditLogSource, CheckpointSave, Clock, CursorError, CursorStore, IntakeSink, Page, PageRequest,
-    RateBudget, SinkError, SourceError,
+    AuditEvent, AuditLogSource, CheckpointSave, Clock, CursorError, CursorStore, IntakeSink, PageRequest, RateBudget,
+    SinkError, SourceError,
 };
 use crate::timefmt::{floor_to_second, rfc3339_ms, rfc3339_seconds, to_ms};
 pub use plan::SweepAges;
@@ -42,6 +42,8 @@ const MAX_REPORTED_OVERSIZE: usize = 100;
 /// Sweeps leave the rate budget of this many fresh reads (as long as this run's) unspent, so
 /// that a starved token keeps new events flowing and sweeps wait for the reset.
 const FRESH_READS_KEPT_FROM_SWEEPS: u64 = 3;
+/// Empty pages in a row that still link to a next one, before a read waits for the next run.
+const MAX_EMPTY_PAGES: u32 = 3;
 
 /// What to drain: one cursor over one stretch of the audit log.
 #[derive(Debug, Clone)]
@@ -105,6 +107,11 @@ pub struct Summary {
     pub duplicates_skipped: u64,
     pub oversize_events: u64,
     pub oversize_document_ids: Vec<String>,
+    /// Events the intake took in a batch without acknowledging them (refused inside it); not
+    /// counted in `events_forwarded`, each batch logged with its `_document_id` range.
+    pub intake_unacknowledged: u64,
+    /// Events GitHub returned outside the time range asked for; not forwarded by that read.
+    pub out_of_range_events: u64,
     /// The newest `@timestamp` ever delivered.
     pub newest_event: Option<String>,
     /// The fresh read has read everything before this.
@@ -182,6 +189,8 @@ fn backfill_progress(since_ms: i64, until_ms: i64, covered_ms: i64) -> BackfillP
 struct Stretch {
     read: Read,
     request: PageRequest,
+    /// The first second asked for (GitHub's search has second precision).
+    since_ms: i64,
     /// Everything of the stretch before this has been read.
     covered_to_ms: i64,
     /// When the previous page was requested; `None` before the first.
@@ -189,6 +198,8 @@ struct Stretch {
     until_ms: Option<i64>,
     /// Continues a pass saved by an earlier run.
     resumed: bool,
+    /// Pages in a row with no event.
+    empty_pages: u32,
 }
 
 impl Stretch {
@@ -196,10 +207,12 @@ impl Stretch {
         Self {
             read,
             request: PageRequest::Created { since_ms, until_ms },
+            since_ms: floor_to_second(since_ms),
             covered_to_ms: since_ms,
             read_at_ms: None,
             until_ms,
             resumed: false,
+            empty_pages: 0,
         }
     }
 
@@ -207,16 +220,20 @@ impl Stretch {
         Self {
             read: pass.read,
             request: PageRequest::Continue(pass.next_page),
+            // A continuation goes on from the last event read, in that event's second.
+            since_ms: floor_to_second(pass.covered_to_ms),
             covered_to_ms: pass.covered_to_ms,
             read_at_ms: Some(pass.read_at_ms),
             until_ms: pass.until_ms,
             resumed: true,
+            empty_pages: 0,
         }
     }
 
     /// Starts over from where it stands, without GitHub's link.
     fn restart(&mut self) {
-        self.request = PageRequest::Created { since_ms: floor_to_second(self.covered_to_ms), until_ms: self.until_ms };
+        self.since_ms = floor_to_second(self.covered_to_ms);
+        self.request = PageRequest::Created { since_ms: self.since_ms, until_ms: self.until_ms };
         self.read_at_ms = None;
         self.resumed = false;
     }
@@ -246,6 +263,8 @@ impl<'a> Run<'a> {
             duplicates_skipped: 0,
             oversize_events: 0,
             oversize_document_ids: Vec::new(),
+            intake_unacknowledged: 0,
+            out_of_range_events: 0,
             newest_event: None,
             fresh_read_to: None,
             window_swept_to: None,
@@ -360,6 +379,11 @@ impl<'a> Run<'a> {
                     return Ok(Some(StopReason::RateLimited));
                 }
                 Err(SourceError::OutOfTime) => return Ok(Some(StopReason::Budget)),
+                Err(SourceError::LinkRefused(message)) => {
+                    tracing::warn!("{message}; discarding it and reading the stretch again from its position");
+                    stretch.restart();
+                    continue;
+                }
                 Err(SourceError::Fatal(message)) if stretch.resumed => {
                     // A link saved by an earlier run may have expired: read the stretch anew.
                     tracing::warn!("could not continue the previous pass ({message}); re-reading from its position");
@@ -371,13 +395,16 @@ impl<'a> Run<'a> {
             stretch.resumed = false;
             self.count_page(stretch.read);
 
-            // 2. Skip what was delivered before; set aside what the intake would refuse.
-            let (low, high) = timestamp_span(&page, stretch.covered_to_ms);
+            // 2. Skip what is outside the stretch asked for (GitHub misbehaving must not move a
+            // position or forward what was not asked for) and what was delivered before; set
+            // aside what the intake would refuse.
+            let asked: Vec<&AuditEvent> = page.events.iter().filter(|e| self.asked_for(e, stretch)).collect();
+            let (low, high) = timestamp_span(&asked, stretch.covered_to_ms);
             load_buckets(edges.store, self.key, record, floor_to_second(low), high).await?;
             let mut position = stretch.covered_to_ms;
-            let mut to_send: Vec<&AuditEvent> = Vec::with_capacity(page.events.len());
-            let mut newly_seen: Vec<(i64, &AuditEvent)> = Vec::with_capacity(page.events.len());
-            for event in &page.events {
+            let mut to_send: Vec<&AuditEvent> = Vec::with_capacity(asked.len());
+            let mut newly_seen: Vec<(i64, &AuditEvent)> = Vec::with_capacity(asked.len());
+            for event in asked {
                 // An event without a timestamp is placed where the page stands.
                 let ts = event.timestamp_ms.unwrap_or(position);
                 position = position.max(ts);
@@ -387,22 +414,20 @@ impl<'a> Run<'a> {
                 }
                 newly_seen.push((ts, event));
                 if event.json().len() > edges.sink.max_event_bytes() {
-                    self.report_refused(event, "larger than the intake accepts");
+                    self.report_oversize(event);
                 } else {
                     to_send.push(event);
                 }
             }
 
-            // 3. Post; nothing below runs unless the intake acknowledged every event.
-            let refused = match edges.sink.send(&to_send, &self.budget).await {
-                Ok(refused) => refused,
+            // 3. Post; nothing below runs unless the intake answered for every event.
+            let unacknowledged = match edges.sink.send(&to_send, &self.budget).await {
+                Ok(unacknowledged) => unacknowledged.min(to_send.len()),
                 Err(SinkError::OutOfTime) => return Ok(Some(StopReason::Budget)),
                 Err(SinkError::Fatal(message)) => return Err(DrainError::Intake(message)),
             };
-            for &index in &refused {
-                self.report_refused(to_send[index], "refused by the intake as too large (413)");
-            }
-            self.summary.events_forwarded += (to_send.len() - refused.len()) as u64;
+            self.summary.intake_unacknowledged += unacknowledged as u64;
+            self.summary.events_forwarded += (to_send.len() - unacknowledged) as u64;
 
             // 4. Record what was delivered and how far each read now stands.
             for (ts, event) in newly_seen {
@@ -456,6 +481,16 @@ impl<'a> Run<'a> {
             self.slowest_page = self.slowest_page.max(page_started.elapsed());
             tracing::debug!(read = ?stretch.read, sent = to_send.len(), read_to = %rfc3339_ms(stretch.covered_to_ms), "page delivered");
 
+            // A page with nothing on it but a next link moves nothing: a few in a row, and the
+            // read waits for the next run, keeping GitHub's link.
+            stretch.empty_pages = if page.events.is_empty() { stretch.empty_pages + 1 } else { 0 };
+            if stretch.empty_pages >= MAX_EMPTY_PAGES && next.is_some() {
+                tracing::warn!(
+                    read = ?stretch.read,
+                    "GitHub answered {MAX_EMPTY_PAGES} empty pages in a row that still link to a next one; this read goes on in the next run"
+                );
+                return Ok(None);
+            }
             match next {
                 Some(next) => stretch.request = PageRequest::Continue(next),
                 None => return Ok(None),
@@ -493,14 +528,32 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Whether an event lies in what the stretch asked GitHub for; one that does not is
+    /// counted and logged, not forwarded.
+    fn asked_for(&mut self, event: &AuditEvent, stretch: &Stretch) -> bool {
+        let Some(ts) = event.timestamp_ms else { return true };
+        let until = stretch.until_ms.map(|until| floor_to_second(until.saturating_add(999)));
+        if ts >= stretch.since_ms && until.is_none_or(|until| ts < until) {
+            return true;
+        }
+        tracing::warn!(
+            document_id = %event.label(),
+            timestamp = %rfc3339_ms(ts),
+            read = ?stretch.read,
+            "GitHub returned an event outside the time range asked for; it is not forwarded by this read"
+        );
+        self.summary.out_of_range_events += 1;
+        false
+    }
+
     /// An event the intake will not take is reported, never silently dropped, and does not
     /// hold up the reads.
-    fn report_refused(&mut self, event: &AuditEvent, why: &str) {
+    fn report_oversize(&mut self, event: &AuditEvent) {
         let id = event.label();
         tracing::warn!(
             document_id = %id,
             bytes = event.json().len(),
-            "event not delivered: {why}; it does not block the cursor, fetch it from GitHub by its _document_id"
+            "event not delivered: larger than the intake accepts; it does not block the cursor, fetch it from GitHub by its _document_id"
         );
         self.summary.oversize_events += 1;
         if self.summary.oversize_document_ids.len() < MAX_REPORTED_OVERSIZE {
@@ -554,9 +607,9 @@ impl<'a> Run<'a> {
     }
 }
 
-/// The oldest and newest `@timestamp` on a page (`fallback` for a page without any).
-fn timestamp_span(page: &Page, fallback: i64) -> (i64, i64) {
-    let stamps = page.events.iter().filter_map(|e| e.timestamp_ms);
+/// The oldest and newest `@timestamp` of some events (`fallback` without any).
+fn timestamp_span(events: &[&AuditEvent], fallback: i64) -> (i64, i64) {
+    let stamps = events.iter().filter_map(|e| e.timestamp_ms);
     let low = stamps.clone().min().unwrap_or(fallback).min(fallback);
     let high = stamps.max().unwrap_or(fallback).max(fallback);
     (low, high)

@@ -18,7 +18,7 @@ use crate::config::{Config, Include, Target};
 use crate::http::{self, Backoff, Failure, header_number, send_within};
 use crate::ports::{AuditEvent, AuditLogSource, Page, PageRequest, RateBudget, SourceError};
 use crate::secret::Secret;
-use crate::timefmt::{floor_to_second, rfc3339_seconds};
+use crate::timefmt::{floor_to_second, github_search_time};
 
 const PER_PAGE: &str = "100";
 /// Budget kept after a rate-limit wait, to fetch, post and save one more page.
@@ -50,7 +50,7 @@ impl RateLimit {
         Self {
             limit: header_number(response, "x-ratelimit-limit"),
             remaining: header_number(response, "x-ratelimit-remaining"),
-            reset_at: header_number(response, "x-ratelimit-reset").map(|s| UNIX_EPOCH + Duration::from_secs(s)),
+            reset_at: header_number(response, "x-ratelimit-reset").map(reset_time),
         }
     }
 
@@ -66,13 +66,20 @@ impl RateLimit {
     }
 }
 
+/// An `x-ratelimit-reset` (epoch seconds), never later than [`http::MAX_WAIT`] from now.
+fn reset_time(epoch_seconds: u64) -> SystemTime {
+    let latest = SystemTime::now() + http::MAX_WAIT;
+    UNIX_EPOCH.checked_add(Duration::from_secs(epoch_seconds)).map_or(latest, |t| t.min(latest))
+}
+
 /// What one answer means for the drain.
 enum Answer {
     Page(Page),
     Retry(String),
     WaitForReset(Option<SystemTime>),
-    /// A secondary rate limit, with GitHub's `retry-after` if it gave one.
-    SecondaryLimit(Option<Duration>),
+    /// A rate limit without an exhausted allowance in its headers (a secondary limit, or a
+    /// limit said only in the message), with GitHub's `retry-after` if it gave one.
+    Limited(Option<Duration>),
     Unauthorized(String),
 }
 
@@ -93,13 +100,14 @@ impl GitHubSource {
     fn first_page_url(&self, since_ms: i64, until_ms: Option<i64>) -> Url {
         let mut url = self.api.clone();
         url.set_path(&format!("{}/{}", self.api.path().trim_end_matches('/'), self.target.audit_log_path()));
-        // `created:` has one-second precision and a range includes both ends.
+        // `created:` has one-second precision and a range includes both ends. The times take
+        // the form GitHub documents; the query encoding turns their `+` into `%2B`.
         let mut phrase = match until_ms {
-            None => format!("created:>={}", rfc3339_seconds(since_ms)),
+            None => format!("created:>={}", github_search_time(since_ms)),
             Some(until) => format!(
                 "created:{}..{}",
-                rfc3339_seconds(since_ms),
-                rfc3339_seconds(floor_to_second(until + 999) - 1000)
+                github_search_time(since_ms),
+                github_search_time(floor_to_second(until.saturating_add(999)) - 1000)
             ),
         };
         if let Some(extra) = &self.phrase {
@@ -114,11 +122,19 @@ impl GitHubSource {
         url
     }
 
-    /// Only the configured API's scheme, host and port are ever contacted.
-    fn same_origin(&self, url: &Url) -> bool {
+    /// Only the configured API is ever contacted: its scheme, host and port, under its path
+    /// (`/api/v3` on GHES).
+    fn allowed(&self, url: &Url) -> bool {
+        let prefix = self.api.path().trim_end_matches('/');
         url.scheme() == self.api.scheme()
             && url.host_str() == self.api.host_str()
             && url.port_or_known_default() == self.api.port_or_known_default()
+            && url.path().strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
+    }
+
+    /// Where a URL points, for messages: origin and path, no query.
+    fn place(url: &Url) -> String {
+        format!("{}{}", url.origin().ascii_serialization(), url.path())
     }
 
     async fn headers(&self) -> Result<HeaderMap, SourceError> {
@@ -154,12 +170,13 @@ impl GitHubSource {
         }
         let retry_after = http::retry_after(&response);
         let message = github_message(response).await;
-        let rate_limited = matches!(status, StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS);
-        if rate_limited && rate.remaining == Some(0) {
+        // GitHub signals its limits by status, headers or only the message: any of them counts.
+        let limit_status = matches!(status, StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS);
+        if limit_status && rate.remaining == Some(0) && retry_after.is_none() {
             return Ok(Answer::WaitForReset(rate.reset_at));
         }
-        if rate_limited && (retry_after.is_some() || message.to_ascii_lowercase().contains("secondary rate limit")) {
-            return Ok(Answer::SecondaryLimit(retry_after));
+        if limit_status && (retry_after.is_some() || message.to_ascii_lowercase().contains("rate limit")) {
+            return Ok(Answer::Limited(retry_after));
         }
         let path = self.target.audit_log_path();
         Err(SourceError::Fatal(match status {
@@ -186,16 +203,21 @@ impl GitHubSource {
         };
         let text =
             header.to_str().map_err(|_| SourceError::Fatal("GitHub sent a Link header that is not text".into()))?;
+        self.parse_next_link(text)
+    }
+
+    /// The `rel="next"` link of a `Link` header, if it stays on the configured API.
+    fn parse_next_link(&self, text: &str) -> Result<Option<String>, SourceError> {
         let links = parse_link_header::parse_with_rel(text)
             .map_err(|e| SourceError::Fatal(format!("GitHub sent a Link header that does not parse ({e}): {text}")))?;
         let Some(next) = links.get("next") else {
             return Ok(None);
         };
-        if !self.same_origin(&next.uri) {
+        if !self.allowed(&next.uri) {
             return Err(SourceError::Fatal(format!(
                 "GitHub's next-page link points to {}, outside GITHUB_API_URL {}; refusing to follow it",
-                next.uri.origin().ascii_serialization(),
-                self.api.origin().ascii_serialization()
+                Self::place(&next.uri),
+                Self::place(&self.api)
             )));
         }
         Ok(Some(next.raw_uri.clone()))
@@ -244,7 +266,18 @@ impl AuditLogSource for GitHubSource {
         let url = match request {
             PageRequest::Created { since_ms, until_ms } => self.first_page_url(*since_ms, *until_ms),
             PageRequest::Continue(link) => {
-                Url::parse(link).map_err(|e| SourceError::Fatal(format!("bad next-page link {link}: {e}")))?
+                let url = Url::parse(link)
+                    .map_err(|e| SourceError::LinkRefused(format!("a next-page link does not parse ({e})")))?;
+                // A link from a stored checkpoint may have been edited, or GITHUB_API_URL changed
+                // since: the token goes nowhere else.
+                if !self.allowed(&url) {
+                    return Err(SourceError::LinkRefused(format!(
+                        "a stored next-page link points to {}, outside GITHUB_API_URL {}",
+                        Self::place(&url),
+                        Self::place(&self.api)
+                    )));
+                }
+                url
             }
         };
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
@@ -272,11 +305,12 @@ impl AuditLogSource for GitHubSource {
                     let wait = time_until(reset_at).unwrap_or(SECONDARY_LIMIT_WAIT);
                     self.wait(wait, reset_at, budget).await?;
                 }
-                Answer::SecondaryLimit(retry_after) => {
-                    // GitHub's advice: its retry-after, else a minute, doubling while it lasts.
+                Answer::Limited(retry_after) => {
+                    // GitHub's advice: its retry-after, else at least a minute, doubling while
+                    // it lasts (an exhausted allowance waits for its reset above).
                     let wait = retry_after.unwrap_or(SECONDARY_LIMIT_WAIT * 2u32.pow(secondary_limits.min(5)));
                     secondary_limits += 1;
-                    self.wait(wait, None, budget).await?;
+                    self.wait(wait, self.rate().reset_at, budget).await?;
                 }
                 Answer::Unauthorized(_) if !refreshed => {
                     // The token may have been rotated since it was read.
@@ -334,7 +368,8 @@ mod tests {
         let url = source("https://ghes.example.com/api/v3").first_page_url(1_606_929_874_512, None);
         assert_eq!(url.path(), "/api/v3/orgs/acme/audit-log");
         let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-        assert!(query.contains(&("phrase".into(), "created:>=2020-12-02T17:24:34Z".into())));
+        assert!(query.contains(&("phrase".into(), "created:>=2020-12-02T17:24:34+00:00".into())));
+        assert!(url.as_str().contains("%2B00%3A00"), "a bare + would read as a space: {url}");
         assert!(query.contains(&("order".into(), "asc".into())));
         assert!(query.contains(&("per_page".into(), "100".into())));
         assert!(query.contains(&("include".into(), "web".into())));
@@ -344,18 +379,38 @@ mod tests {
     fn a_bounded_first_page_covers_whole_seconds_up_to_the_end() {
         let url = source("https://api.github.com").first_page_url(1_606_929_874_512, Some(1_606_929_900_000));
         let phrase = url.query_pairs().find(|(k, _)| k == "phrase").map(|(_, v)| v.into_owned());
-        assert_eq!(phrase.as_deref(), Some("created:2020-12-02T17:24:34Z..2020-12-02T17:24:59Z"));
+        assert_eq!(phrase.as_deref(), Some("created:2020-12-02T17:24:34+00:00..2020-12-02T17:24:59+00:00"));
     }
 
     #[test]
-    fn next_links_are_followed_only_on_the_configured_origin() {
+    fn links_are_followed_only_to_the_configured_origin_and_path() {
         let github = source("https://api.github.com");
         let ok = Url::parse("https://api.github.com/orgs/acme/audit-log?after=abc").expect("url");
-        assert!(github.same_origin(&ok));
+        assert!(github.allowed(&ok));
         for foreign in
             ["https://evil.example.com/orgs/acme/audit-log", "http://api.github.com/x", "https://api.github.com:8443/x"]
         {
-            assert!(!github.same_origin(&Url::parse(foreign).expect("url")), "{foreign}");
+            assert!(!github.allowed(&Url::parse(foreign).expect("url")), "{foreign}");
+        }
+        let ghes = source("https://ghes.example.com/api/v3");
+        assert!(ghes.allowed(&Url::parse("https://ghes.example.com/api/v3/orgs/acme/audit-log?page=2").expect("url")));
+        for outside in ["https://ghes.example.com/orgs/acme/audit-log", "https://ghes.example.com/api/v30/x"] {
+            assert!(!ghes.allowed(&Url::parse(outside).expect("url")), "{outside}");
+        }
+    }
+
+    #[test]
+    fn an_absurd_reset_time_is_clamped_not_overflowed() {
+        let latest = SystemTime::now() + http::MAX_WAIT + Duration::from_secs(1);
+        assert!(reset_time(u64::MAX) <= latest);
+        assert_eq!(reset_time(1_700_000_000), UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_link_header_is_read_or_refused_without_panicking(text in ".{0,120}") {
+            let github = source("https://api.github.com");
+            let _ = github.parse_next_link(&text);
         }
     }
 }

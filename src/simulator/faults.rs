@@ -25,6 +25,15 @@ pub enum Fault {
     BrokenBody,
     /// GitHub: a normal page whose `rel="next"` link points to another host.
     ForeignNextLink,
+    /// GitHub: 403 "API rate limit exceeded" with no rate-limit or retry header at all.
+    RateLimitMessageOnly,
+    /// GitHub: 403 with `x-ratelimit-remaining: 0`, a reset 20 digits long and a `retry-after`
+    /// that is neither seconds nor a date.
+    AbsurdRateHeaders,
+    /// GitHub: a page with no events that still links to the same next page.
+    EmptyPageWithNext,
+    /// Intake: the batch is stored, then the connection drops before any status line.
+    StoreThenDrop,
 }
 
 /// Faults for the coming requests, in order; `None` answers normally.
@@ -62,6 +71,12 @@ impl Extend<Option<Fault>> for FaultScript {
     fn extend<T: IntoIterator<Item = Option<Fault>>>(&mut self, steps: T) {
         self.queue.extend(steps);
     }
+}
+
+/// Ends the request's connection with no answer at all: the server's connection task unwinds
+/// (without a panic message), so the client reads no status line.
+pub(super) fn drop_connection() -> ! {
+    std::panic::resume_unwind(Box::new("simulated: the connection drops before any answer"))
 }
 
 /// A 200 that sends half of `body`, then breaks the connection.

@@ -167,14 +167,20 @@ struct SearchFilter {
     actions: Vec<String>,
 }
 
+/// A `created:` operand in the forms GitHub documents: `2026-11-22` or
+/// `2026-11-22T10:00:00+00:00`. Anything else is refused, so tests pin the connector to them.
 fn parse_time(text: &str) -> Option<i64> {
-    let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_owned() };
-    humantime::parse_rfc3339_weak(full.trim_end_matches('Z')).ok().map(|t| to_ms(t).div_euclid(1000) * 1000)
+    let full = match text.len() {
+        10 => format!("{text}T00:00:00Z"),
+        _ => format!("{}Z", text.strip_suffix("+00:00")?),
+    };
+    humantime::parse_rfc3339(&full).ok().map(|t| to_ms(t).div_euclid(1000) * 1000)
 }
 
 fn parse_phrase(phrase: &str) -> Option<SearchFilter> {
     let mut query = SearchFilter { from_ms: i64::MIN, until_ms: i64::MAX, actions: Vec::new() };
-    for term in phrase.split([' ', '+']).filter(|t| !t.is_empty()) {
+    // Qualifiers are separated by spaces (a `+` in a URL's query is a space already decoded).
+    for term in phrase.split(' ').filter(|t| !t.is_empty()) {
         if let Some(created) = term.strip_prefix("created:") {
             if let Some(t) = created.strip_prefix(">=") {
                 query.from_ms = query.from_ms.max(parse_time(t)?);
@@ -282,6 +288,20 @@ async fn audit_log(
             state.rate_headers(&mut headers);
             return error(StatusCode::FORBIDDEN, headers, "API rate limit exceeded for user ID 1.");
         }
+        Some(Fault::RateLimitMessageOnly) => {
+            return error(StatusCode::FORBIDDEN, HeaderMap::new(), "API rate limit exceeded for user ID 1.");
+        }
+        Some(Fault::AbsurdRateHeaders) => {
+            for (name, value) in [
+                ("x-ratelimit-limit", "-1750"),
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", "99999999999999999999"),
+                ("retry-after", "soon-ish"),
+            ] {
+                headers.insert(name, HeaderValue::from_static(value));
+            }
+            return error(StatusCode::FORBIDDEN, headers, "API rate limit exceeded for user ID 1.");
+        }
         Some(Fault::SecondaryLimit(retry_after)) => {
             if let Some(seconds) = retry_after {
                 headers.insert("retry-after", HeaderValue::from(seconds));
@@ -363,8 +383,9 @@ async fn audit_log(
             .take(per_page + 1)
             .collect()
     };
+    let empty_with_next = matches!(fault, Some(Fault::EmptyPageWithNext));
     let has_more = page.len() > per_page;
-    let page = &page[..page.len().min(per_page)];
+    let page = if empty_with_next { &[][..] } else { &page[..page.len().min(per_page)] };
 
     let host = match fault {
         Some(Fault::ForeignNextLink) => "evil.example.com",
@@ -388,7 +409,14 @@ async fn audit_log(
         serializer.finish()
     };
     let mut links = vec![format!("<{base}?{}>; rel=\"first\"", encoded(&[]))];
-    if let (true, Some(last)) = (has_more, page.last()) {
+    if empty_with_next {
+        // The same page again: a server going round in circles.
+        let same = params
+            .iter()
+            .filter(|(k, _)| matches!(k.as_str(), "after" | "before" | "page"))
+            .map(|(k, v)| (k.as_str(), v.as_str()));
+        links.push(format!("<{base}?{}>; rel=\"next\"", encoded(&same.collect::<Vec<_>>())));
+    } else if let (true, Some(last)) = (has_more, page.last()) {
         let next = if state.page_numbers {
             encoded(&[("page", &(page_number + 1).to_string())])
         } else {

@@ -14,15 +14,18 @@ use flate2::read::GzDecoder;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::faults::broken_body;
+use super::faults::{broken_body, drop_connection};
 use super::{Fault, FaultScript, lock};
 
-/// Sekoia's per-event limit.
+/// Sekoia's per-event limit, as its documentation states it (250 KiB).
 const MAX_EVENT_BYTES: usize = 250 * 1024;
 
 pub struct IntakeState {
     key: String,
     max_body_bytes: usize,
+    /// Larger events are refused: alone in a batch with 413, among others by leaving them out
+    /// of `event_ids`, as Sekoia documents.
+    pub max_event_bytes: usize,
     /// What the coming batches go through.
     pub faults: FaultScript,
     /// How many times each `_document_id` arrived.
@@ -50,11 +53,17 @@ impl IntakeState {
         Self {
             key: key.to_owned(),
             max_body_bytes,
+            max_event_bytes: MAX_EVENT_BYTES,
             faults: FaultScript::default(),
             received: HashMap::new(),
             texts: Vec::new(),
             stats: IntakeStats::default(),
         }
+    }
+
+    /// The intake's body limit changed.
+    pub fn set_max_body_bytes(&mut self, max_body_bytes: usize) {
+        self.max_body_bytes = max_body_bytes;
     }
 
     /// The key was rotated: only `key` is accepted from now on.
@@ -134,7 +143,7 @@ async fn batch(State(state): State<Arc<Mutex<IntakeState>>>, headers: HeaderMap,
     let mut accepted = Vec::new();
     let mut too_large = 0;
     for text in batch.jsons {
-        if text.len() > MAX_EVENT_BYTES {
+        if text.len() > state.max_event_bytes {
             too_large += 1;
             continue;
         }
@@ -165,6 +174,10 @@ async fn batch(State(state): State<Arc<Mutex<IntakeState>>>, headers: HeaderMap,
     match fault {
         // The intake stored the batch; only its answer is lost on the way back.
         Some(Fault::BrokenBody) => broken_body(HeaderMap::new(), answer.to_string()),
+        Some(Fault::StoreThenDrop) => {
+            drop(state);
+            drop_connection()
+        }
         _ => axum::Json(answer).into_response(),
     }
 }

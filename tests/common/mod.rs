@@ -94,7 +94,7 @@ impl Harness {
         max_body_bytes: Option<usize>,
     ) -> Result<Summary, DrainFailure> {
         let config = self.config();
-        let client = http::client();
+        let client = http::client().expect("an HTTP client");
         let CredentialsConfig::Environment { github, intake_key } = config.credentials.clone() else {
             panic!("the harness configures credentials through the environment")
         };
