@@ -414,3 +414,16 @@ async fn a_stored_link_edited_to_another_host_is_discarded_and_the_token_goes_no
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing went to the other host");
     h.assert_exactly_once();
 }
+
+#[tokio::test]
+async fn an_event_github_returns_outside_the_range_asked_for_is_held_back_and_counted() {
+    let h = Harness::start().await;
+    h.add(events_between(400, 6 * HOUR, Duration::from_secs(1), 82));
+    h.sim.github().faults.extend([None, Some(Fault::EventOutsideRange)]);
+
+    let summary = h.drain().await;
+
+    assert_eq!(summary.out_of_range_events, 1);
+    assert!(!h.received().contains_key("outside-the-range"));
+    h.assert_exactly_once();
+}

@@ -209,6 +209,21 @@ mod tests {
         assert!(store.load_buckets("orgs/acme/web", &[1_699_999_980_000]).await.expect("buckets").is_empty());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn any_bytes_in_the_state_file_load_or_fail_naming_the_file(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = FileCursorStore::new(dir.path());
+            fs::write(store.path_for("orgs/acme/web"), &bytes).expect("write");
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            match runtime.block_on(store.acquire("orgs/acme/web", SystemTime::now())) {
+                Ok(loaded) => proptest::prop_assert!(loaded.is_some(), "a file that is there never reads as a first run"),
+                Err(err) => proptest::prop_assert!(err.to_string().contains("orgs_acme_web.json"), "{err}"),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_corrupt_file_is_a_clear_error_not_a_fresh_start() {
         let dir = tempfile::tempdir().expect("tempdir");

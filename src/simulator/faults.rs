@@ -32,6 +32,9 @@ pub enum Fault {
     AbsurdRateHeaders,
     /// GitHub: a page with no events that still links to the same next page.
     EmptyPageWithNext,
+    /// GitHub: a normal page that also carries an event from a minute before the range asked
+    /// for (`_document_id` `outside-the-range`).
+    EventOutsideRange,
     /// Intake: the batch is stored, then the connection drops before any status line.
     StoreThenDrop,
 }

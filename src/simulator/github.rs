@@ -428,10 +428,35 @@ async fn audit_log(
         headers.insert("link", value);
     }
     headers.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
-    let body = format!("[{}]", page.iter().map(|e| e.json.as_str()).collect::<Vec<_>>().join(","));
+    let mut texts: Vec<String> = page.iter().map(|e| e.json.clone()).collect();
+    if let (Some(Fault::EventOutsideRange), true) = (&fault, query.from_ms > i64::MIN) {
+        let before = query.from_ms - 60_000;
+        texts.insert(
+            0,
+            json!({"@timestamp": before, "_document_id": "outside-the-range", "action": "repo.create"}).to_string(),
+        );
+    }
+    let body = format!("[{}]", texts.join(","));
     match fault {
         Some(Fault::BrokenBody) => broken_body(headers, body),
         _ => (StatusCode::OK, headers, body).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_times_are_taken_only_in_the_documented_form() {
+        let documented = parse_phrase("created:>=2026-11-22T10:00:00+00:00").expect("accepted");
+        assert_eq!(documented.from_ms, 1_795_341_600_000);
+        let range = parse_phrase("created:2026-11-22T10:00:00+00:00..2026-11-22T10:00:59+00:00").expect("accepted");
+        assert_eq!(range.until_ms - range.from_ms, 60_000);
+        assert!(parse_phrase("created:2026-11-01..2026-11-21 action:repo.create").is_some(), "dates alone");
+        for undocumented in ["created:>=2026-11-22T10:00:00Z", "created:>=2026-11-22T10:00:00 00:00"] {
+            assert!(parse_phrase(undocumented).is_none(), "{undocumented}");
+        }
     }
 }
 
