@@ -7,7 +7,7 @@ LAMBDA_BIN := github-audit-sekoia-lambda
 
 ## Build, start the simulator, drain it into the simulated intake twice, show what arrived.
 demo:
-	$(CARGO) build --bins
+	$(CARGO) build --workspace --bins
 	./scripts/demo.sh
 
 ## Everything CI checks: template, formatting, lints, the function end to end, all tests
@@ -16,11 +16,11 @@ demo:
 test: tools lint
 	cfn-lint template.yaml
 	./scripts/with-moto.sh ./scripts/lambda-e2e.sh
-	./scripts/with-moto.sh $(CARGO) test --lib --bins --tests
+	./scripts/with-moto.sh $(CARGO) test --workspace --lib --bins --tests
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## moto (AWS stand-in), cfn-lint and cargo-lambda (with zig for arm64), all from PyPI.
 tools:

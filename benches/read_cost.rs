@@ -17,14 +17,24 @@ use github_audit_sekoia::cursor::FileCursorStore;
 use github_audit_sekoia::drain::{Edges, drain};
 use github_audit_sekoia::github::{Authorizer, GitHubSource};
 use github_audit_sekoia::http;
+use github_audit_sekoia::ports::Clock;
 use github_audit_sekoia::sekoia::SekoiaIntake;
-use github_audit_sekoia::simulator::{LiveLog, SimClock, SimOptions, Simulator, Stall, live_events};
 use github_audit_sekoia::timefmt::now_ms;
+use github_audit_sekoia_sim::{LiveLog, SimClock, SimOptions, Simulator, Stall, live_events};
 
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 /// How long after its `@timestamp` GitHub shows an event, at most, outside a stall.
 const MAX_DELAY: Duration = Duration::from_secs(10);
+
+/// The simulator's hand-moved clock, as the drain's clock.
+struct SimulatedTime(SimClock);
+
+impl Clock for SimulatedTime {
+    fn now_ms(&self) -> i64 {
+        self.0.now_ms()
+    }
+}
 
 struct Scenario {
     per_hour: f64,
@@ -95,16 +105,16 @@ async fn play(scenario: &Scenario, seed: u64) -> Outcome {
     let store = FileCursorStore::new(state.path());
     let mut drain_plan = plan(&config, None);
     drain_plan.start_ms = start;
-    let edges = Edges { source: &source, sink: &sink, store: &store, clock: &clock };
+    let edges = Edges { source: &source, sink: &sink, store: &store, clock: &SimulatedTime(clock.clone()) };
 
     let steady_from = start + scenario.steady_after.as_millis() as i64;
     let end = start + (span + HOUR).as_millis() as i64;
     let (mut requests, mut delivered, mut per_run) = (0u64, 0u64, Vec::new());
-    while github_audit_sekoia::ports::Clock::now_ms(&clock) < end {
+    while clock.now_ms() < end {
         let before = sim.github().requests;
         let summary = drain(&edges, &drain_plan, Budget::lasting(Duration::from_secs(60))).await.expect("a run");
         let spent = sim.github().requests - before;
-        let now = github_audit_sekoia::ports::Clock::now_ms(&clock);
+        let now = clock.now_ms();
         if now >= steady_from && now < start + span.as_millis() as i64 {
             requests += spent;
             delivered += summary.events_forwarded;

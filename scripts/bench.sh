@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
 
-cargo build --release --quiet --bins
+cargo build --release --quiet --workspace --bins
 printf '%10s %10s %10s %14s\n' events seconds events/s peak_rss_MB
 for events in ${BENCH_EVENTS:-20000 100000 200000}; do
   work=$(mktemp -d)

@@ -12,7 +12,7 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-cargo build --quiet --bin github-audit-sekoia-sim
+cargo build --quiet -p github-audit-sekoia-sim
 target/debug/github-audit-sekoia-sim --events 1500 --span 6h --git-share 0 >"$work/sim" 2>/dev/null &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$work/sim" ] && break; sleep 0.1; done

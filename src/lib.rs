@@ -19,6 +19,4 @@ pub mod lambda;
 pub mod ports;
 pub mod secret;
 pub mod sekoia;
-#[cfg(feature = "simulator")]
-pub mod simulator;
 pub mod timefmt;

@@ -18,8 +18,8 @@ use github_audit_sekoia::cursor::{DynamoCursorStore, PARTITION_KEY};
 use github_audit_sekoia::drain::{StopReason, Summary};
 use github_audit_sekoia::lambda::{SAFETY_MARGIN, handle};
 use github_audit_sekoia::ports::{AuditEvent, CheckpointSave, CursorError, CursorStore};
-use github_audit_sekoia::simulator::SimOptions;
 use github_audit_sekoia::timefmt::to_ms;
+use github_audit_sekoia_sim::SimOptions;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 

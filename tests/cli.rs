@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Harness, events_between, summary};
-use github_audit_sekoia::simulator::SimOptions;
 use github_audit_sekoia::timefmt::to_ms;
+use github_audit_sekoia_sim::SimOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_drains_then_a_second_run_sends_nothing() {

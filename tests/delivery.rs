@@ -10,8 +10,8 @@ use common::{CrashBeforeSave, Harness, PAGE, events_between};
 use github_audit_sekoia::checkpoint::delivered::DeliveredSet;
 use github_audit_sekoia::drain::StopReason;
 use github_audit_sekoia::ports::AuditEvent;
-use github_audit_sekoia::simulator::SimOptions;
 use github_audit_sekoia::timefmt::now_ms;
+use github_audit_sekoia_sim::SimOptions;
 use serde_json::value::RawValue;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -110,7 +110,7 @@ async fn events_indexed_late_inside_the_window_are_delivered_once_by_the_window_
     h.add(events_between(800, HOUR, Duration::from_millis(500), 8));
     // Indexed late, but within the window: stamped in the last 1.5 s, visible after the first
     // run, among the seconds that run delivered.
-    let mut late = github_audit_sekoia::simulator::generate_events(150, now - 1_500, now, 0.0, common::ORG, 9);
+    let mut late = github_audit_sekoia_sim::generate_events(150, now - 1_500, now, 0.0, common::ORG, 9);
     for event in &mut late {
         event.hidden = true;
     }
@@ -135,7 +135,7 @@ async fn a_full_page_of_one_second_split_by_a_rate_limit_stop_loses_nothing() {
     let h = Harness::start().await;
     let second = (now_ms() - 3_600_000) / 1000 * 1000;
     // 450 events in one second, many in the same millisecond: every page border falls inside it.
-    h.add(github_audit_sekoia::simulator::generate_events(450, second, second + 999, 0.0, common::ORG, 10));
+    h.add(github_audit_sekoia_sim::generate_events(450, second, second + 999, 0.0, common::ORG, 10));
     h.add(events_between(300, Duration::from_secs(3000), Duration::from_secs(1), 11));
     let mut runs = 0;
     while h.received().len() < 750 {

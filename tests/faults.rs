@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{Harness, PAGE, events_between, summary};
 use github_audit_sekoia::drain::StopReason;
-use github_audit_sekoia::simulator::{Fault, SimOptions};
+use github_audit_sekoia_sim::{Fault, SimOptions};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -395,7 +395,7 @@ async fn a_stored_link_edited_to_another_host_is_discarded_and_the_token_goes_no
     let h = Harness::start().await;
     let second = (github_audit_sekoia::timefmt::now_ms() - 3_600_000) / 1000 * 1000;
     // 450 events in one second: the stored link points into the middle of it.
-    h.add(github_audit_sekoia::simulator::generate_events(450, second, second + 999, 0.0, common::ORG, 80));
+    h.add(github_audit_sekoia_sim::generate_events(450, second, second + 999, 0.0, common::ORG, 80));
     h.add(events_between(300, Duration::from_secs(3000), Duration::from_secs(1), 81));
     // A run that can afford two pages stops inside that second, keeping GitHub's link.
     h.sim.github().set_rate_limit_remaining(89, HOUR);

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::{Harness, PAGE, summary};
 use github_audit_sekoia::drain::{StopReason, Summary};
-use github_audit_sekoia::simulator::{LiveLog, SimOptions, Stall};
 use github_audit_sekoia::timefmt::now_ms;
+use github_audit_sekoia_sim::{LiveLog, SimOptions, Stall};
 
 fn compressed(h: &mut Harness, window: &str, deep_sweep_after: &str) {
     for (name, value) in

@@ -19,8 +19,8 @@ use github_audit_sekoia::github::{Authorizer, GitHubSource};
 use github_audit_sekoia::http;
 use github_audit_sekoia::ports::{CheckpointSave, CursorError, CursorStore, SystemClock};
 use github_audit_sekoia::sekoia::SekoiaIntake;
-use github_audit_sekoia::simulator::{LiveLog, SimEvent, SimOptions, Simulator, live_events};
 use github_audit_sekoia::timefmt::now_ms;
+use github_audit_sekoia_sim::{LiveLog, SimEvent, SimOptions, Simulator, live_events};
 
 pub const ORG: &str = "acme";
 pub const BIN: &str = env!("CARGO_BIN_EXE_github-audit-sekoia");
@@ -178,7 +178,7 @@ impl Harness {
 /// Events from `start` to `end` ms ago, deterministic per seed.
 pub fn events_between(count: usize, from_ago: Duration, to_ago: Duration, seed: u64) -> Vec<SimEvent> {
     let now = now_ms();
-    github_audit_sekoia::simulator::generate_events(
+    github_audit_sekoia_sim::generate_events(
         count,
         now - from_ago.as_millis() as i64,
         now - to_ago.as_millis() as i64,

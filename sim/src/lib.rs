@@ -12,7 +12,7 @@ mod intake;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
 
@@ -46,7 +46,7 @@ pub struct SimOptions {
 }
 
 /// The simulator's time. A manual clock lets a benchmark play hours of a live audit log in
-/// seconds; it is shared with the drain through [`crate::ports::Clock`].
+/// seconds; tests hand the same clock to the drain.
 #[derive(Debug, Clone, Default)]
 pub struct SimClock(Option<Arc<AtomicI64>>);
 
@@ -63,13 +63,26 @@ impl SimClock {
     }
 }
 
-impl crate::ports::Clock for SimClock {
-    fn now_ms(&self) -> i64 {
+impl SimClock {
+    pub fn now_ms(&self) -> i64 {
         match &self.0 {
             Some(now) => now.load(Ordering::SeqCst),
-            None => crate::timefmt::now_ms(),
+            None => to_ms(SystemTime::now()),
         }
     }
+}
+
+/// Epoch milliseconds.
+pub fn to_ms(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// Epoch milliseconds now.
+pub fn now_ms() -> i64 {
+    to_ms(SystemTime::now())
 }
 
 impl Default for SimOptions {

@@ -16,9 +16,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::faults::broken_body;
+use super::to_ms;
 use super::{Fault, FaultScript, SimClock, SimEvent, SimOptions, lock};
-use crate::ports::Clock;
-use crate::timefmt::{rfc3339_seconds, to_ms};
 
 /// A GitHub App the simulator knows: it checks JWTs against `public_key_pem` like GitHub does.
 #[derive(Debug, Clone)]
@@ -528,6 +527,6 @@ async fn access_token(
     let token = format!("ghs_{:032x}", fastrand::u128(..));
     let expires_at = SystemTime::now() + ttl;
     state.installation_tokens.insert(token.clone(), expires_at);
-    let body = json!({"token": token, "expires_at": rfc3339_seconds(to_ms(expires_at)), "permissions": {"administration": "read"}});
+    let body = json!({"token": token, "expires_at": humantime::format_rfc3339_seconds(expires_at).to_string(), "permissions": {"administration": "read"}});
     (StatusCode::CREATED, axum::Json(body)).into_response()
 }

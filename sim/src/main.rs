@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use github_audit_sekoia::simulator::{LiveLog, SimOptions, Simulator, Stall, generate_events, live_events};
-use github_audit_sekoia::timefmt::now_ms;
+use github_audit_sekoia_sim::{LiveLog, SimOptions, Simulator, Stall, generate_events, live_events, now_ms};
 
 #[derive(Parser)]
 #[command(about = "Simulated GitHub audit-log API and Sekoia intake on 127.0.0.1")]
