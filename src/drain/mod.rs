@@ -26,8 +26,8 @@ use crate::budget::Budget;
 use crate::checkpoint::delivered::{DeliveredRecord, DeliveredSet};
 use crate::checkpoint::{Checkpoint, Pass, Read};
 use crate::ports::{
-    AuditEvent, AuditLogSource, CheckpointSave, Clock, CursorError, CursorStore, IntakeSink, PageRequest, RateBudget,
-    SinkError, SourceError,
+    AuditEvent, AuditLogSource, CheckpointSave, Clock, CursorError, CursorStore, IntakeSink, Page, PageRequest,
+    RateBudget, SinkError, SourceError,
 };
 use crate::timefmt::{floor_to_second, rfc3339_ms, rfc3339_seconds, to_ms};
 pub use plan::SweepAges;
@@ -346,6 +346,11 @@ impl<'a> Run<'a> {
     }
 
     /// Reads one stretch page by page. `None` when it is done; otherwise why the run stops.
+    ///
+    /// Pipelined: while a page is posted and its checkpoint saved, the next one is already being
+    /// fetched (one page ahead at most). Checkpoints stay strictly in order, and a page is only
+    /// ever posted after the one before it was saved, so a kill still repeats at most the page
+    /// in flight.
     async fn read(
         &mut self,
         edges: &Edges<'_>,
@@ -354,25 +359,21 @@ impl<'a> Run<'a> {
         stretch: &mut Stretch,
         plan: &DrainPlan,
     ) -> Result<Option<StopReason>, DrainError> {
+        let mut prefetched: Option<Fetched> = None;
         loop {
-            if self.budget.remaining() < self.slowest_page * 2 + MIN_CYCLE_RESERVE {
-                return Ok(Some(StopReason::Budget));
-            }
-            if stretch.read != Read::Fresh
-                && let Some(rate) = edges.source.rate_budget().filter(|rate| !self.sweeps_affordable(rate))
-            {
-                tracing::warn!(
-                    requests_left = rate.left,
-                    "the GitHub rate budget left is kept for fresh reads; the sweeps wait for the reset"
-                );
-                self.summary.rate_limit_reset = rate.resets_at.map(|t| rfc3339_seconds(to_ms(t)));
-                return Ok(Some(StopReason::RateLimited));
-            }
             let page_started = Instant::now();
 
-            // 1. Fetch one page.
-            let requested_at = edges.clock.now_ms();
-            let page = match edges.source.fetch(&stretch.request, &self.budget).await {
+            // 1. Fetch one page, unless it was fetched while the last one was delivered.
+            let (requested_at, fetched) = match prefetched.take() {
+                Some(fetched) => fetched,
+                None => {
+                    if let Some(stop) = self.gate(edges.source, stretch.read) {
+                        return Ok(Some(stop));
+                    }
+                    fetch(edges, &stretch.request, self.budget).await
+                }
+            };
+            let page = match fetched {
                 Ok(page) => page,
                 Err(SourceError::RateLimited { reset_at }) => {
                     self.summary.rate_limit_reset = reset_at.map(|t| rfc3339_seconds(to_ms(t)));
@@ -420,82 +421,145 @@ impl<'a> Run<'a> {
                 }
             }
 
-            // 3. Post; nothing below runs unless the intake answered for every event.
-            let unacknowledged = match edges.sink.send(&to_send, &self.budget).await {
-                Ok(unacknowledged) => unacknowledged.min(to_send.len()),
-                Err(SinkError::OutOfTime) => return Ok(Some(StopReason::Budget)),
-                Err(SinkError::Fatal(message)) => return Err(DrainError::Intake(message)),
-            };
-            self.summary.intake_unacknowledged += unacknowledged as u64;
-            self.summary.events_forwarded += (to_send.len() - unacknowledged) as u64;
-
-            // 4. Record what was delivered and how far each read now stands.
-            for (ts, event) in newly_seen {
-                record.insert(ts, event);
-                self.newest_this_run = self.newest_this_run.max(Some(ts));
-            }
-            let positions = &mut checkpoint.positions;
-            positions.newest_event_ms = positions.newest_event_ms.max(self.newest_this_run);
+            // 3. How far this page reads, and whether the read goes on after it.
             // With a next page, events up to the last one's instant are read (more may share
             // it); without, the whole stretch is, as GitHub showed it.
+            let read_from = stretch.covered_to_ms;
             let read_to = match (&page.next, stretch.until_ms) {
                 (Some(_), _) => position,
                 (None, Some(until)) => until,
                 (None, None) => requested_at,
-            };
-            let read_at = stretch.read_at_ms.map_or(requested_at, |earlier| earlier.min(requested_at));
-            let read_from = stretch.covered_to_ms;
-            plan::advance(positions, plan.sweeps, read_from, read_to.max(read_from), read_at);
-            stretch.covered_to_ms = read_from.max(read_to);
-            stretch.read_at_ms = Some(requested_at);
+            }
+            .max(read_from);
             let next = match (page.next, stretch.until_ms) {
                 (Some(_), Some(until))
                     if stretch.read != Read::Fresh
                         && !plan::sweep_goes_on(plan::SweepAhead {
-                            known: record.count_between(stretch.covered_to_ms, until),
+                            known: record.count_between(read_to, until),
                             page_events: page.events.len(),
-                            page_span_ms: stretch.covered_to_ms - read_from,
-                            span_ms: until - stretch.covered_to_ms,
+                            page_span_ms: read_to - read_from,
+                            span_ms: until - read_to,
                         }) =>
                 {
                     None
                 }
                 (next, _) => next,
             };
-            let pass = next.clone().map(|next_page| Pass {
-                read: stretch.read,
-                next_page,
-                covered_to_ms: stretch.covered_to_ms,
-                read_at_ms: requested_at,
-                until_ms: stretch.until_ms,
-            });
-            checkpoint.set_pass(stretch.read, pass);
-
-            // 5. Save: the changed buckets of the record, then the checkpoint.
-            record.prune_before(plan::record_floor(&checkpoint.positions, plan.sweeps, &checkpoint.passes));
-            checkpoint.delivered_buckets = record.starts();
-            let (changed, removed) = record.changes();
-            edges.store.save(self.key, &CheckpointSave { checkpoint, changed, removed }).await?;
-            record.saved();
-            record.unload_before(stretch.covered_to_ms);
-            self.slowest_page = self.slowest_page.max(page_started.elapsed());
-            tracing::debug!(read = ?stretch.read, sent = to_send.len(), read_to = %rfc3339_ms(stretch.covered_to_ms), "page delivered");
-
             // A page with nothing on it but a next link moves nothing: a few in a row, and the
             // read waits for the next run, keeping GitHub's link.
             stretch.empty_pages = if page.events.is_empty() { stretch.empty_pages + 1 } else { 0 };
-            if stretch.empty_pages >= MAX_EMPTY_PAGES && next.is_some() {
+            let going_round = stretch.empty_pages >= MAX_EMPTY_PAGES && next.is_some();
+            let (next_request, stop_after) = match (&next, going_round) {
+                (Some(link), false) => match self.gate(edges.source, stretch.read) {
+                    None => (Some(PageRequest::Continue(link.clone())), None),
+                    Some(stop) => (None, Some(stop)),
+                },
+                _ => (None, None),
+            };
+
+            // 4. Post and save this page while the next one is fetched.
+            let delivery = Delivery { to_send, newly_seen, read_from, read_to, requested_at, next };
+            let budget = self.budget;
+            let ahead = async {
+                match &next_request {
+                    Some(request) => Some(fetch(edges, request, budget).await),
+                    None => None,
+                }
+            };
+            let (delivered, ahead) =
+                tokio::join!(self.deliver(edges, checkpoint, record, stretch, plan, delivery), ahead);
+            if let Some(stop) = delivered? {
+                return Ok(Some(stop));
+            }
+            self.slowest_page = self.slowest_page.max(page_started.elapsed());
+
+            if going_round {
                 tracing::warn!(
                     read = ?stretch.read,
                     "GitHub answered {MAX_EMPTY_PAGES} empty pages in a row that still link to a next one; this read goes on in the next run"
                 );
                 return Ok(None);
             }
-            match next {
-                Some(next) => stretch.request = PageRequest::Continue(next),
+            if let Some(stop) = stop_after {
+                return Ok(Some(stop));
+            }
+            match next_request {
+                Some(request) => {
+                    stretch.request = request;
+                    prefetched = ahead;
+                }
                 None => return Ok(None),
             }
         }
+    }
+
+    /// Whether another page may be started: the time budget must fit it, and sweeps leave the
+    /// rate budget of a few fresh reads unspent.
+    fn gate(&mut self, source: &dyn AuditLogSource, read: Read) -> Option<StopReason> {
+        if self.budget.remaining() < self.slowest_page * 2 + MIN_CYCLE_RESERVE {
+            return Some(StopReason::Budget);
+        }
+        if read != Read::Fresh
+            && let Some(rate) = source.rate_budget().filter(|rate| !self.sweeps_affordable(rate))
+        {
+            tracing::warn!(
+                requests_left = rate.left,
+                "the GitHub rate budget left is kept for fresh reads; the sweeps wait for the reset"
+            );
+            self.summary.rate_limit_reset = rate.resets_at.map(|t| rfc3339_seconds(to_ms(t)));
+            return Some(StopReason::RateLimited);
+        }
+        None
+    }
+
+    /// Posts a page's new events, then records them, moves the positions and saves, in that
+    /// order: nothing moves unless the intake answered for every event.
+    async fn deliver(
+        &mut self,
+        edges: &Edges<'_>,
+        checkpoint: &mut Checkpoint,
+        record: &mut DeliveredRecord,
+        stretch: &mut Stretch,
+        plan: &DrainPlan,
+        delivery: Delivery<'_>,
+    ) -> Result<Option<StopReason>, DrainError> {
+        let Delivery { to_send, newly_seen, read_from, read_to, requested_at, next } = delivery;
+        let unacknowledged = match edges.sink.send(&to_send, &self.budget).await {
+            Ok(unacknowledged) => unacknowledged.min(to_send.len()),
+            Err(SinkError::OutOfTime) => return Ok(Some(StopReason::Budget)),
+            Err(SinkError::Fatal(message)) => return Err(DrainError::Intake(message)),
+        };
+        self.summary.intake_unacknowledged += unacknowledged as u64;
+        self.summary.events_forwarded += (to_send.len() - unacknowledged) as u64;
+
+        for (ts, event) in newly_seen {
+            record.insert(ts, event);
+            self.newest_this_run = self.newest_this_run.max(Some(ts));
+        }
+        let positions = &mut checkpoint.positions;
+        positions.newest_event_ms = positions.newest_event_ms.max(self.newest_this_run);
+        let read_at = stretch.read_at_ms.map_or(requested_at, |earlier| earlier.min(requested_at));
+        plan::advance(positions, plan.sweeps, read_from, read_to, read_at);
+        stretch.covered_to_ms = read_to;
+        stretch.read_at_ms = Some(requested_at);
+        let pass = next.map(|next_page| Pass {
+            read: stretch.read,
+            next_page,
+            covered_to_ms: read_to,
+            read_at_ms: requested_at,
+            until_ms: stretch.until_ms,
+        });
+        checkpoint.set_pass(stretch.read, pass);
+
+        // The changed buckets of the record, then the checkpoint.
+        record.prune_before(plan::record_floor(&checkpoint.positions, plan.sweeps, &checkpoint.passes));
+        checkpoint.delivered_buckets = record.starts();
+        let (changed, removed) = record.changes();
+        edges.store.save(self.key, &CheckpointSave { checkpoint, changed, removed }).await?;
+        record.saved();
+        record.unload_before(read_to);
+        tracing::debug!(read = ?stretch.read, sent = to_send.len(), read_to = %rfc3339_ms(read_to), "page delivered");
+        Ok(None)
     }
 
     fn count_page(&mut self, read: Read) {
@@ -605,6 +669,27 @@ impl<'a> Run<'a> {
             }
         }
     }
+}
+
+/// A page's answer, with when it was asked for.
+type Fetched = (i64, Result<Page, SourceError>);
+
+/// Asks for a page, noting when.
+async fn fetch(edges: &Edges<'_>, request: &PageRequest, budget: Budget) -> Fetched {
+    let requested_at = edges.clock.now_ms();
+    (requested_at, edges.source.fetch(request, &budget).await)
+}
+
+/// What delivering one page takes.
+struct Delivery<'p> {
+    to_send: Vec<&'p AuditEvent>,
+    newly_seen: Vec<(i64, &'p AuditEvent)>,
+    /// The stretch this page read, `[read_from, read_to)`.
+    read_from: i64,
+    read_to: i64,
+    requested_at: i64,
+    /// GitHub's link to the page after, if the read goes on.
+    next: Option<String>,
 }
 
 /// The oldest and newest `@timestamp` of some events (`fallback` without any).
