@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -23,6 +24,7 @@ const MAX_EVENT_BYTES: usize = 250 * 1024;
 pub struct IntakeState {
     key: String,
     max_body_bytes: usize,
+    latency: Duration,
     /// Larger events are refused: alone in a batch with 413, among others by leaving them out
     /// of `event_ids`, as Sekoia documents.
     pub max_event_bytes: usize,
@@ -42,6 +44,9 @@ pub struct IntakeStats {
     pub unique_events: u64,
     pub duplicate_events: u64,
     pub largest_body_bytes: usize,
+    /// Bodies as they came over the wire (gzip included), and the event texts they carried.
+    pub wire_bytes: u64,
+    pub event_bytes: u64,
     pub rejected_batches: u64,
     pub rejected_events: u64,
     /// Requests that carried the intake key in a header (it belongs in the body only).
@@ -49,10 +54,11 @@ pub struct IntakeStats {
 }
 
 impl IntakeState {
-    pub(super) fn new(key: &str, max_body_bytes: usize) -> Self {
+    pub(super) fn new(key: &str, max_body_bytes: usize, latency: Duration) -> Self {
         Self {
             key: key.to_owned(),
             max_body_bytes,
+            latency,
             max_event_bytes: MAX_EVENT_BYTES,
             faults: FaultScript::default(),
             received: HashMap::new(),
@@ -97,14 +103,18 @@ fn refuse(state: &Arc<Mutex<IntakeState>>, status: StatusCode, message: &str) ->
 }
 
 async fn batch(State(state): State<Arc<Mutex<IntakeState>>>, headers: HeaderMap, body: Bytes) -> Response {
-    let (fault, max_body_bytes) = {
+    let (fault, max_body_bytes, latency) = {
         let mut state = lock(&state);
         let key = state.key.clone();
         if headers.values().any(|v| v.to_str().is_ok_and(|v| v.contains(&key))) {
             state.stats.key_in_headers += 1;
         }
-        (state.faults.take_next(), state.max_body_bytes)
+        state.stats.wire_bytes += body.len() as u64;
+        (state.faults.take_next(), state.max_body_bytes, state.latency)
     };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     match fault {
         Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
         Some(Fault::Status(code)) => {
@@ -155,6 +165,7 @@ async fn batch(State(state): State<Arc<Mutex<IntakeState>>>, headers: HeaderMap,
         *count += 1;
         let duplicate = *count > 1;
         state.stats.events += 1;
+        state.stats.event_bytes += text.len() as u64;
         if duplicate {
             state.stats.duplicate_events += 1;
         } else {

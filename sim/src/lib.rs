@@ -28,6 +28,8 @@ pub struct SimOptions {
     pub intake_key: String,
     /// Added to every audit-log answer.
     pub latency: Duration,
+    /// Added to every intake answer.
+    pub intake_latency: Duration,
     /// `x-ratelimit-limit` per hour.
     pub rate_limit: u64,
     /// A GitHub App whose JWTs and installation tokens are accepted.
@@ -92,6 +94,7 @@ impl Default for SimOptions {
             token: "ghp_simulated_token".into(),
             intake_key: "simulated-intake-key".into(),
             latency: Duration::ZERO,
+            intake_latency: Duration::ZERO,
             rate_limit: 1750,
             app: None,
             intake_max_body_bytes: 10 * 1024 * 1024,
@@ -116,7 +119,7 @@ pub struct Simulator {
 impl Simulator {
     pub async fn start(options: SimOptions) -> std::io::Result<Self> {
         let github = Arc::new(Mutex::new(GitHubState::new(&options)));
-        let intake = Arc::new(Mutex::new(IntakeState::new(&options.intake_key, options.intake_max_body_bytes)));
+        let intake = Arc::new(Mutex::new(IntakeState::new(&options.intake_key, options.intake_max_body_bytes, options.intake_latency)));
         let (github_addr, github_server) = serve(options.github_port, github::router(github.clone())).await?;
         let (intake_addr, intake_server) = serve(options.intake_port, intake::router(intake.clone())).await?;
         Ok(Self {

@@ -24,6 +24,9 @@ struct Args {
     /// Delay added to every audit-log answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Delay added to every intake answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    intake_latency_ms: u64,
     #[arg(long, default_value_t = 1750)]
     rate_limit: u64,
     #[arg(long, default_value_t = 1)]
@@ -63,6 +66,7 @@ async fn main() -> std::io::Result<()> {
         token: args.token,
         intake_key: args.intake_key,
         latency: Duration::from_millis(args.latency_ms),
+        intake_latency: Duration::from_millis(args.intake_latency_ms),
         rate_limit: args.rate_limit,
         github_port: args.github_port,
         intake_port: args.intake_port,
