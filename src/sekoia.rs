@@ -72,26 +72,32 @@ impl SekoiaIntake {
     /// Splits the events into `/batch` bodies of at most `max_bytes` each, with the events
     /// each body holds.
     fn bodies(&self, events: &[&AuditEvent], key: &str, max_bytes: usize) -> Vec<(Vec<u8>, Range<usize>)> {
-        let head = format!(r#"{{"intake_key":{},"jsons":["#, json_string(key));
-        let tail = "]}";
+        let mut head = br#"{"intake_key":"#.to_vec();
+        push_json_string(&mut head, key);
+        head.extend_from_slice(br#","jsons":["#);
+        let tail = b"]}";
         let mut bodies = Vec::new();
-        let mut body = head.clone().into_bytes();
+        let mut body = head.clone();
         let mut start = 0;
         for (index, event) in events.iter().enumerate() {
-            let element = json_string(event.json());
-            let grown = body.len() + usize::from(index > start) + element.len() + tail.len();
-            if index > start && grown > max_bytes {
-                body.extend_from_slice(tail.as_bytes());
-                bodies.push((std::mem::replace(&mut body, head.clone().into_bytes()), start..index));
-                start = index;
-            }
+            // Escaped straight into the body; taken back out if it makes the body too large.
+            let before = body.len();
             if index > start {
                 body.push(b',');
             }
-            body.extend_from_slice(element.as_bytes());
+            push_json_string(&mut body, event.json());
+            if index > start && body.len() + tail.len() > max_bytes {
+                let element_from = before + 1;
+                let element = body.split_off(element_from);
+                body.truncate(before);
+                body.extend_from_slice(tail);
+                bodies.push((std::mem::replace(&mut body, head.clone()), start..index));
+                start = index;
+                body.extend_from_slice(&element);
+            }
         }
         if start < events.len() {
-            body.extend_from_slice(tail.as_bytes());
+            body.extend_from_slice(tail);
             bodies.push((body, start..events.len()));
         }
         bodies
@@ -199,8 +205,10 @@ impl SekoiaIntake {
     }
 }
 
-fn json_string(text: &str) -> String {
-    serde_json::Value::String(text.to_owned()).to_string()
+/// `text` as a JSON string, escaped as JSON requires.
+fn push_json_string(out: &mut Vec<u8>, text: &str) {
+    // Writing into a Vec cannot fail, and a &str always serialises.
+    let _ = serde_json::to_writer(&mut *out, text);
 }
 
 fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {

@@ -119,7 +119,11 @@ pub struct Simulator {
 impl Simulator {
     pub async fn start(options: SimOptions) -> std::io::Result<Self> {
         let github = Arc::new(Mutex::new(GitHubState::new(&options)));
-        let intake = Arc::new(Mutex::new(IntakeState::new(&options.intake_key, options.intake_max_body_bytes, options.intake_latency)));
+        let intake = Arc::new(Mutex::new(IntakeState::new(
+            &options.intake_key,
+            options.intake_max_body_bytes,
+            options.intake_latency,
+        )));
         let (github_addr, github_server) = serve(options.github_port, github::router(github.clone())).await?;
         let (intake_addr, intake_server) = serve(options.intake_port, intake::router(intake.clone())).await?;
         Ok(Self {

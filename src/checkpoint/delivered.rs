@@ -158,6 +158,8 @@ struct Bucket {
 pub struct DeliveredRecord {
     /// Starts of every bucket in the store, loaded or not, and of new ones not yet saved.
     starts: BTreeSet<i64>,
+    /// Those of them the store holds (listed by the checkpoint, or saved since).
+    persisted: BTreeSet<i64>,
     loaded: BTreeMap<i64, Bucket>,
     /// Buckets pruned since the last save: the store deletes them.
     removed: Vec<i64>,
@@ -167,7 +169,8 @@ impl DeliveredRecord {
     /// The record as a checkpoint lists it; a v1 checkpoint's single set becomes buckets that
     /// are written on the next save.
     pub fn new(stored_starts: &[i64], legacy: Option<DeliveredSet>) -> Self {
-        let mut record = Self { starts: stored_starts.iter().copied().collect(), ..Self::default() };
+        let starts: BTreeSet<i64> = stored_starts.iter().copied().collect();
+        let mut record = Self { persisted: starts.clone(), starts, ..Self::default() };
         if let Some(legacy) = legacy {
             for &(ts, fp) in &legacy.entries {
                 record.insert_entry(ts, fp);
@@ -235,7 +238,10 @@ impl DeliveredRecord {
         let gone = std::mem::replace(&mut self.starts, keep);
         for start in gone {
             self.loaded.remove(&start);
-            self.removed.push(start);
+            // A bucket never saved has nothing to delete.
+            if self.persisted.remove(&start) {
+                self.removed.push(start);
+            }
         }
     }
 
@@ -252,7 +258,10 @@ impl DeliveredRecord {
 
     /// The save went through.
     pub fn saved(&mut self) {
-        for bucket in self.loaded.values_mut() {
+        for (start, bucket) in &mut self.loaded {
+            if bucket.dirty {
+                self.persisted.insert(*start);
+            }
             bucket.dirty = false;
         }
         self.removed.clear();
@@ -370,6 +379,15 @@ mod tests {
         assert_eq!(record.changes().1, vec![start - 120_000, start - 60_000]);
         record.saved();
         assert!(record.changes().1.is_empty());
+    }
+
+    #[test]
+    fn a_bucket_never_saved_is_pruned_without_a_deletion() {
+        let start = 1_700_000_040_000;
+        let mut record = DeliveredRecord::new(&[], None);
+        record.insert(start + 5, &event("a", start + 5));
+        record.prune_before(start + 120_000);
+        assert_eq!(record.changes(), (Vec::new(), Vec::new()), "nothing to write, nothing to delete");
     }
 
     #[test]

@@ -44,7 +44,8 @@ fn bucket_path(dir: &Path, start: i64) -> PathBuf {
     dir.join(format!("{start}.bin"))
 }
 
-/// Buckets first, then the checkpoint that lists them, then the buckets it no longer lists.
+/// Buckets first (each replaced whole, their folder synced once for all), then the checkpoint
+/// that lists them, then the buckets it no longer lists.
 fn write_save(
     path: &Path,
     buckets: &Path,
@@ -53,12 +54,21 @@ fn write_save(
     removed: &[i64],
 ) -> Result<(), CursorError> {
     if !changed.is_empty() {
-        fs::create_dir_all(buckets).map_err(|e| storage_error("create", buckets, e))?;
+        match fs::create_dir(buckets) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                fs::create_dir_all(buckets).map_err(|e| storage_error("create", buckets, e))?
+            }
+            _ => {}
+        }
+        for (start, bytes) in changed {
+            replace_file(&bucket_path(buckets, *start), bytes)?;
+        }
+        sync_dir(buckets)?;
     }
-    for (start, bytes) in changed {
-        write_atomically(&bucket_path(buckets, *start), bytes)?;
+    replace_file(path, checkpoint.as_bytes())?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
     }
-    write_atomically(path, checkpoint.as_bytes())?;
     for start in removed {
         let bucket = bucket_path(buckets, *start);
         match fs::remove_file(&bucket) {
@@ -77,20 +87,20 @@ fn storage_error(what: &str, path: &Path, err: std::io::Error) -> CursorError {
     CursorError::Storage(format!("cannot {what} {}: {err}", path.display()))
 }
 
-/// Temp file, fsync, rename, fsync the directory: a kill at any instant leaves the old or the
-/// new checkpoint, never a torn one.
-fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), CursorError> {
+/// Temp file, fsync, rename: a kill at any instant leaves the old or the new file, never a
+/// torn one. The caller syncs the directory, which makes the rename durable.
+fn replace_file(path: &Path, contents: &[u8]) -> Result<(), CursorError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let mut file = File::create(&tmp).map_err(|e| storage_error("create", &tmp, e))?;
     file.write_all(contents).map_err(|e| storage_error("write", &tmp, e))?;
     file.sync_all().map_err(|e| storage_error("sync", &tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| storage_error("replace", path, e))?;
-    if let Some(dir) = path.parent() {
-        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| storage_error("sync", dir, e))?;
-    }
-    Ok(())
+    fs::rename(&tmp, path).map_err(|e| storage_error("replace", path, e))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), CursorError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| storage_error("sync", dir, e))
 }
 
 #[async_trait]
