@@ -3,7 +3,11 @@
 # throughput table of scripts/bench.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v /usr/bin/time >/dev/null || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
+# GNU time measures each run's CPU and peak memory; Debian has it.
+if [ ! -x /usr/bin/time ]; then
+  { apt-get update -qq && apt-get install -y -qq time; } >/dev/null 2>&1 \
+    || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
+fi
 cargo build --release --quiet --workspace --bins
 if command -v cargo-lambda >/dev/null; then
   cargo lambda build --release --arm64 --quiet --bin github-audit-sekoia-lambda >/dev/null 2>&1 \
