@@ -350,7 +350,7 @@ async fn a_concurrent_invocation_on_the_same_org_stops_cleanly_without_sending()
 
 #[tokio::test]
 async fn a_backfill_split_across_invocations_ends_complete_without_loss_or_duplicates() {
-    let h = Harness::with_options(SimOptions { latency: Duration::from_millis(30), ..SimOptions::default() }).await;
+    let h = Harness::with_options(SimOptions { latency: Duration::from_millis(120), ..SimOptions::default() }).await;
     h.add(events_between(6_000, 3 * DAY, Duration::from_secs(1), 36));
     let table = create_table().await;
     let connector =
