@@ -16,7 +16,8 @@ demo:
 test: tools lint
 	cfn-lint template.yaml
 	./scripts/with-moto.sh ./scripts/lambda-e2e.sh
-	./scripts/with-moto.sh $(CARGO) test --workspace --lib --bins --tests
+	$(CARGO) test -p github-audit-sekoia-sim --lib
+	./scripts/with-moto.sh $(CARGO) test -p github-audit-sekoia --lib --bins --tests
 
 lint:
 	$(CARGO) fmt --all --check
