@@ -10,6 +10,8 @@ use crate::budget::Budget;
 use crate::config::{Config, ConfigError, problem};
 use crate::connector::{Connector, RunError, RunRequest, TimeRange};
 use crate::drain::Summary;
+use crate::metrics::emf_line;
+use crate::timefmt::now_ms;
 
 /// Left before the deadline to post and save the page in flight, and to answer.
 pub const SAFETY_MARGIN: Duration = Duration::from_secs(20);
@@ -51,15 +53,20 @@ pub fn check_config(config: &Config) -> Result<(), ConfigError> {
 }
 
 /// One invocation. A failed run is an error for Lambda (metrics, alarms), after its summary
-/// has been logged.
+/// has been logged. Every run that drained or tried to also writes its metrics line (EMF) on
+/// standard output, which CloudWatch Logs turns into metrics.
 pub async fn handle(connector: &Connector, event: LambdaEvent<Value>) -> Result<Summary, RunError> {
     let budget = Budget::before_deadline(event.context.deadline(), SAFETY_MARGIN, connector.config().max_run);
     let request = request(event.payload, budget)?;
     let summary = connector.run(&request).await;
     match &summary {
-        Ok(summary) => tracing::info!(summary = %serde_json::to_string(summary).unwrap_or_default(), "invocation done"),
+        Ok(summary) => {
+            tracing::info!(summary = %serde_json::to_string(summary).unwrap_or_default(), "invocation done");
+            println!("{}", emf_line(summary, now_ms()));
+        }
         Err(RunError::Drain(failure)) => {
-            tracing::error!(summary = %serde_json::to_string(&failure.summary).unwrap_or_default(), "invocation failed")
+            tracing::error!(summary = %serde_json::to_string(&failure.summary).unwrap_or_default(), "invocation failed");
+            println!("{}", emf_line(&failure.summary, now_ms()));
         }
         Err(err) => tracing::error!("invocation failed: {err}"),
     }

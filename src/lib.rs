@@ -16,6 +16,7 @@ pub mod event;
 pub mod github;
 pub mod http;
 pub mod lambda;
+pub mod metrics;
 pub mod ports;
 pub mod secret;
 pub mod sekoia;

@@ -11,6 +11,8 @@ use github_audit_sekoia::budget::Budget;
 use github_audit_sekoia::config::Config;
 use github_audit_sekoia::connector::{Connector, RunError, RunRequest, TimeRange};
 use github_audit_sekoia::drain::{StopReason, Summary};
+use github_audit_sekoia::metrics::emf_line;
+use github_audit_sekoia::timefmt::now_ms;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
@@ -29,6 +31,10 @@ enum Command {
         /// Print the events as NDJSON instead of posting them; the cursor does not move.
         #[arg(long)]
         dry_run: bool,
+        /// Also print the run's figures as a CloudWatch Embedded Metric Format line (before the
+        /// summary), for a CloudWatch agent or log shipper to turn into metrics.
+        #[arg(long)]
+        emf: bool,
     },
     /// Deliver a past time range again, under its own cursor, until it is complete.
     Backfill {
@@ -115,7 +121,20 @@ async fn main() -> ExitCode {
         )
         .init();
     let outcome = match Cli::parse().command {
-        Command::Run { settings, dry_run } => run(&settings, dry_run).await,
+        Command::Run { settings, dry_run, emf } => {
+            let outcome = run(&settings, dry_run).await;
+            if emf {
+                let summary = match &outcome {
+                    Ok(summary) => Some(summary),
+                    Err(RunError::Drain(failure)) => Some(failure.summary.as_ref()),
+                    Err(_) => None,
+                };
+                if let Some(summary) = summary {
+                    println!("{}", emf_line(summary, now_ms()));
+                }
+            }
+            outcome
+        }
         Command::Backfill { settings, since, until } => backfill(&settings, &since, &until).await,
     };
     match outcome {

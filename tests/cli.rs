@@ -127,3 +127,21 @@ async fn backfill_loops_until_its_range_is_complete_and_leaves_the_scheduled_cur
     assert!(expected.iter().all(|id| received.get(id) == Some(&1)));
     assert!(!h.store().path_for("orgs/acme/web").exists(), "the scheduled cursor was not created");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_emf_prints_the_metrics_line_before_the_summary() {
+    let h = Harness::start().await;
+    h.add(events_between(250, Duration::from_secs(3600), Duration::from_secs(1), 26));
+
+    let output = h.run_cli(&["run", "--emf"], &[]).await;
+
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let emf: serde_json::Value =
+        serde_json::from_str(stdout.lines().rev().nth(1).unwrap_or_default()).expect("the EMF line parses");
+    assert_eq!(emf["_aws"]["CloudWatchMetrics"][0]["Namespace"], "GitHubAuditSekoia");
+    assert_eq!((emf["Target"].as_str(), emf["EventsForwarded"].as_u64()), (Some("orgs/acme/web"), Some(250)));
+    assert_eq!(emf["StopDrained"], 1);
+    assert!(emf["LagSeconds"].as_f64().is_some_and(|lag| lag < 60.0), "{emf}");
+    assert_eq!(summary(&output)["events_forwarded"], 250, "the summary still closes the output");
+}

@@ -19,7 +19,7 @@ mod tests;
 
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::budget::Budget;
@@ -67,7 +67,7 @@ pub struct Edges<'a> {
 }
 
 /// How far a backfill has come.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BackfillProgress {
     pub since: String,
     pub until: String,
@@ -77,7 +77,7 @@ pub struct BackfillProgress {
     pub complete: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
     /// Every read due was done: everything visible was delivered.
@@ -94,7 +94,7 @@ pub enum StopReason {
 }
 
 /// What one run did: printed by the CLI, returned by the Lambda.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub target: String,
     pub stop_reason: StopReason,
@@ -120,8 +120,11 @@ pub struct Summary {
     pub window_swept_to: Option<String>,
     /// Everything before this was read again once it was `LATE_SWEEP_AFTER` old.
     pub deep_swept_to: Option<String>,
-    /// Age of the newest event this run delivered.
+    /// How far behind the audit log the connector stands: now less what the fresh read has read
+    /// up to (the newest event while catching up; the end of the log, so near 0, when idle).
     pub lag_seconds: Option<f64>,
+    /// GitHub requests left before `RATE_LIMIT_RESERVE`, as of the last answer.
+    pub rate_limit_remaining: Option<u64>,
     pub rate_limit_reset: Option<String>,
     /// The window sweep fell too far behind and was moved here unread: late events before it
     /// are looked for only by the deep sweep.
@@ -170,6 +173,7 @@ pub async fn drain(edges: &Edges<'_>, plan: &DrainPlan, budget: Budget) -> Resul
             outcome
         }
     };
+    run.summary.rate_limit_remaining = edges.source.rate_budget().map(|rate| rate.left);
     run.finish(outcome, plan, edges.clock)
 }
 
@@ -270,6 +274,7 @@ impl<'a> Run<'a> {
             window_swept_to: None,
             deep_swept_to: None,
             lag_seconds: None,
+            rate_limit_remaining: None,
             rate_limit_reset: None,
             window_sweep_skipped_until: None,
             deep_sweep_skipped_until: None,
@@ -633,9 +638,11 @@ impl<'a> Run<'a> {
     ) -> Result<Summary, DrainFailure> {
         self.summary.elapsed_seconds = (self.started.elapsed().as_millis() as f64) / 1000.0;
         let now = clock.now_ms();
-        self.summary.lag_seconds = self.newest_this_run.map(|ts| (now - ts).max(0) as f64 / 1000.0);
         if let Some(checkpoint) = &self.checkpoint {
             let p = checkpoint.positions;
+            if plan.until_ms.is_none() {
+                self.summary.lag_seconds = Some((now - p.fresh_read_to_ms).max(0) as f64 / 1000.0);
+            }
             self.summary.newest_event = p.newest_event_ms.map(rfc3339_ms);
             self.summary.fresh_read_to = Some(rfc3339_ms(p.fresh_read_to_ms));
             if plan.sweeps.is_some() {
