@@ -53,37 +53,37 @@ enum Command {
 /// environment only, so they never show in a process list.
 #[derive(clap::Args)]
 struct Settings {
-    /// GITHUB_ORG
+    /// Organization whose audit log to drain [env GITHUB_ORG; required, or --enterprise]
     #[arg(long)]
     org: Option<String>,
-    /// GITHUB_ENTERPRISE (instead of an organization; classic tokens only)
+    /// Enterprise (slug or id) to drain instead, with a classic token [env GITHUB_ENTERPRISE]
     #[arg(long)]
     enterprise: Option<String>,
-    /// GITHUB_API_URL
+    /// GitHub API base: GHE.com https://api.SUB.ghe.com, GHES https://HOST/api/v3 [env GITHUB_API_URL; default https://api.github.com]
     #[arg(long)]
     api_url: Option<String>,
-    /// GITHUB_INCLUDE: web, git or all
+    /// Which events: web, git or all, each with its own cursor [env GITHUB_INCLUDE; default web]
     #[arg(long)]
     include: Option<String>,
-    /// GITHUB_PHRASE
+    /// Extra search qualifiers ANDed to the connector's own, e.g. -action:git.fetch [env GITHUB_PHRASE; default none]
     #[arg(long)]
     phrase: Option<String>,
-    /// SEKOIA_INTAKE_URL
+    /// Sekoia.io intake base URL for your region [env SEKOIA_INTAKE_URL; default https://intake.sekoia.io]
     #[arg(long)]
     intake_url: Option<String>,
-    /// STATE_DIR
+    /// Where the cursor files live [env STATE_DIR; default ./state]
     #[arg(long)]
     state_dir: Option<String>,
-    /// FIRST_RUN_LOOKBACK, e.g. 24h or 7d
+    /// How far back the very first run starts, e.g. 30m, 24h, 7d [env FIRST_RUN_LOOKBACK; default 24h]
     #[arg(long)]
     first_run_lookback: Option<String>,
-    /// LATE_ARRIVAL_WINDOW, e.g. 5m
+    /// Each stretch is read again (window sweep) at this age, at least 1s [env LATE_ARRIVAL_WINDOW; default 5m]
     #[arg(long)]
     late_arrival_window: Option<String>,
-    /// LATE_SWEEP_AFTER, e.g. 1h, or 0 to turn the deep sweep off
+    /// And once more (deep sweep) at this age; 0 turns it off [env LATE_SWEEP_AFTER; default 1h]
     #[arg(long)]
     late_sweep_after: Option<String>,
-    /// MAX_RUN_SECONDS
+    /// Time budget of one run, in seconds [env MAX_RUN_SECONDS; default 600]
     #[arg(long)]
     max_run_seconds: Option<String>,
 }
