@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -175,7 +174,7 @@ fn aws_timeouts() -> TimeoutConfig {
 /// backfill reads its range once: it is history, and the scheduled drain sweeps whatever part
 /// of it is recent.
 pub fn plan(config: &Config, backfill: Option<TimeRange>) -> DrainPlan {
-    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     match backfill {
         None => DrainPlan {
             key: config.cursor_key(),

@@ -92,11 +92,9 @@ pub(crate) fn retry_after(response: &Response) -> Option<Duration> {
 }
 
 fn parse_retry_after(text: &str, now: SystemTime) -> Option<Duration> {
-    let text = text.trim();
-    let wait = match text.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) if text.bytes().all(|b| b.is_ascii_digit()) && !text.is_empty() => MAX_WAIT,
-        Err(_) => httpdate::parse_http_date(text).ok()?.duration_since(now).unwrap_or_default(),
+    let wait = match parse_number(text) {
+        Some(seconds) => Duration::from_secs(seconds),
+        None => httpdate::parse_http_date(text.trim()).ok()?.duration_since(now).unwrap_or_default(),
     };
     Some(wait.min(MAX_WAIT))
 }

@@ -120,26 +120,13 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let outcome = match Cli::parse().command {
-        Command::Run { settings, dry_run, emf } => {
-            let outcome = run(&settings, dry_run).await;
-            if emf {
-                let summary = match &outcome {
-                    Ok(summary) => Some(summary),
-                    Err(RunError::Drain(failure)) => Some(failure.summary.as_ref()),
-                    Err(_) => None,
-                };
-                if let Some(summary) = summary {
-                    println!("{}", emf_line(summary, now_ms()));
-                }
-            }
-            outcome
-        }
-        Command::Backfill { settings, since, until } => backfill(&settings, &since, &until).await,
+    let (outcome, emf) = match Cli::parse().command {
+        Command::Run { settings, dry_run, emf } => (run(&settings, dry_run).await, emf),
+        Command::Backfill { settings, since, until } => (backfill(&settings, &since, &until).await, false),
     };
     match outcome {
-        Ok(summary) => print_summary(&summary, ExitCode::SUCCESS),
-        Err(RunError::Drain(failure)) => print_summary(&failure.summary, ExitCode::FAILURE),
+        Ok(summary) => print_summary(&summary, emf, ExitCode::SUCCESS),
+        Err(RunError::Drain(failure)) => print_summary(&failure.summary, emf, ExitCode::FAILURE),
         Err(err) => {
             eprintln!("{err}");
             ExitCode::from(2)
@@ -202,7 +189,11 @@ async fn backfill(settings: &Settings, since: &str, until: &str) -> Result<Summa
     }
 }
 
-fn print_summary(summary: &Summary, code: ExitCode) -> ExitCode {
+/// The summary as the last line on stdout; with `emf`, the metrics line just before it.
+fn print_summary(summary: &Summary, emf: bool, code: ExitCode) -> ExitCode {
+    if emf {
+        println!("{}", emf_line(summary, now_ms()));
+    }
     match serde_json::to_string(summary) {
         Ok(line) => println!("{line}"),
         Err(err) => eprintln!("cannot render the summary: {err}"),

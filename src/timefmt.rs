@@ -25,6 +25,12 @@ pub fn floor_to_second(ms: i64) -> i64 {
     ms.div_euclid(1000).saturating_mul(1000)
 }
 
+/// The start of the first whole second at or after `ms`: where a stretch ending at `ms` ends
+/// once widened to GitHub's one-second precision.
+pub fn ceil_to_second(ms: i64) -> i64 {
+    floor_to_second(ms.saturating_add(999))
+}
+
 /// The last millisecond RFC 3339 can show: 9999-12-31T23:59:59.999Z.
 const LAST_RENDERABLE_MS: i64 = 253_402_300_799_999;
 
@@ -61,6 +67,10 @@ mod tests {
         assert_eq!(floor_to_second(1_700_000_000_999), 1_700_000_000_000);
         assert_eq!(floor_to_second(-1), -1000);
         assert_eq!(floor_to_second(i64::MIN), i64::MIN);
+        assert_eq!(
+            (ceil_to_second(1_000), ceil_to_second(1_001), ceil_to_second(i64::MAX)),
+            (1_000, 2_000, i64::MAX / 1000 * 1000)
+        );
     }
 
     #[test]

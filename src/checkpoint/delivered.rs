@@ -267,7 +267,7 @@ impl DeliveredRecord {
         self.removed.clear();
     }
 
-    /// Entries in memory, for tests and the summary.
+    /// Entries in memory: what a run holds of the record.
     pub fn loaded_entries(&self) -> usize {
         self.loaded.values().map(|b| b.set.len()).sum()
     }

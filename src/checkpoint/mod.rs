@@ -155,10 +155,6 @@ impl Checkpoint {
         }
     }
 
-    pub fn pass(&self, read: Read) -> Option<&Pass> {
-        self.passes.iter().find(|p| p.read == read)
-    }
-
     pub fn take_pass(&mut self, read: Read) -> Option<Pass> {
         let index = self.passes.iter().position(|p| p.read == read)?;
         Some(self.passes.remove(index))

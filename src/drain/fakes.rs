@@ -16,7 +16,7 @@ use crate::ports::{
     AuditEvent, AuditLogSource, CheckpointSave, Clock, CursorError, CursorStore, IntakeSink, Page, PageRequest,
     RateBudget, SinkError, SourceError,
 };
-use crate::timefmt::floor_to_second;
+use crate::timefmt::{ceil_to_second, floor_to_second};
 
 pub struct FakeClock(AtomicI64);
 
@@ -84,7 +84,7 @@ impl AuditLogSource for FakeLog<'_> {
         };
         let now = self.clock.now_ms();
         let from = floor_to_second(since);
-        let to = until.map_or(i64::MAX, |u| floor_to_second(u + 999));
+        let to = until.map_or(i64::MAX, ceil_to_second);
         let log = self.events.lock().expect("log");
         let matching: Vec<&LogEvent> = log
             .iter()

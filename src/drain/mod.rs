@@ -29,7 +29,7 @@ use crate::ports::{
     AuditEvent, AuditLogSource, CheckpointSave, Clock, CursorError, CursorStore, IntakeSink, Page, PageRequest,
     RateBudget, SinkError, SourceError,
 };
-use crate::timefmt::{floor_to_second, rfc3339_ms, rfc3339_seconds, to_ms};
+use crate::timefmt::{ceil_to_second, floor_to_second, rfc3339_ms, rfc3339_seconds, to_ms};
 pub use plan::SweepAges;
 
 /// Never start a page with less than this left (plus twice the slowest page so far).
@@ -601,7 +601,7 @@ impl<'a> Run<'a> {
     /// counted and logged, not forwarded.
     fn asked_for(&mut self, event: &AuditEvent, stretch: &Stretch) -> bool {
         let Some(ts) = event.timestamp_ms else { return true };
-        let until = stretch.until_ms.map(|until| floor_to_second(until.saturating_add(999)));
+        let until = stretch.until_ms.map(ceil_to_second);
         if ts >= stretch.since_ms && until.is_none_or(|until| ts < until) {
             return true;
         }

@@ -18,7 +18,7 @@ use crate::config::{Config, Include, Target};
 use crate::http::{self, Backoff, Failure, header_number, send_within};
 use crate::ports::{AuditEvent, AuditLogSource, Page, PageRequest, RateBudget, SourceError};
 use crate::secret::Secret;
-use crate::timefmt::{floor_to_second, github_search_time};
+use crate::timefmt::{ceil_to_second, github_search_time};
 
 const PER_PAGE: &str = "100";
 /// Budget kept after a rate-limit wait, to fetch, post and save one more page.
@@ -107,7 +107,7 @@ impl GitHubSource {
             Some(until) => format!(
                 "created:{}..{}",
                 github_search_time(since_ms),
-                github_search_time(floor_to_second(until.saturating_add(999)) - 1000)
+                github_search_time(ceil_to_second(until) - 1000)
             ),
         };
         if let Some(extra) = &self.phrase {
