@@ -10,11 +10,11 @@ demo:
 	$(CARGO) build --workspace --bins
 	./scripts/demo.sh
 
-## Everything CI checks: template, formatting, lints, the function end to end, all tests
-## (AWS is moto's server on a loopback port). Tests run last so their summary closes the log;
-## the benchmarks are `make bench`.
+## Everything CI checks: the template (cfn-lint, sam validate --lint, checkov, the targets
+## expansion), formatting, lints, the function end to end, all tests (AWS is moto's server on a
+## loopback port). Tests run last so their summary closes the log; the benchmarks are `make bench`.
 test: tools lint
-	cfn-lint template.yaml
+	./scripts/check-template.sh
 	./scripts/with-moto.sh ./scripts/lambda-e2e.sh
 	$(CARGO) test -p github-audit-sekoia-sim --lib
 	./scripts/with-moto.sh $(CARGO) test -p github-audit-sekoia --lib --bins --tests
@@ -23,7 +23,8 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## moto (AWS stand-in), cfn-lint and cargo-lambda (with zig for arm64), all from PyPI.
+## moto (AWS stand-in), cfn-lint and cargo-lambda (with zig for arm64), all from PyPI; SAM and
+## checkov get virtual environments of their own under target/tools (scripts/check-template.sh).
 tools:
 	@command -v moto_server >/dev/null && command -v cfn-lint >/dev/null && command -v cargo-lambda >/dev/null \
 	  || { $(PYTHON) -m pip install --quiet "moto[server]" cfn-lint cargo-lambda && { pyenv rehash 2>/dev/null || true; }; }
@@ -39,9 +40,12 @@ bench:
 build: tools
 	$(CARGO) lambda build --release --arm64 --bin $(LAMBDA_BIN)
 
-## AWS SAM: builds with cargo-lambda, then asks for the stack's parameters.
+## AWS SAM: builds with cargo-lambda, then asks for the stack's parameters (Targets among them).
+## The build expands the per-target resources (Fn::ForEach) only to find the function, hence
+## its placeholder target; the template it packages keeps Fn::ForEach for CloudFormation to
+## expand with the Targets deployed.
 deploy:
-	sam build
+	sam build --language-extensions --parameter-overrides Targets=org:placeholder
 	sam deploy --guided
 
 ## Without SAM: the function only; the table, the secret and the role must exist already.

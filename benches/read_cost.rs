@@ -105,7 +105,8 @@ async fn play(scenario: &Scenario, seed: u64) -> Outcome {
     let store = FileCursorStore::new(state.path());
     let mut drain_plan = plan(&config, None);
     drain_plan.start_ms = start;
-    let edges = Edges { source: &source, sink: &sink, store: &store, clock: &SimulatedTime(clock.clone()) };
+    let edges =
+        Edges { source: &source, sink: &sink, store: &store, clock: &SimulatedTime(clock.clone()), progress: None };
 
     let steady_from = start + scenario.steady_after.as_millis() as i64;
     let end = start + (span + HOUR).as_millis() as i64;

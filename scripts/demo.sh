@@ -20,6 +20,8 @@ export GITHUB_TOKEN=ghp_simulated_token SEKOIA_INTAKE_KEY=simulated-intake-key S
 intake_stats="${SEKOIA_INTAKE_URL}/_sim/stats"
 
 echo "== simulator: GitHub at $GITHUB_API_URL, intake at $SEKOIA_INTAKE_URL, 12000 events over 48h"
+echo "== check: each link a run depends on, without sending an event"
+"$bin/github-audit-sekoia" check
 echo "== first run: drains the backlog into the intake (summary on stdout)"
 "$bin/github-audit-sekoia" run 2>/dev/null | tee target/demo-first.json
 echo "== second run: reads again from the newest second delivered, recognises it, sends nothing new"

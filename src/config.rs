@@ -72,11 +72,58 @@ pub enum CredentialsConfig {
     SecretsManager { secret_id: String },
 }
 
+/// One target a deployment serves, with the secret it reads if not the deployment's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetEntry {
+    pub target: Target,
+    /// A Secrets Manager secret of its own (its GitHub credential and intake key).
+    pub secret_id: Option<String>,
+}
+
+impl TargetEntry {
+    /// `org:NAME` or `enterprise:SLUG`, optionally `=SECRET_ID`: one item of `TARGETS`, or
+    /// a payload's `target`.
+    pub fn parse(variable: &'static str, text: &str) -> Result<Self, ConfigError> {
+        let text = text.trim();
+        let (spec, secret_id) = match text.split_once('=') {
+            Some((spec, secret)) if !secret.trim().is_empty() => (spec, Some(secret.trim().to_owned())),
+            Some(_) => return Err(problem(variable, format!("{text:?} names no secret after '='"))),
+            None => (text, None),
+        };
+        let target = match spec.trim().split_once(':') {
+            Some(("org", name)) => Target::Organization(slug(variable, name)?),
+            Some(("enterprise", name)) => Target::Enterprise(slug(variable, name)?),
+            _ => {
+                return Err(problem(
+                    variable,
+                    format!("has {text:?}; expected org:NAME or enterprise:SLUG, optionally followed by =SECRET_ID"),
+                ));
+            }
+        };
+        Ok(Self { target, secret_id })
+    }
+
+    /// `org:acme`, `enterprise:acme-corp` (the secret left out).
+    pub fn spec(&self) -> String {
+        match &self.target {
+            Target::Organization(org) => format!("org:{org}"),
+            Target::Enterprise(enterprise) => format!("enterprise:{enterprise}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The target this configuration drains: the first of `targets`, or one chosen by
+    /// [`Config::for_target`].
     pub target: Target,
+    /// Every target the deployment serves (`TARGETS`, or the one of `GITHUB_ORG`/`GITHUB_ENTERPRISE`).
+    pub targets: Vec<TargetEntry>,
     pub github_api_url: Url,
+    /// The credentials of `target`.
     pub credentials: CredentialsConfig,
+    /// `SECRET_ID`, or the credential variables; `None` when every target names its own secret.
+    deployment_credentials: Option<CredentialsConfig>,
     pub include: Include,
     /// Extra search qualifiers, ANDed to the connector's own `created:` qualifier.
     pub phrase: Option<String>,
@@ -98,34 +145,24 @@ impl Config {
     pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
 
-        let target = match (get("GITHUB_ORG"), get("GITHUB_ENTERPRISE")) {
-            (Some(org), None) => Target::Organization(slug("GITHUB_ORG", &org)?),
-            (None, Some(enterprise)) => Target::Enterprise(slug("GITHUB_ENTERPRISE", &enterprise)?),
-            (Some(_), Some(_)) => {
-                return Err(problem(
-                    "GITHUB_ENTERPRISE",
-                    "and GITHUB_ORG are both set: one deployment drains one of them",
-                ));
-            }
-            (None, None) => {
-                return Err(problem(
-                    "GITHUB_ORG",
-                    "is required (or GITHUB_ENTERPRISE): the organization whose audit log to drain",
-                ));
-            }
-        };
-        let credentials = match get("SECRET_ID") {
-            Some(secret_id) => CredentialsConfig::SecretsManager { secret_id },
-            None => CredentialsConfig::Environment {
+        let targets = targets(&get)?;
+        let own_secrets_only = targets.iter().all(|entry| entry.secret_id.is_some());
+        let deployment_credentials = match get("SECRET_ID") {
+            Some(secret_id) => Some(CredentialsConfig::SecretsManager { secret_id }),
+            // Every target reads its own secret: no deployment-wide credential is needed.
+            None if own_secrets_only && get("GITHUB_TOKEN").is_none() && get("GITHUB_APP_ID").is_none() => None,
+            None => Some(CredentialsConfig::Environment {
                 github: github_credential(&get)?,
                 intake_key: get("SEKOIA_INTAKE_KEY").map(Secret::new),
-            },
+            }),
         };
-        if let (Target::Enterprise(_), CredentialsConfig::Environment { github: GitHubCredential::App(_), .. }) =
-            (&target, &credentials)
+        if let Some(CredentialsConfig::Environment { github: GitHubCredential::App(_), .. }) = &deployment_credentials
+            && targets.iter().any(|entry| entry.secret_id.is_none() && matches!(entry.target, Target::Enterprise(_)))
         {
             return Err(problem("GITHUB_APP_ID", ENTERPRISE_NEEDS_A_TOKEN));
         }
+        let first = targets[0].clone();
+        let credentials = credentials_of(&deployment_credentials, &first)?;
         let include = match get("GITHUB_INCLUDE").as_deref() {
             None | Some("web") => Include::Web,
             Some("git") => Include::Git,
@@ -160,13 +197,15 @@ impl Config {
             ));
         }
 
-        Ok(Self {
-            target,
+        let config = Self {
+            target: first.target.clone(),
+            targets,
             github_api_url: base_url(
                 "GITHUB_API_URL",
                 get("GITHUB_API_URL").as_deref().unwrap_or(DEFAULT_GITHUB_API_URL),
             )?,
             credentials,
+            deployment_credentials,
             include,
             phrase: get("GITHUB_PHRASE"),
             intake_url: base_url(
@@ -180,7 +219,8 @@ impl Config {
             late_sweep_after,
             max_run: Duration::from_secs(max_run_seconds),
             rate_limit_reserve,
-        })
+        };
+        Ok(config)
     }
 
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -192,14 +232,98 @@ impl Config {
         format!("{}/{}", self.target.path(), self.include.as_str())
     }
 
-    /// The same settings for another organization (a Lambda payload's `{"org": …}`).
+    /// The same settings for another organization (a Lambda payload's `{"org": …}`), with the
+    /// deployment's own secret.
     pub fn for_org(&self, org: &str) -> Result<Self, ConfigError> {
-        Ok(Self { target: Target::Organization(slug("org", org)?), ..self.clone() })
+        self.for_entry(TargetEntry { target: Target::Organization(slug("org", org)?), secret_id: None })
     }
 
     /// The same settings for an enterprise (a Lambda payload's `{"enterprise": …}`).
     pub fn for_enterprise(&self, enterprise: &str) -> Result<Self, ConfigError> {
-        Ok(Self { target: Target::Enterprise(slug("enterprise", enterprise)?), ..self.clone() })
+        self.for_entry(TargetEntry { target: Target::Enterprise(slug("enterprise", enterprise)?), secret_id: None })
+    }
+
+    /// One of the configured targets, by its `TARGETS` item (a schedule's `{"target": …}`,
+    /// the CLI's `--target`); its secret is the configured one, never one the caller names.
+    pub fn for_target(&self, spec: &str) -> Result<Self, ConfigError> {
+        let asked = TargetEntry::parse("target", spec)?;
+        let entry = self
+            .targets
+            .iter()
+            .find(|entry| {
+                entry.target == asked.target && (asked.secret_id.is_none() || asked.secret_id == entry.secret_id)
+            })
+            .ok_or_else(|| {
+                problem("target", format!("{spec:?} is not one of the configured targets ({})", self.target_list()))
+            })?;
+        self.for_entry(entry.clone())
+    }
+
+    /// `org:a, enterprise:b`: the targets, for messages.
+    pub fn target_list(&self) -> String {
+        self.targets.iter().map(TargetEntry::spec).collect::<Vec<_>>().join(", ")
+    }
+
+    fn for_entry(&self, entry: TargetEntry) -> Result<Self, ConfigError> {
+        let credentials = credentials_of(&self.deployment_credentials, &entry)?;
+        if let (Target::Enterprise(_), CredentialsConfig::Environment { github: GitHubCredential::App(_), .. }) =
+            (&entry.target, &credentials)
+        {
+            return Err(problem("GITHUB_APP_ID", ENTERPRISE_NEEDS_A_TOKEN));
+        }
+        Ok(Self { target: entry.target, credentials, ..self.clone() })
+    }
+}
+
+/// A target's own secret, or the deployment's credentials.
+fn credentials_of(
+    deployment: &Option<CredentialsConfig>,
+    entry: &TargetEntry,
+) -> Result<CredentialsConfig, ConfigError> {
+    match (&entry.secret_id, deployment) {
+        (Some(secret_id), _) => Ok(CredentialsConfig::SecretsManager { secret_id: secret_id.clone() }),
+        (None, Some(credentials)) => Ok(credentials.clone()),
+        (None, None) => Err(problem(
+            "SECRET_ID",
+            format!("is required for {}, which names no secret of its own (or set GITHUB_TOKEN)", entry.spec()),
+        )),
+    }
+}
+
+/// `TARGETS` (comma-separated), or the single `GITHUB_ORG` / `GITHUB_ENTERPRISE`.
+fn targets(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<TargetEntry>, ConfigError> {
+    match (get("TARGETS"), get("GITHUB_ORG"), get("GITHUB_ENTERPRISE")) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            Err(problem("TARGETS", "and GITHUB_ORG or GITHUB_ENTERPRISE are both set: list every target in TARGETS"))
+        }
+        (Some(list), None, None) => {
+            let mut entries = Vec::new();
+            for item in list.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+                let entry = TargetEntry::parse("TARGETS", item)?;
+                if entries.iter().any(|e: &TargetEntry| e.target == entry.target) {
+                    return Err(problem("TARGETS", format!("lists {} twice", entry.spec())));
+                }
+                entries.push(entry);
+            }
+            if entries.is_empty() {
+                return Err(problem("TARGETS", "is empty: list org:NAME or enterprise:SLUG items"));
+            }
+            Ok(entries)
+        }
+        (None, Some(org), None) => {
+            Ok(vec![TargetEntry { target: Target::Organization(slug("GITHUB_ORG", &org)?), secret_id: None }])
+        }
+        (None, None, Some(enterprise)) => Ok(vec![TargetEntry {
+            target: Target::Enterprise(slug("GITHUB_ENTERPRISE", &enterprise)?),
+            secret_id: None,
+        }]),
+        (None, Some(_), Some(_)) => {
+            Err(problem("GITHUB_ENTERPRISE", "and GITHUB_ORG are both set: name one, or list both in TARGETS"))
+        }
+        (None, None, None) => Err(problem(
+            "GITHUB_ORG",
+            "is required (or GITHUB_ENTERPRISE, or TARGETS): the organization whose audit log to drain",
+        )),
     }
 }
 
@@ -378,5 +502,53 @@ mod tests {
         .expect("valid");
         let shown = format!("{config:?}");
         assert!(!shown.contains("supersecret") && !shown.contains("intake-secret"), "{shown}");
+    }
+
+    #[test]
+    fn targets_list_several_each_with_its_own_cursor_and_optionally_its_own_secret() {
+        let config = load(&[
+            ("TARGETS", "org:acme, enterprise:acme-corp=github-audit-sekoia/acme-corp ,org:globex.io"),
+            ("SECRET_ID", "github-audit-sekoia"),
+        ])
+        .expect("valid");
+        assert_eq!(config.target_list(), "org:acme, enterprise:acme-corp, org:globex.io");
+        assert_eq!(config.cursor_key(), "orgs/acme/web");
+        let enterprise = config.for_target("enterprise:acme-corp=github-audit-sekoia/acme-corp").expect("listed");
+        assert_eq!(enterprise.cursor_key(), "enterprises/acme-corp/web");
+        assert!(matches!(enterprise.credentials,
+            CredentialsConfig::SecretsManager { ref secret_id } if secret_id == "github-audit-sekoia/acme-corp"));
+        let by_name = config.for_target("enterprise:acme-corp").expect("listed");
+        assert!(
+            matches!(by_name.credentials, CredentialsConfig::SecretsManager { ref secret_id } if secret_id.ends_with("acme-corp"))
+        );
+        let globex = config.for_target("org:globex.io").expect("listed");
+        assert!(
+            matches!(globex.credentials, CredentialsConfig::SecretsManager { ref secret_id } if secret_id == "github-audit-sekoia")
+        );
+        // A caller cannot pick another secret, nor a target the deployment does not serve.
+        assert_eq!(config.for_target("org:acme=someone-elses-secret").err().map(|e| e.variable), Some("target"));
+        assert_eq!(config.for_target("org:initech").err().map(|e| e.variable), Some("target"));
+    }
+
+    #[test]
+    fn a_bad_targets_list_is_refused_naming_it() {
+        for list in ["acme", "org:", "team:acme", "org:acme,org:acme", "org:acme=", " , ", "org:a/b"] {
+            let err = load(&[("TARGETS", list), ("GITHUB_TOKEN", "t")]).expect_err(list);
+            assert_eq!(err.variable, "TARGETS", "{list}");
+        }
+        let both = load(&[("TARGETS", "org:a"), ("GITHUB_ORG", "b"), ("GITHUB_TOKEN", "t")]);
+        assert_eq!(both.err().map(|e| e.variable), Some("TARGETS"));
+        // Every target with a secret of its own: no deployment-wide credential needed.
+        assert!(load(&[("TARGETS", "org:a=s1,org:b=s2")]).is_ok());
+        assert_eq!(load(&[("TARGETS", "org:a=s1,org:b")]).err().map(|e| e.variable), Some("GITHUB_TOKEN"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_target_text_parses_or_is_refused_without_panicking(text in ".{0,80}") {
+            if let Ok(entry) = TargetEntry::parse("target", &text) {
+                proptest::prop_assert!(TargetEntry::parse("target", &entry.spec()).is_ok());
+            }
+        }
     }
 }

@@ -15,13 +15,14 @@ use crate::credentials::{
     StaticCredentials,
 };
 use crate::cursor::{DynamoCursorStore, FileCursorStore, ReadOnlyStore};
-use crate::drain::{DrainFailure, DrainPlan, Edges, Summary, SweepAges, drain};
+use crate::drain::{DrainFailure, DrainPlan, Edges, Progress, Summary, SweepAges, drain};
 use crate::dry_run::NdjsonStdout;
 use crate::github::{Authorizer, GitHubSource};
 use crate::http::{self, ClientError};
 use crate::ports::{CursorStore, SystemClock};
 use crate::sekoia::SekoiaIntake;
 use crate::timefmt::{now_ms, rfc3339_seconds};
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -61,6 +62,8 @@ impl TimeRange {
 /// One run's request.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
+    /// One of the configured targets (`TARGETS`), e.g. `org:acme`.
+    pub target: Option<String>,
     /// Another organization than the configured target, with its own cursor.
     pub org: Option<String>,
     /// An enterprise instead of the configured target, with its own cursor.
@@ -74,9 +77,11 @@ pub struct RunRequest {
 pub struct Connector {
     config: Config,
     client: reqwest::Client,
-    credentials: Arc<CredentialCache>,
+    aws: tokio::sync::OnceCell<aws_config::SdkConfig>,
+    /// Per secret (or the environment), read once per container.
+    credentials: tokio::sync::Mutex<HashMap<String, Arc<CredentialCache>>>,
     store: Box<dyn CursorStore>,
-    /// Per target, so App installation tokens outlive one run.
+    /// Per credentials and target, so App installation tokens outlive one run.
     authorizers: tokio::sync::Mutex<HashMap<String, Arc<Authorizer>>>,
 }
 
@@ -85,24 +90,17 @@ impl Connector {
     /// only when a secret or a cursor table needs it: a local run never looks for AWS at all.
     pub async fn new(config: Config) -> Result<Self, ClientError> {
         let aws = tokio::sync::OnceCell::new();
-        let aws = || {
-            aws.get_or_init(|| aws_config::defaults(BehaviorVersion::latest()).timeout_config(aws_timeouts()).load())
-        };
-        let credential_source: Box<dyn CredentialSource> = match &config.credentials {
-            CredentialsConfig::SecretsManager { secret_id } => {
-                Box::new(SecretsManagerCredentials::new(aws_sdk_secretsmanager::Client::new(aws().await), secret_id))
-            }
-            CredentialsConfig::Environment { github, intake_key } => {
-                Box::new(StaticCredentials(Credentials { github: github.clone(), intake_key: intake_key.clone() }))
-            }
-        };
         let store: Box<dyn CursorStore> = match &config.cursor_table {
-            Some(table) => Box::new(DynamoCursorStore::new(aws_sdk_dynamodb::Client::new(aws().await), table)),
+            Some(table) => {
+                let sdk = aws.get_or_init(load_aws).await;
+                Box::new(DynamoCursorStore::new(aws_sdk_dynamodb::Client::new(sdk), table))
+            }
             None => Box::new(FileCursorStore::new(&config.state_dir)),
         };
         Ok(Self {
             client: http::client()?,
-            credentials: Arc::new(CredentialCache::new(credential_source)),
+            aws,
+            credentials: tokio::sync::Mutex::new(HashMap::new()),
             store,
             config,
             authorizers: tokio::sync::Mutex::new(HashMap::new()),
@@ -113,50 +111,117 @@ impl Connector {
         &self.config
     }
 
-    pub async fn run(&self, request: &RunRequest) -> Result<Summary, RunError> {
-        let config = match (&request.org, &request.enterprise) {
-            (Some(_), Some(_)) => return Err(problem("enterprise", "and org are both given: name one target").into()),
-            (Some(org), None) => self.config.for_org(org)?,
-            (None, Some(enterprise)) => self.config.for_enterprise(enterprise)?,
-            (None, None) => self.config.clone(),
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub fn store(&self) -> &dyn CursorStore {
+        self.store.as_ref()
+    }
+
+    /// The configuration a request drains: a configured target, another organization or
+    /// enterprise, or the only configured target.
+    pub fn config_for(&self, request: &RunRequest) -> Result<Config, ConfigError> {
+        match (&request.target, &request.org, &request.enterprise) {
+            (Some(target), None, None) => self.config.for_target(target),
+            (None, Some(org), None) => self.config.for_org(org),
+            (None, None, Some(enterprise)) => self.config.for_enterprise(enterprise),
+            (None, None, None) if self.config.targets.len() > 1 => Err(problem(
+                "target",
+                format!("is required: this deployment serves several targets ({})", self.config.target_list()),
+            )),
+            (None, None, None) => Ok(self.config.clone()),
+            _ => Err(problem("target", "org and enterprise name one target each: give only one of them")),
+        }
+    }
+
+    /// The credentials cache of a configuration's target.
+    pub async fn credentials(&self, config: &Config) -> Arc<CredentialCache> {
+        let key = credentials_key(&config.credentials);
+        if let Some(cache) = self.credentials.lock().await.get(&key) {
+            return cache.clone();
+        }
+        let source: Box<dyn CredentialSource> = match &config.credentials {
+            CredentialsConfig::SecretsManager { secret_id } => {
+                let sdk = self.aws.get_or_init(load_aws).await;
+                Box::new(SecretsManagerCredentials::new(aws_sdk_secretsmanager::Client::new(sdk), secret_id))
+            }
+            CredentialsConfig::Environment { github, intake_key } => {
+                Box::new(StaticCredentials(Credentials { github: github.clone(), intake_key: intake_key.clone() }))
+            }
         };
-        self.check_credentials(&config.target, request.dry_run).await?;
+        self.credentials.lock().await.entry(key).or_insert_with(|| Arc::new(CredentialCache::new(source))).clone()
+    }
+
+    pub async fn run(&self, request: &RunRequest) -> Result<Summary, RunError> {
+        self.run_watched(request, None).await
+    }
+
+    /// A run whose figures `progress` is told after every page.
+    pub async fn run_watched(&self, request: &RunRequest, progress: Option<&Progress>) -> Result<Summary, RunError> {
+        let config = self.config_for(request)?;
+        let key = plan(&config, request.backfill).key;
+        self.drain_target(&config, request, progress).instrument(tracing::info_span!("run", target = %key)).await
+    }
+
+    async fn drain_target(
+        &self,
+        config: &Config,
+        request: &RunRequest,
+        progress: Option<&Progress>,
+    ) -> Result<Summary, RunError> {
+        let config = config.clone();
+        let credentials = self.credentials(&config).await;
+        check_credentials(&credentials, &config.target, request.dry_run).await?;
         let source = GitHubSource::new(self.client.clone(), &config, self.authorizer(&config).await);
         let plan = plan(&config, request.backfill);
         let summary = if request.dry_run {
             let store = ReadOnlyStore::new(self.store.as_ref());
-            let edges = Edges { source: &source, sink: &NdjsonStdout, store: &store, clock: &SystemClock };
+            let edges = Edges { source: &source, sink: &NdjsonStdout, store: &store, clock: &SystemClock, progress };
             drain(&edges, &plan, request.budget).await?
         } else {
-            let sink = SekoiaIntake::new(self.client.clone(), &config.intake_url, self.credentials.clone());
-            let edges = Edges { source: &source, sink: &sink, store: self.store.as_ref(), clock: &SystemClock };
+            let sink = SekoiaIntake::new(self.client.clone(), &config.intake_url, credentials);
+            let edges =
+                Edges { source: &source, sink: &sink, store: self.store.as_ref(), clock: &SystemClock, progress };
             drain(&edges, &plan, request.budget).await?
         };
         Ok(summary)
     }
 
-    async fn authorizer(&self, config: &Config) -> Arc<Authorizer> {
+    /// The authorizer of a configuration's target and credentials.
+    pub async fn authorizer(&self, config: &Config) -> Arc<Authorizer> {
         let org = match &config.target {
             Target::Organization(org) => Some(org.clone()),
             Target::Enterprise(_) => None,
         };
-        let new = || {
-            Arc::new(Authorizer::new(self.credentials.clone(), self.client.clone(), config.github_api_url.clone(), org))
-        };
-        self.authorizers.lock().await.entry(config.target.path()).or_insert_with(new).clone()
+        let credentials = self.credentials(config).await;
+        let key = format!("{} {}", credentials_key(&config.credentials), config.target.path());
+        let new = || Arc::new(Authorizer::new(credentials, self.client.clone(), config.github_api_url.clone(), org));
+        self.authorizers.lock().await.entry(key).or_insert_with(new).clone()
     }
+}
 
-    /// What the credentials cannot do is a configuration error, found before anything is fetched.
-    async fn check_credentials(&self, target: &Target, dry_run: bool) -> Result<(), RunError> {
-        let credentials = self.credentials.get().await?;
-        if let (Target::Enterprise(_), GitHubCredential::App(_)) = (target, &credentials.github) {
-            return Err(problem("github_app_id", ENTERPRISE_NEEDS_A_TOKEN).into());
-        }
-        if !dry_run && credentials.intake_key.is_none() {
-            return Err(problem("SEKOIA_INTAKE_KEY", "is required: the key of the Sekoia.io intake to post to").into());
-        }
-        Ok(())
+fn credentials_key(credentials: &CredentialsConfig) -> String {
+    match credentials {
+        CredentialsConfig::SecretsManager { secret_id } => format!("secret {secret_id}"),
+        CredentialsConfig::Environment { .. } => "environment".to_owned(),
     }
+}
+
+async fn load_aws() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).timeout_config(aws_timeouts()).load().await
+}
+
+/// What the credentials cannot do is a configuration error, found before anything is fetched.
+pub async fn check_credentials(credentials: &CredentialCache, target: &Target, dry_run: bool) -> Result<(), RunError> {
+    let credentials = credentials.get().await?;
+    if let (Target::Enterprise(_), GitHubCredential::App(_)) = (target, &credentials.github) {
+        return Err(problem("github_app_id", ENTERPRISE_NEEDS_A_TOKEN).into());
+    }
+    if !dry_run && credentials.intake_key.is_none() {
+        return Err(problem("SEKOIA_INTAKE_KEY", "is required: the key of the Sekoia.io intake to post to").into());
+    }
+    Ok(())
 }
 
 /// Every AWS call ends within 10 s, retries included: a save started just before the run's

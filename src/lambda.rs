@@ -7,9 +7,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::budget::Budget;
+use crate::check::check;
 use crate::config::{Config, ConfigError, problem};
 use crate::connector::{Connector, RunError, RunRequest, TimeRange};
-use crate::drain::Summary;
 use crate::metrics::emf_line;
 use crate::timefmt::now_ms;
 
@@ -21,11 +21,26 @@ pub const SAFETY_MARGIN: Duration = Duration::from_secs(20);
 /// configured organization". Unknown fields are ignored.
 #[derive(Debug, Default, Deserialize)]
 struct Payload {
-    /// Drain this organization instead of the configured target (one function, several schedules).
+    /// One of the configured targets, as `TARGETS` lists it (`org:acme`): what each schedule sends.
+    target: Option<String>,
+    /// Drain this organization instead of the configured target, with the function's secret.
     org: Option<String>,
     /// Drain this enterprise instead.
     enterprise: Option<String>,
     backfill: Option<BackfillPayload>,
+    /// Run the doctor instead of a drain: `{"check": true}`, optionally with a `target`.
+    #[serde(default)]
+    check: bool,
+}
+
+/// What an invocation is asked to do.
+#[derive(Debug)]
+pub enum Invocation {
+    Drain(RunRequest),
+    /// The doctor, for every target or the one named.
+    Check {
+        target: Option<String>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -34,14 +49,24 @@ struct BackfillPayload {
     until: String,
 }
 
-/// The run a payload asks for.
-pub fn request(payload: Value, budget: Budget) -> Result<RunRequest, ConfigError> {
+/// What a payload asks for.
+pub fn invocation(payload: Value, budget: Budget) -> Result<Invocation, ConfigError> {
     let payload: Payload = match payload {
         Value::Null => Payload::default(),
         value => serde_json::from_value(value).map_err(|e| problem("payload", format!("is not understood: {e}")))?,
     };
+    if payload.check {
+        return Ok(Invocation::Check { target: payload.target });
+    }
     let backfill = payload.backfill.map(|b| TimeRange::parse(&b.since, &b.until)).transpose()?;
-    Ok(RunRequest { org: payload.org, enterprise: payload.enterprise, backfill, budget, dry_run: false })
+    Ok(Invocation::Drain(RunRequest {
+        target: payload.target,
+        org: payload.org,
+        enterprise: payload.enterprise,
+        backfill,
+        budget,
+        dry_run: false,
+    }))
 }
 
 /// The function keeps its cursors in DynamoDB: its own disk does not outlive the container.
@@ -52,25 +77,36 @@ pub fn check_config(config: &Config) -> Result<(), ConfigError> {
     }
 }
 
-/// One invocation. A failed run is an error for Lambda (metrics, alarms), after its summary
-/// has been logged. Every run that drained or tried to also writes its metrics line (EMF) on
-/// standard output, which CloudWatch Logs turns into metrics.
-pub async fn handle(connector: &Connector, event: LambdaEvent<Value>) -> Result<Summary, RunError> {
+/// One invocation: a drain answers its summary, a check its report. A failed run is an error
+/// for Lambda (metrics, alarms, the on-failure destination), after its summary has been logged.
+/// Every run that drained or tried to also writes its metrics line (EMF) on standard output,
+/// which CloudWatch Logs turns into metrics.
+pub async fn handle(connector: &Connector, event: LambdaEvent<Value>) -> Result<Value, RunError> {
     let budget = Budget::before_deadline(event.context.deadline(), SAFETY_MARGIN, connector.config().max_run);
-    let request = request(event.payload, budget)?;
+    let request = match invocation(event.payload, budget)? {
+        Invocation::Drain(request) => request,
+        Invocation::Check { target } => {
+            let report = check(connector, target.as_deref()).await;
+            let answer = serde_json::to_value(&report).unwrap_or_default();
+            if report.ok {
+                tracing::info!(report = %answer, "check passed");
+            } else {
+                tracing::warn!(report = %answer, "check failed");
+            }
+            return Ok(answer);
+        }
+    };
+    // The drain logs its own summary line; the metrics line goes beside it.
     let summary = connector.run(&request).await;
     match &summary {
-        Ok(summary) => {
-            tracing::info!(summary = %serde_json::to_string(summary).unwrap_or_default(), "invocation done");
-            println!("{}", emf_line(summary, now_ms()));
-        }
+        Ok(summary) => println!("{}", emf_line(summary, now_ms())),
         Err(RunError::Drain(failure)) => {
-            tracing::error!(summary = %serde_json::to_string(&failure.summary).unwrap_or_default(), "invocation failed");
             println!("{}", emf_line(&failure.summary, now_ms()));
+            tracing::error!(error = %failure.error, "invocation failed");
         }
-        Err(err) => tracing::error!("invocation failed: {err}"),
+        Err(err) => tracing::error!(error = %err, "invocation failed"),
     }
-    summary
+    summary.map(|summary| serde_json::to_value(summary).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -82,6 +118,13 @@ mod tests {
         Budget::lasting(Duration::from_secs(1))
     }
 
+    fn drain(payload: Value) -> Result<RunRequest, ConfigError> {
+        match invocation(payload, budget())? {
+            Invocation::Drain(request) => Ok(request),
+            Invocation::Check { .. } => panic!("a check, not a drain"),
+        }
+    }
+
     #[test]
     fn scheduler_inputs_and_rule_envelopes_mean_a_scheduled_drain() {
         for payload in [
@@ -91,30 +134,40 @@ mod tests {
             json!({"version": "0", "id": "x", "detail-type": "Scheduled Event", "source": "aws.events",
                    "time": "2026-11-21T10:00:00Z", "region": "eu-west-3", "resources": [], "detail": {}}),
         ] {
-            let request = request(payload.clone(), budget()).expect("accepted");
-            assert!(request.org.is_none() && request.backfill.is_none(), "{payload}");
+            let request = drain(payload.clone()).expect("accepted");
+            assert!(request.org.is_none() && request.target.is_none() && request.backfill.is_none(), "{payload}");
         }
     }
 
     #[test]
-    fn a_payload_can_name_the_org_and_a_backfill_range() {
-        let request = request(
+    fn a_payload_can_name_the_target_and_a_backfill_range() {
+        let request = drain(
             json!({"org": "globex", "backfill": {"since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00Z"}}),
-            budget(),
         )
         .expect("accepted");
         assert_eq!(request.org.as_deref(), Some("globex"));
         assert!(request.backfill.is_some());
-        let enterprise = super::request(json!({"enterprise": "acme-corp"}), budget()).expect("accepted");
-        assert_eq!(enterprise.enterprise.as_deref(), Some("acme-corp"));
+        assert_eq!(
+            drain(json!({"enterprise": "acme-corp"})).expect("accepted").enterprise.as_deref(),
+            Some("acme-corp")
+        );
+        let scheduled = drain(json!({"target": "enterprise:acme-corp=github-audit-sekoia/acme"})).expect("accepted");
+        assert_eq!(scheduled.target.as_deref(), Some("enterprise:acme-corp=github-audit-sekoia/acme"));
+    }
+
+    #[test]
+    fn a_check_payload_asks_for_the_doctor_and_not_a_drain() {
+        assert!(matches!(invocation(json!({"check": true}), budget()), Ok(Invocation::Check { target: None })));
+        let one = invocation(json!({"check": true, "target": "org:acme"}), budget()).expect("accepted");
+        assert!(matches!(one, Invocation::Check { target: Some(ref t) } if t == "org:acme"));
+        assert!(matches!(invocation(json!({"check": false}), budget()), Ok(Invocation::Drain(_))));
     }
 
     #[test]
     fn a_bad_backfill_is_refused_with_the_field_named() {
-        let err =
-            request(json!({"backfill": {"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"}}), budget())
-                .expect_err("refused");
+        let err = drain(json!({"backfill": {"since": "2026-11-02T00:00:00Z", "until": "2026-11-01T00:00:00Z"}}))
+            .expect_err("refused");
         assert_eq!(err.variable, "until");
-        assert_eq!(request(json!({"backfill": {"since": "x"}}), budget()).expect_err("refused").variable, "payload");
+        assert_eq!(drain(json!({"backfill": {"since": "x"}})).expect_err("refused").variable, "payload");
     }
 }

@@ -5,6 +5,7 @@
 
 mod aws;
 pub mod budget;
+pub mod check;
 pub mod checkpoint;
 pub mod config;
 pub mod connector;

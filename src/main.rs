@@ -36,6 +36,16 @@ enum Command {
         #[arg(long)]
         emf: bool,
     },
+    /// Check each link a run depends on (configuration, secret, GitHub credential and scope,
+    /// target, rate budget, intake key, cursor store) without sending any event. Exit 0 when
+    /// all pass, 1 otherwise.
+    Check {
+        #[command(flatten)]
+        settings: Settings,
+        /// Print the report as one JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Deliver a past time range again, under its own cursor, until it is complete.
     Backfill {
         #[command(flatten)]
@@ -53,9 +63,15 @@ enum Command {
 /// environment only, so they never show in a process list.
 #[derive(clap::Args)]
 struct Settings {
-    /// Organization whose audit log to drain [env GITHUB_ORG; required, or --enterprise]
+    /// Organization whose audit log to drain [env GITHUB_ORG; required, or --enterprise, or --targets]
     #[arg(long)]
     org: Option<String>,
+    /// Several targets, comma-separated: org:NAME or enterprise:SLUG, each optionally =SECRET_ID [env TARGETS]
+    #[arg(long)]
+    targets: Option<String>,
+    /// Which of the targets this command is for (org:NAME); needed when there are several, except for check [default: the only one]
+    #[arg(long)]
+    target: Option<String>,
     /// Enterprise (slug or id) to drain instead, with a classic token [env GITHUB_ENTERPRISE]
     #[arg(long)]
     enterprise: Option<String>,
@@ -92,6 +108,7 @@ impl Settings {
     fn config(&self) -> Result<Config, github_audit_sekoia::config::ConfigError> {
         let overrides: HashMap<&str, &String> = [
             ("GITHUB_ORG", &self.org),
+            ("TARGETS", &self.targets),
             ("GITHUB_ENTERPRISE", &self.enterprise),
             ("GITHUB_API_URL", &self.api_url),
             ("GITHUB_INCLUDE", &self.include),
@@ -123,6 +140,7 @@ async fn main() -> ExitCode {
     let (outcome, emf) = match Cli::parse().command {
         Command::Run { settings, dry_run, emf } => (run(&settings, dry_run).await, emf),
         Command::Backfill { settings, since, until } => (backfill(&settings, &since, &until).await, false),
+        Command::Check { settings, json } => return check(&settings, json).await,
     };
     match outcome {
         Ok(summary) => print_summary(&summary, emf, ExitCode::SUCCESS),
@@ -134,13 +152,54 @@ async fn main() -> ExitCode {
     }
 }
 
+/// On a terminal, a line that follows the run page by page; nothing otherwise.
 async fn run(settings: &Settings, dry_run: bool) -> Result<Summary, RunError> {
     let config = settings.config()?;
     let budget = Budget::lasting(config.max_run);
-    Connector::new(config)
-        .await?
-        .run(&RunRequest { org: None, enterprise: None, backfill: None, budget, dry_run })
-        .await
+    let request =
+        RunRequest { target: settings.target.clone(), org: None, enterprise: None, backfill: None, budget, dry_run };
+    let connector = Connector::new(config).await?;
+    if !std::io::stderr().is_terminal() {
+        return connector.run(&request).await;
+    }
+    let spinner = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    let ticker = spinner.clone();
+    let show = move |summary: &Summary| {
+        ticker.set_message(format!(
+            "{} events forwarded, {} pages, {} duplicates skipped",
+            summary.events_forwarded, summary.pages, summary.duplicates_skipped
+        ));
+    };
+    let outcome = connector.run_watched(&request, Some(&show)).await;
+    spinner.finish_and_clear();
+    outcome
+}
+
+/// The doctor's report on stdout; exit 0 when every check passed.
+async fn check(settings: &Settings, json: bool) -> ExitCode {
+    let report = match settings.config() {
+        Err(err) => github_audit_sekoia::check::Report::configuration_failed(&err),
+        Ok(config) => match Connector::new(config).await {
+            Ok(connector) => github_audit_sekoia::check::check(&connector, settings.target.as_deref()).await,
+            Err(err) => {
+                eprintln!("{err}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if json {
+        match serde_json::to_string(&report) {
+            Ok(line) => println!("{line}"),
+            Err(err) => eprintln!("cannot render the report: {err}"),
+        }
+    } else {
+        print!("{}", report.to_text());
+    }
+    if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 async fn backfill(settings: &Settings, since: &str, until: &str) -> Result<Summary, RunError> {
@@ -154,6 +213,7 @@ async fn backfill(settings: &Settings, since: &str, until: &str) -> Result<Summa
     );
     loop {
         let request = RunRequest {
+            target: settings.target.clone(),
             org: None,
             enterprise: None,
             backfill: Some(range),

@@ -39,6 +39,13 @@ enum Answer {
     TooLarge,
 }
 
+/// Why the intake did not take an empty batch.
+#[derive(Debug)]
+pub struct ProbeFailure {
+    pub status: Option<StatusCode>,
+    pub message: String,
+}
+
 /// Sekoia's answer to `/batch`: an id per event it accepted.
 #[derive(serde::Deserialize)]
 struct BatchAnswer {
@@ -61,6 +68,34 @@ impl SekoiaIntake {
         let mut batch_url = intake_url.clone();
         batch_url.set_path(&format!("{}/batch", intake_url.path().trim_end_matches('/')));
         Self { client, batch_url, credentials, max_body_bytes: MAX_BODY_BYTES }
+    }
+
+    /// Posts an empty batch, which stores nothing: whether the intake answers and takes the
+    /// key. The error is the intake's status and message, never the key.
+    pub async fn probe(&self, budget: &Budget) -> Result<(), ProbeFailure> {
+        let credentials = self
+            .credentials
+            .get()
+            .await
+            .map_err(|e| ProbeFailure { status: None, message: format!("intake credentials: {e}") })?;
+        let key = credentials.intake_key.as_ref().ok_or_else(|| ProbeFailure {
+            status: None,
+            message: "no intake key: set SEKOIA_INTAKE_KEY or the secret's sekoia_intake_key".into(),
+        })?;
+        let body = serde_json::json!({"intake_key": key.expose(), "jsons": []}).to_string();
+        let request = self.client.post(self.batch_url.clone()).header(CONTENT_TYPE, "application/json").body(body);
+        match send_within(request, budget).await {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => {
+                let status = response.status();
+                let text: String = response.text().await.unwrap_or_default().chars().take(200).collect();
+                Err(ProbeFailure { status: Some(status), message: text.replace(key.expose(), "***") })
+            }
+            Err(Failure::OutOfTime) => {
+                Err(ProbeFailure { status: None, message: "the intake did not answer in time".into() })
+            }
+            Err(Failure::Transient(why)) => Err(ProbeFailure { status: None, message: why }),
+        }
     }
 
     /// A smaller body limit, to exercise chunking without megabytes of events.

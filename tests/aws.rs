@@ -106,6 +106,11 @@ fn invocation(payload: Value, deadline_in: Duration) -> LambdaEvent<Value> {
     LambdaEvent::new(payload, context)
 }
 
+/// The handler's answer to a drain, read back as the summary it is.
+async fn handled(connector: &Connector, event: LambdaEvent<Value>) -> Result<Summary, RunError> {
+    handle(connector, event).await.map(|answer| serde_json::from_value(answer).expect("a drain answers its summary"))
+}
+
 async fn item_exists(table: &str, key: &str) -> bool {
     aws_sdk_dynamodb::Client::new(&aws().await)
         .get_item()
@@ -128,14 +133,14 @@ async fn a_scheduled_invocation_drains_into_the_intake_and_keeps_its_cursor_in_d
             .await
             .expect("the connector starts");
 
-    let first = handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("first invocation");
+    let first = handled(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("first invocation");
     assert_eq!(first.stop_reason, StopReason::Drained);
     assert_eq!(first.events_forwarded, 3_000);
     assert!(item_exists(&table, "orgs/acme/web").await);
 
     let rule_envelope = json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
     let second =
-        handle(&connector, invocation(rule_envelope, Duration::from_secs(120))).await.expect("second invocation");
+        handled(&connector, invocation(rule_envelope, Duration::from_secs(120))).await.expect("second invocation");
     assert_eq!(second.events_forwarded, 0);
     assert!(second.duplicates_skipped > 0, "the window was re-read from the DynamoDB checkpoint");
     h.assert_exactly_once();
@@ -148,14 +153,14 @@ async fn a_rotated_secret_is_read_again_when_github_rejects_the_cached_token() {
     let secret_id = create_secret(secret_value(&SimOptions::default().token)).await;
     let connector =
         Connector::new(lambda_config(&h, &secret_id, &create_table().await)).await.expect("the connector starts");
-    handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("first invocation");
+    handled(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("first invocation");
 
     // Rotation: GitHub only takes the new token, and the secret holds it.
     h.sim.github().set_token("ghp_rotated_token");
     rotate_secret(&secret_id, secret_value("ghp_rotated_token")).await;
     h.add(events_between(200, Duration::from_secs(250), Duration::from_secs(1), 33));
 
-    let second = handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("second invocation");
+    let second = handled(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("second invocation");
     assert_eq!(second.events_forwarded, 200);
     h.assert_exactly_once();
 }
@@ -167,7 +172,7 @@ async fn a_rotated_intake_key_is_read_again_when_the_intake_rejects_the_cached_o
     let secret_id = create_secret(secret_value(&SimOptions::default().token)).await;
     let connector =
         Connector::new(lambda_config(&h, &secret_id, &create_table().await)).await.expect("the connector starts");
-    handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("first invocation");
+    handled(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("first invocation");
 
     h.sim.intake().set_key("rotated-intake-key");
     rotate_secret(
@@ -177,7 +182,7 @@ async fn a_rotated_intake_key_is_read_again_when_the_intake_rejects_the_cached_o
     .await;
     h.add(events_between(150, Duration::from_secs(250), Duration::from_secs(1), 38));
 
-    let second = handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("second invocation");
+    let second = handled(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("second invocation");
     assert_eq!(second.events_forwarded, 150);
     h.assert_exactly_once();
 }
@@ -190,7 +195,7 @@ async fn a_secret_missing_a_key_stops_before_anything_is_fetched_or_sent() {
     let connector =
         Connector::new(lambda_config(&h, &secret_id, &create_table().await)).await.expect("the connector starts");
 
-    let err = handle(&connector, invocation(json!({}), Duration::from_secs(60))).await.expect_err("refused");
+    let err = handled(&connector, invocation(json!({}), Duration::from_secs(60))).await.expect_err("refused");
     assert!(matches!(err, RunError::Credentials(_)));
     let message = err.to_string();
     assert!(message.contains("sekoia_intake_key") && message.contains(&secret_id), "{message}");
@@ -310,7 +315,7 @@ async fn a_version_1_item_is_carried_on_without_resending_and_rewritten_as_versi
         Connector::new(lambda_config(&h, &create_secret(secret_value(&SimOptions::default().token)).await, &table))
             .await
             .expect("the connector starts");
-    let summary = handle(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("invocation");
+    let summary = handled(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("invocation");
 
     assert_eq!(summary.events_forwarded, 50, "only what version 1 had not delivered");
     h.assert_exactly(&late_ids);
@@ -337,9 +342,9 @@ async fn a_concurrent_invocation_on_the_same_org_stops_cleanly_without_sending()
     let busy = Connector::new(lambda_config(&h, &secret_id, &table)).await.expect("the connector starts");
     let other = Connector::new(lambda_config(&h, &secret_id, &table)).await.expect("the connector starts");
 
-    let (a, b) = tokio::join!(handle(&busy, invocation(json!({}), Duration::from_secs(120))), async {
+    let (a, b) = tokio::join!(handled(&busy, invocation(json!({}), Duration::from_secs(120))), async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        handle(&other, invocation(json!({}), Duration::from_secs(120))).await
+        handled(&other, invocation(json!({}), Duration::from_secs(120))).await
     });
     let (a, b) = (a.expect("first"), b.expect("second"));
     assert_eq!(a.stop_reason, StopReason::Drained);
@@ -367,7 +372,7 @@ async fn a_backfill_split_across_invocations_ends_complete_without_loss_or_dupli
     let mut summaries: Vec<Summary> = Vec::new();
     for _ in 0..30 {
         // Each invocation gets about a second and a half of work before its safety margin.
-        let summary = handle(&connector, invocation(payload.clone(), SAFETY_MARGIN + Duration::from_millis(1_500)))
+        let summary = handled(&connector, invocation(payload.clone(), SAFETY_MARGIN + Duration::from_millis(1_500)))
             .await
             .expect("invocation");
         let complete = summary.backfill.as_ref().is_some_and(|b| b.complete);
@@ -389,7 +394,7 @@ async fn a_backfill_split_across_invocations_ends_complete_without_loss_or_dupli
     assert!(expected.iter().all(|id| received.get(id) == Some(&1)), "each exactly once");
     assert!(!item_exists(&table, "orgs/acme/web").await, "the scheduled cursor was not touched");
 
-    let again = handle(&connector, invocation(payload, Duration::from_secs(60))).await.expect("after completion");
+    let again = handled(&connector, invocation(payload, Duration::from_secs(60))).await.expect("after completion");
     assert_eq!((again.pages, again.events_forwarded), (0, 0), "a complete backfill reads nothing");
     assert_eq!(again.backfill.map(|b| b.complete), Some(true));
 }

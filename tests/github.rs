@@ -38,6 +38,7 @@ fn app_options(token_ttl: Duration, latency: Duration) -> SimOptions {
         public_key_pem: app_key().2.clone(),
         installation_id: INSTALLATION_ID,
         token_ttl,
+        permissions: serde_json::json!({"organization_administration": "read", "metadata": "read"}),
     };
     SimOptions { app: Some(app), latency, ..SimOptions::default() }
 }
@@ -52,6 +53,7 @@ fn with_app(h: &mut Harness, private_key: &str) {
 
 fn request() -> RunRequest {
     RunRequest {
+        target: None,
         org: None,
         enterprise: None,
         backfill: None,

@@ -28,11 +28,15 @@ pub struct SimApp {
     pub installation_id: u64,
     /// Lifetime of the installation tokens it hands out (GitHub: one hour).
     pub token_ttl: Duration,
+    /// What the installation may do, as GitHub lists it: `{"organization_administration": "read"}`.
+    pub permissions: serde_json::Value,
 }
 
 pub struct GitHubState {
     org: String,
     token: String,
+    /// `X-OAuth-Scopes` of the classic token: GitHub sends it on every answer to one.
+    token_scopes: String,
     pub latency: Duration,
     /// Per target path (`orgs/acme`, `enterprises/acme-corp`), sorted by (`@timestamp`,
     /// `_document_id`), GitHub's order.
@@ -60,6 +64,7 @@ impl GitHubState {
         Self {
             org: options.org.clone(),
             token: options.token.clone(),
+            token_scopes: "read:audit_log, repo".to_owned(),
             latency: options.latency,
             logs: HashMap::from([(format!("orgs/{}", options.org), Vec::new())]),
             rate_limit: options.rate_limit,
@@ -111,6 +116,16 @@ impl GitHubState {
         self.token = token.to_owned();
     }
 
+    /// The classic token's scopes, comma-separated as GitHub writes them.
+    pub fn set_token_scopes(&mut self, scopes: &str) {
+        self.token_scopes = scopes.to_owned();
+    }
+
+    /// The organization exists (its log may be empty), for lookups by name.
+    pub fn add_org(&mut self, org: &str) {
+        self.logs.entry(format!("orgs/{org}")).or_default();
+    }
+
     /// Every installation token handed out so far stops working (GitHub revoked them).
     pub fn revoke_installation_tokens(&mut self) {
         self.installation_tokens.clear();
@@ -149,6 +164,8 @@ pub(super) fn router(state: Arc<Mutex<GitHubState>>) -> Router {
         .route("/orgs/{org}/audit-log", get(org_audit_log))
         .route("/enterprises/{enterprise}/audit-log", get(enterprise_audit_log))
         .route("/orgs/{org}/installation", get(installation))
+        .route("/app/installations/{id}", get(installation_by_id))
+        .route("/rate_limit", get(rate_limit))
         .route("/app/installations/{id}/access_tokens", post(access_token))
         .with_state(state);
     if prefix.is_empty() { routes } else { Router::new().nest(&prefix, routes) }
@@ -266,6 +283,9 @@ async fn audit_log(
     let Some(caller) = caller(&state, &request_headers) else {
         return error(StatusCode::UNAUTHORIZED, headers, "Bad credentials");
     };
+    if matches!(caller, Caller::Person) {
+        scopes_header(&state, &mut headers);
+    }
     match fault {
         Some(Fault::Status(code)) => {
             return error(
@@ -465,6 +485,34 @@ struct AppClaims {
     exp: i64,
 }
 
+fn scopes_header(state: &GitHubState, headers: &mut HeaderMap) {
+    if let Ok(value) = HeaderValue::from_str(&state.token_scopes) {
+        headers.insert("x-oauth-scopes", value);
+    }
+}
+
+/// `GET /rate_limit`: free, like GitHub's; lists the audit-log allowance among the resources.
+async fn rate_limit(State(state): State<Arc<Mutex<GitHubState>>>, request_headers: HeaderMap) -> Response {
+    let mut state = lock(&state);
+    let mut headers = HeaderMap::new();
+    let Some(caller) = caller(&state, &request_headers) else {
+        return error(StatusCode::UNAUTHORIZED, headers, "Bad credentials");
+    };
+    if matches!(caller, Caller::Person) {
+        scopes_header(&state, &mut headers);
+    }
+    state.rate_headers(&mut headers);
+    let allowance = json!({
+        "limit": state.rate_limit,
+        "remaining": state.rate_limit.saturating_sub(state.rate_used),
+        "used": state.rate_used,
+        "reset": state.rate_reset,
+    });
+    let core = json!({"limit": 5000, "remaining": 5000, "used": 0, "reset": state.rate_reset});
+    let body = json!({"resources": {"core": core, "audit_log": allowance}, "rate": core});
+    (StatusCode::OK, headers, axum::Json(body)).into_response()
+}
+
 /// Checks an App JWT as GitHub does: RS256 with the app's key, `iss` the app, `exp` in the
 /// future, at most ten minutes after `iat`, and `iat` not in the future.
 fn verify_app_jwt(state: &GitHubState, headers: &HeaderMap) -> Result<(), &'static str> {
@@ -503,11 +551,27 @@ async fn installation(
         return error(StatusCode::UNAUTHORIZED, HeaderMap::new(), message);
     }
     match (&state.app, state.logs.contains_key(&format!("orgs/{org}"))) {
-        (Some(app), true) => {
-            axum::Json(json!({"id": app.installation_id, "app_id": app.app_id, "account": {"login": org}}))
-                .into_response()
-        }
+        (Some(app), true) => axum::Json(installation_body(app, &org)).into_response(),
         _ => error(StatusCode::NOT_FOUND, HeaderMap::new(), "Not Found"),
+    }
+}
+
+fn installation_body(app: &SimApp, org: &str) -> serde_json::Value {
+    json!({"id": app.installation_id, "app_id": app.app_id, "account": {"login": org}, "permissions": app.permissions})
+}
+
+async fn installation_by_id(
+    State(state): State<Arc<Mutex<GitHubState>>>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+) -> Response {
+    let state = lock(&state);
+    if let Err(message) = verify_app_jwt(&state, &headers) {
+        return error(StatusCode::UNAUTHORIZED, HeaderMap::new(), message);
+    }
+    match state.app.as_ref().filter(|app| app.installation_id == id) {
+        Some(app) => axum::Json(installation_body(app, &state.org)).into_response(),
+        None => error(StatusCode::NOT_FOUND, HeaderMap::new(), "Not Found"),
     }
 }
 
@@ -527,6 +591,6 @@ async fn access_token(
     let token = format!("ghs_{:032x}", fastrand::u128(..));
     let expires_at = SystemTime::now() + ttl;
     state.installation_tokens.insert(token.clone(), expires_at);
-    let body = json!({"token": token, "expires_at": humantime::format_rfc3339_seconds(expires_at).to_string(), "permissions": {"administration": "read"}});
+    let body = json!({"token": token, "expires_at": humantime::format_rfc3339_seconds(expires_at).to_string(), "permissions": state.app.as_ref().map(|app| app.permissions.clone())});
     (StatusCode::CREATED, axum::Json(body)).into_response()
 }

@@ -64,7 +64,12 @@ pub struct Edges<'a> {
     pub sink: &'a dyn IntakeSink,
     pub store: &'a dyn CursorStore,
     pub clock: &'a dyn Clock,
+    /// Told the run's figures after every page saved (the CLI's progress line).
+    pub progress: Option<&'a Progress>,
 }
+
+/// Watches a run's figures as it goes.
+pub type Progress = dyn Fn(&Summary) + Send + Sync;
 
 /// How far a backfill has come.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -314,7 +319,7 @@ impl<'a> Run<'a> {
             let Some(mut stretch) = self.next_stretch(edges, checkpoint, &mut record, read, plan).await? else {
                 continue;
             };
-            tracing::info!(target = self.key, ?read, request = ?stretch.request, "reading");
+            tracing::debug!(?read, request = ?stretch.request, "reading");
             if let Some(stop) = self.read(edges, checkpoint, &mut record, &mut stretch, plan).await? {
                 return Ok(stop);
             }
@@ -564,6 +569,9 @@ impl<'a> Run<'a> {
         record.saved();
         record.unload_before(read_to);
         tracing::debug!(read = ?stretch.read, sent = to_send.len(), read_to = %rfc3339_ms(read_to), "page delivered");
+        if let Some(progress) = edges.progress {
+            progress(&self.summary);
+        }
         Ok(None)
     }
 
@@ -658,20 +666,27 @@ impl<'a> Run<'a> {
         match outcome {
             Ok(reason) => {
                 self.summary.stop_reason = reason;
+                let s = &self.summary;
                 tracing::info!(
                     stop_reason = ?reason,
-                    events_forwarded = self.summary.events_forwarded,
-                    fresh_pages = self.summary.fresh_pages,
-                    sweep_pages = self.summary.sweep_pages,
-                    deep_sweep_pages = self.summary.deep_sweep_pages,
-                    duplicates_skipped = self.summary.duplicates_skipped,
+                    events_forwarded = s.events_forwarded,
+                    fresh_pages = s.fresh_pages,
+                    sweep_pages = s.sweep_pages,
+                    deep_sweep_pages = s.deep_sweep_pages,
+                    duplicates_skipped = s.duplicates_skipped,
+                    oversize_events = s.oversize_events,
+                    intake_unacknowledged = s.intake_unacknowledged,
+                    lag_seconds = s.lag_seconds,
+                    rate_limit_remaining = s.rate_limit_remaining,
+                    fresh_read_to = s.fresh_read_to.as_deref(),
+                    elapsed_seconds = s.elapsed_seconds,
                     "run finished"
                 );
                 Ok(self.summary)
             }
             Err(error) => {
                 self.summary.error = Some(error.to_string());
-                tracing::error!(events_forwarded = self.summary.events_forwarded, "run failed: {error}");
+                tracing::error!(events_forwarded = self.summary.events_forwarded, error = %error, "run failed");
                 Err(DrainFailure { error, summary: Box::new(self.summary) })
             }
         }

@@ -54,7 +54,8 @@ impl<'c> World<'c> {
     }
 
     async fn run(&self, plan: &DrainPlan) -> Result<Summary, DrainFailure> {
-        let edges = Edges { source: &self.log, sink: &self.sink, store: &self.store, clock: self.clock };
+        let edges =
+            Edges { source: &self.log, sink: &self.sink, store: &self.store, clock: self.clock, progress: None };
         drain(&edges, plan, Budget::lasting(Duration::from_secs(60))).await
     }
 

@@ -4,6 +4,7 @@
 //! private key, finds its installation on the organization, and trades the JWT for an
 //! installation token, reused until shortly before it expires.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -64,6 +65,16 @@ struct AppClaims {
 #[derive(Deserialize)]
 struct Installation {
     id: u64,
+    #[serde(default)]
+    permissions: BTreeMap<String, serde_json::Value>,
+}
+
+/// What GitHub says of the App's installation: its id and the permissions granted to it.
+#[derive(Debug, Clone)]
+pub struct InstallationFacts {
+    pub id: u64,
+    /// `organization_administration` → `read`, …
+    pub permissions: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -120,14 +131,39 @@ impl Authorizer {
     }
 
     async fn find_installation(&self, jwt: &Secret) -> Result<u64, CredentialError> {
+        self.installation_answer(None, jwt).await.map(|i| i.id)
+    }
+
+    /// The App's installation on the organization (or the configured one) with its permissions;
+    /// `None` for a credential that is not an App.
+    pub async fn installation(&self) -> Result<Option<InstallationFacts>, CredentialError> {
+        let GitHubCredential::App(app) = &self.credentials.get().await?.github else {
+            return Ok(None);
+        };
+        let installation = self.installation_answer(app.installation_id, &app_jwt(app)?).await?;
+        let permissions = installation
+            .permissions
+            .into_iter()
+            .map(|(name, level)| (name, level.as_str().unwrap_or_default().to_owned()))
+            .collect();
+        Ok(Some(InstallationFacts { id: installation.id, permissions }))
+    }
+
+    async fn installation_answer(&self, id: Option<u64>, jwt: &Secret) -> Result<Installation, CredentialError> {
         let org = self.org.as_deref().ok_or_else(|| app_error(crate::config::ENTERPRISE_NEEDS_A_TOKEN))?;
-        let response = self.app_request(self.client.get(self.url(&format!("orgs/{org}/installation"))), jwt).await?;
+        let path = match id {
+            Some(id) => format!("app/installations/{id}"),
+            None => format!("orgs/{org}/installation"),
+        };
+        let response = self.app_request(self.client.get(self.url(&path)), jwt).await?;
         match response.status() {
             s if s.is_success() => response
                 .json::<Installation>()
                 .await
-                .map(|i| i.id)
                 .map_err(|e| app_error(format!("GitHub's installation answer is not understood: {e}"))),
+            StatusCode::NOT_FOUND if id.is_some() => {
+                Err(app_error("GitHub has no such installation for this App: check GITHUB_APP_INSTALLATION_ID"))
+            }
             StatusCode::NOT_FOUND => Err(app_error(format!(
                 "the GitHub App is not installed on organization {org}: install it there, or set GITHUB_APP_INSTALLATION_ID"
             ))),

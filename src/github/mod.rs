@@ -1,8 +1,9 @@
 //! The GitHub audit-log API as an [`AuditLogSource`].
 
 mod auth;
+pub mod probe;
 
-pub use auth::{Authorizer, GitHubAuth};
+pub use auth::{Authorizer, GitHubAuth, InstallationFacts};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

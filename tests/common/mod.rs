@@ -107,7 +107,7 @@ impl Harness {
         if let Some(limit) = max_body_bytes {
             sink = sink.with_max_body_bytes(limit);
         }
-        let edges = Edges { source: &source, sink: &sink, store, clock: &SystemClock };
+        let edges = Edges { source: &source, sink: &sink, store, clock: &SystemClock, progress: None };
         drain(&edges, &plan(&config, None), Budget::lasting(budget)).await
     }
 

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The template's checks: cfn-lint, `sam validate --lint`, checkov (each skip is annotated in the
+# template with why), and the expansion of the targets list. SAM and checkov live in their own
+# virtual environments under target/tools (their dependencies clash with each other's).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tool_venv() { # name, executable, pip requirement
+  local dir="target/tools/$1"
+  [ -x "$dir/bin/$2" ] || { python3 -m venv "$dir" && "$dir/bin/pip" install --quiet "$3"; }
+}
+tool_venv sam sam aws-sam-cli
+tool_venv checkov checkov checkov
+
+export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
+cfn-lint template.yaml
+target/tools/sam/bin/sam validate --lint --template template.yaml
+target/tools/checkov/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
+target/tools/sam/bin/python scripts/template_targets.py template.yaml

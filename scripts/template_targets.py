@@ -1,0 +1,45 @@
+"""Expands the template's per-target resources (Fn::ForEach, AWS::LanguageExtensions) for a
+list of targets, as CloudFormation does, with SAM's own processor, and checks what comes out:
+one schedule per target whose input names it, and one lag alarm per target whose dimension is
+the cursor name the function writes in its metrics line (orgs/NAME/INCLUDE)."""
+
+import json
+import sys
+
+from samcli.lib.cfn_language_extensions.api import process_template
+from samcli.lib.cfn_language_extensions.models import PseudoParameterValues
+from samtranslator.yaml_helper import yaml_parse
+
+TARGETS = ["org:acme", "org:globex.io", "enterprise:acme-corp=github-audit-sekoia/acme-corp"]
+CURSORS = {
+    "org:acme": "orgs/acme/git",
+    "org:globex.io": "orgs/globex.io/git",
+    "enterprise:acme-corp=github-audit-sekoia/acme-corp": "enterprises/acme-corp/git",
+}
+
+with open(sys.argv[1]) as f:
+    template = yaml_parse(f.read())
+parameters = {"Targets": TARGETS, "Include": "git", "LagAlarmSeconds": 3600, "ScheduleRate": "rate(5 minutes)"}
+expanded = process_template(template, parameters, PseudoParameterValues(region="eu-west-3", account_id="123456789012"))
+resources = expanded["Resources"]
+
+inputs = sorted(
+    json.loads(r["Properties"]["Target"]["Input"])["target"]
+    for r in resources.values()
+    if r["Type"] == "AWS::Scheduler::Schedule"
+)
+dimensions = sorted(
+    r["Properties"]["Dimensions"][0]["Value"]
+    for r in resources.values()
+    if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"].get("Namespace") == "GitHubAuditSekoia"
+)
+problems = []
+if inputs != sorted(TARGETS):
+    problems.append(f"schedule inputs {inputs}, expected {sorted(TARGETS)}")
+if dimensions != sorted(CURSORS.values()):
+    problems.append(f"lag alarm dimensions {dimensions}, expected {sorted(CURSORS.values())}")
+if any("Fn::ForEach" in key for key in resources):
+    problems.append("an Fn::ForEach was left unexpanded")
+if problems:
+    sys.exit("template targets expansion: " + "; ".join(problems))
+print(f"template targets expansion OK: {len(inputs)} schedules and {len(dimensions)} lag alarms for {len(TARGETS)} targets")
