@@ -18,6 +18,9 @@ pids+=($!)
 for _ in $(seq 50); do [ -s "$work/sim" ] && break; sleep 0.1; done
 # shellcheck disable=SC2046 # NAME=value words
 export $(cat "$work/sim")
+# The function gets its target the way the template gives it: TARGETS, not GITHUB_ORG.
+org=$GITHUB_ORG
+unset GITHUB_ORG
 
 suffix=$RANDOM$RANDOM
 table="e2e-cursors-$suffix"
@@ -34,7 +37,7 @@ boto3.client("secretsmanager").create_secret(Name=secret, SecretString=json.dump
 PY
 
 port=$(free_port)
-env_vars="GITHUB_ORG=$GITHUB_ORG,GITHUB_API_URL=$GITHUB_API_URL,SEKOIA_INTAKE_URL=$SEKOIA_INTAKE_URL"
+env_vars="TARGETS=org:$org,GITHUB_API_URL=$GITHUB_API_URL,SEKOIA_INTAKE_URL=$SEKOIA_INTAKE_URL"
 env_vars+=",SECRET_ID=$secret,CURSOR_TABLE=$table,FIRST_RUN_LOOKBACK=1d,MAX_RUN_SECONDS=60"
 env_vars+=",AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL,AWS_REGION=$AWS_REGION,AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY"
 cargo lambda watch --quiet --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$port" \
@@ -42,7 +45,7 @@ cargo lambda watch --quiet --ignore-changes --invoke-address 127.0.0.1 --invoke-
 pids+=($!)
 
 invoke() {
-  cargo lambda invoke github-audit-sekoia-lambda --invoke-address 127.0.0.1 --invoke-port "$port" --data-file "$1"
+  timeout 300 cargo lambda invoke github-audit-sekoia-lambda --invoke-address 127.0.0.1 --invoke-port "$port" --data-file "$1"
 }
 answer=""
 for _ in $(seq 120); do
@@ -52,14 +55,18 @@ done
 [ -n "$answer" ] || { echo "the function never answered:" >&2; cat "$work/invoke.err" "$work/watch.log" >&2; exit 1; }
 echo "$answer"
 second=$(invoke events/scheduled.json)
+check=$(invoke events/check.json)
 
-python3 - "$answer" "$second" "$SEKOIA_INTAKE_URL/_sim/stats" <<'PY'
+python3 - "$answer" "$second" "$SEKOIA_INTAKE_URL/_sim/stats" "$check" <<'PY'
 import json, sys, urllib.request
 first, second = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+check = json.loads(sys.argv[4])
+assert check["ok"] is True and len(check["targets"]) == 1, check
+assert all(v["status"] == "pass" for v in check["targets"][0]["checks"]), check
 stats = json.load(urllib.request.urlopen(sys.argv[3]))
 assert first["stop_reason"] == "drained", first
 assert first["events_forwarded"] == 1500, first
 assert second["events_forwarded"] == 0, second
 assert stats["unique_events"] == 1500 and stats["duplicate_events"] == 0, stats
-print(f"lambda e2e OK: {first['events_forwarded']} events through cargo lambda watch, second invocation sent nothing")
+print(f"lambda e2e OK: {first['events_forwarded']} events through cargo lambda watch, second invocation sent nothing, check passed")
 PY

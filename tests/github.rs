@@ -236,3 +236,35 @@ async fn two_organizations_from_one_deployment_keep_independent_cursors() {
     assert_eq!(run(&connector, RunRequest { org: Some("globex".to_owned()), ..request() }).await.events_forwarded, 50);
     h.assert_exactly(&expected);
 }
+
+/// The doctor reads an App's installation: organization Administration (read) passes, an
+/// installation without it fails the credential check, whether looked up or configured.
+#[tokio::test]
+async fn the_check_reads_the_app_installation_permissions() {
+    for (permissions, installation_id, passes) in [
+        (serde_json::json!({"organization_administration": "read"}), None, true),
+        (serde_json::json!({"organization_administration": "write"}), Some(INSTALLATION_ID), true),
+        (serde_json::json!({"members": "read", "administration": "read"}), None, false),
+        (serde_json::json!({"members": "read"}), Some(INSTALLATION_ID), false),
+    ] {
+        let mut options = app_options(HOUR, Duration::ZERO);
+        if let Some(app) = options.app.as_mut() {
+            app.permissions = permissions.clone();
+        }
+        let mut h = Harness::with_options(options).await;
+        with_app(&mut h, &app_key().0);
+        if let Some(id) = installation_id {
+            h.extra_env.push(("GITHUB_APP_INSTALLATION_ID".to_owned(), id.to_string()));
+        }
+        let connector = Connector::new(h.config()).await.expect("the connector starts");
+        let report = github_audit_sekoia::check::check(&connector, None).await;
+        let credential = &report.targets[0].checks.iter().find(|v| v.check == "credential").expect("a verdict");
+        assert_eq!(
+            credential.status == github_audit_sekoia::check::Status::Pass,
+            passes,
+            "{permissions}: {credential:?}"
+        );
+        assert_eq!(report.ok, passes, "{permissions}: {}", report.to_text());
+        assert!(!report.to_text().contains("PRIVATE KEY"));
+    }
+}
