@@ -160,30 +160,30 @@ impl Connector {
     /// A run whose figures `progress` is told after every page.
     pub async fn run_watched(&self, request: &RunRequest, progress: Option<&Progress>) -> Result<Summary, RunError> {
         let config = self.config_for(request)?;
-        let key = plan(&config, request.backfill).key;
-        self.drain_target(&config, request, progress).instrument(tracing::info_span!("run", target = %key)).await
+        let plan = plan(&config, request.backfill);
+        let span = tracing::info_span!("run", target = %plan.key);
+        self.drain_target(&config, &plan, request, progress).instrument(span).await
     }
 
     async fn drain_target(
         &self,
         config: &Config,
+        plan: &DrainPlan,
         request: &RunRequest,
         progress: Option<&Progress>,
     ) -> Result<Summary, RunError> {
-        let config = config.clone();
-        let credentials = self.credentials(&config).await;
+        let credentials = self.credentials(config).await;
         check_credentials(&credentials, &config.target, request.dry_run).await?;
-        let source = GitHubSource::new(self.client.clone(), &config, self.authorizer(&config).await);
-        let plan = plan(&config, request.backfill);
+        let source = GitHubSource::new(self.client.clone(), config, self.authorizer(config).await);
         let summary = if request.dry_run {
             let store = ReadOnlyStore::new(self.store.as_ref());
             let edges = Edges { source: &source, sink: &NdjsonStdout, store: &store, clock: &SystemClock, progress };
-            drain(&edges, &plan, request.budget).await?
+            drain(&edges, plan, request.budget).await?
         } else {
             let sink = SekoiaIntake::new(self.client.clone(), &config.intake_url, credentials);
             let edges =
                 Edges { source: &source, sink: &sink, store: self.store.as_ref(), clock: &SystemClock, progress };
-            drain(&edges, &plan, request.budget).await?
+            drain(&edges, plan, request.budget).await?
         };
         Ok(summary)
     }
