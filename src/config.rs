@@ -259,6 +259,18 @@ impl Config {
         self.for_entry(entry.clone())
     }
 
+    /// The configuration for `target` (a `TARGETS` item), or the only configured target.
+    pub fn select(&self, target: Option<&str>) -> Result<Self, ConfigError> {
+        match target {
+            Some(target) => self.for_target(target),
+            None if self.targets.len() > 1 => Err(problem(
+                "target",
+                format!("is required: this deployment serves several targets ({})", self.target_list()),
+            )),
+            None => Ok(self.clone()),
+        }
+    }
+
     /// `org:a, enterprise:b`: the targets, for messages.
     pub fn target_list(&self) -> String {
         self.targets.iter().map(TargetEntry::spec).collect::<Vec<_>>().join(", ")

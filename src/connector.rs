@@ -123,14 +123,9 @@ impl Connector {
     /// enterprise, or the only configured target.
     pub fn config_for(&self, request: &RunRequest) -> Result<Config, ConfigError> {
         match (&request.target, &request.org, &request.enterprise) {
-            (Some(target), None, None) => self.config.for_target(target),
+            (target, None, None) => self.config.select(target.as_deref()),
             (None, Some(org), None) => self.config.for_org(org),
             (None, None, Some(enterprise)) => self.config.for_enterprise(enterprise),
-            (None, None, None) if self.config.targets.len() > 1 => Err(problem(
-                "target",
-                format!("is required: this deployment serves several targets ({})", self.config.target_list()),
-            )),
-            (None, None, None) => Ok(self.config.clone()),
             _ => Err(problem("target", "org and enterprise name one target each: give only one of them")),
         }
     }

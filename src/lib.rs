@@ -21,4 +21,5 @@ pub mod metrics;
 pub mod ports;
 pub mod secret;
 pub mod sekoia;
+pub mod streams;
 pub mod timefmt;

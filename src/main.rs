@@ -1,6 +1,8 @@
 //! The command-line runner: configured from the environment (flags override), one drain per
 //! `run`, or a `backfill` that loops until its range is complete.
 
+mod cli_streams;
+
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -46,6 +48,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage the enterprise's audit-log streaming configurations (GITHUB_ENTERPRISE, classic token).
+    Streams {
+        #[command(flatten)]
+        settings: Settings,
+        #[command(subcommand)]
+        action: cli_streams::StreamAction,
+    },
     /// Deliver a past time range again, under its own cursor, until it is complete.
     Backfill {
         #[command(flatten)]
@@ -64,43 +73,43 @@ enum Command {
 #[derive(clap::Args)]
 struct Settings {
     /// Organization whose audit log to drain [env GITHUB_ORG; required, or --enterprise, or --targets]
-    #[arg(long)]
+    #[arg(long, global = true)]
     org: Option<String>,
     /// Several targets, comma-separated: org:NAME or enterprise:SLUG, each optionally =SECRET_ID [env TARGETS]
-    #[arg(long)]
+    #[arg(long, global = true)]
     targets: Option<String>,
     /// Which of the targets this command is for (org:NAME); needed when there are several, except for check [default: the only one]
-    #[arg(long)]
+    #[arg(long, global = true)]
     target: Option<String>,
     /// Enterprise (slug or id) to drain instead, with a classic token [env GITHUB_ENTERPRISE]
-    #[arg(long)]
+    #[arg(long, global = true)]
     enterprise: Option<String>,
     /// GitHub API base: GHE.com https://api.SUB.ghe.com, GHES https://HOST/api/v3 [env GITHUB_API_URL; default https://api.github.com]
-    #[arg(long)]
+    #[arg(long, global = true)]
     api_url: Option<String>,
     /// Which events: web, git or all, each with its own cursor [env GITHUB_INCLUDE; default web]
-    #[arg(long)]
+    #[arg(long, global = true)]
     include: Option<String>,
     /// Extra search qualifiers ANDed to the connector's own, e.g. -action:git.fetch [env GITHUB_PHRASE; default none]
-    #[arg(long)]
+    #[arg(long, global = true)]
     phrase: Option<String>,
     /// Sekoia.io intake base URL for your region [env SEKOIA_INTAKE_URL; default https://intake.sekoia.io]
-    #[arg(long)]
+    #[arg(long, global = true)]
     intake_url: Option<String>,
     /// Where the cursor files live [env STATE_DIR; default ./state]
-    #[arg(long)]
+    #[arg(long, global = true)]
     state_dir: Option<String>,
     /// How far back the very first run starts, e.g. 30m, 24h, 7d [env FIRST_RUN_LOOKBACK; default 24h]
-    #[arg(long)]
+    #[arg(long, global = true)]
     first_run_lookback: Option<String>,
     /// Each stretch is read again (window sweep) at this age, at least 1s [env LATE_ARRIVAL_WINDOW; default 5m]
-    #[arg(long)]
+    #[arg(long, global = true)]
     late_arrival_window: Option<String>,
     /// And once more (deep sweep) at this age; 0 turns it off [env LATE_SWEEP_AFTER; default 1h]
-    #[arg(long)]
+    #[arg(long, global = true)]
     late_sweep_after: Option<String>,
     /// Time budget of one run, in seconds [env MAX_RUN_SECONDS; default 600]
-    #[arg(long)]
+    #[arg(long, global = true)]
     max_run_seconds: Option<String>,
 }
 
@@ -141,6 +150,11 @@ async fn main() -> ExitCode {
         Command::Run { settings, dry_run, emf } => (run(&settings, dry_run).await, emf),
         Command::Backfill { settings, since, until } => (backfill(&settings, &since, &until).await, false),
         Command::Check { settings, json } => return check(&settings, json).await,
+        Command::Streams { settings, action } => {
+            let config =
+                settings.config().and_then(|c| c.select(settings.target.as_deref())).map_err(|e| e.to_string());
+            return cli_streams::streams(config, action).await;
+        }
     };
     match outcome {
         Ok(summary) => print_summary(&summary, emf, ExitCode::SUCCESS),

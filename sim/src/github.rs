@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::faults::broken_body;
+use super::streams::StreamStore;
 use super::to_ms;
 use super::{Fault, FaultScript, SimClock, SimEvent, SimOptions, lock};
 
@@ -51,6 +53,8 @@ pub struct GitHubState {
     installation_tokens: HashMap<String, SystemTime>,
     pub installation_lookups: u64,
     pub installation_token_requests: u64,
+    /// Enterprise audit-log streaming configurations (one store for every enterprise).
+    pub streams: StreamStore,
     /// What the coming audit-log requests go through.
     pub faults: FaultScript,
     /// GHES style: `page=N` links instead of `after=` cursors.
@@ -75,6 +79,7 @@ impl GitHubState {
             installation_tokens: HashMap::new(),
             installation_lookups: 0,
             installation_token_requests: 0,
+            streams: StreamStore::default(),
             faults: FaultScript::default(),
             page_numbers: options.page_numbers,
             prefix: options.api_prefix.clone(),
@@ -166,6 +171,12 @@ pub(super) fn router(state: Arc<Mutex<GitHubState>>) -> Router {
         .route("/orgs/{org}/installation", get(installation))
         .route("/app/installations/{id}", get(installation_by_id))
         .route("/rate_limit", get(rate_limit))
+        .route("/enterprises/{enterprise}/audit-log/stream-key", get(stream_key))
+        .route("/enterprises/{enterprise}/audit-log/streams", get(list_streams).post(create_stream))
+        .route(
+            "/enterprises/{enterprise}/audit-log/streams/{id}",
+            get(get_stream).put(update_stream).delete(delete_stream),
+        )
         .route("/app/installations/{id}/access_tokens", post(access_token))
         .with_state(state);
     if prefix.is_empty() { routes } else { Router::new().nest(&prefix, routes) }
@@ -593,4 +604,123 @@ async fn access_token(
     state.installation_tokens.insert(token.clone(), expires_at);
     let body = json!({"token": token, "expires_at": humantime::format_rfc3339_seconds(expires_at).to_string(), "permissions": state.app.as_ref().map(|app| app.permissions.clone())});
     (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+/// The streaming endpoints take a classic token of an enterprise owner, nothing else.
+fn stream_caller(state: &mut GitHubState, headers: &HeaderMap, enterprise: &str) -> Result<(), Response> {
+    state.streams.requests += 1;
+    match caller(state, headers) {
+        None => Err(error(StatusCode::UNAUTHORIZED, HeaderMap::new(), "Bad credentials")),
+        Some(Caller::Installation) => {
+            Err(error(StatusCode::FORBIDDEN, HeaderMap::new(), "Resource not accessible by integration"))
+        }
+        Some(Caller::Person) if !state.logs.contains_key(&format!("enterprises/{enterprise}")) => {
+            Err(error(StatusCode::NOT_FOUND, HeaderMap::new(), "Not Found"))
+        }
+        Some(Caller::Person) => Ok(()),
+    }
+}
+
+fn validation_failed(message: &str) -> Response {
+    let body = json!({"message": "Validation Failed", "errors": [message], "documentation_url": "https://docs.github.com/rest"});
+    (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response()
+}
+
+fn now_text() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+async fn stream_key(
+    State(state): State<Arc<Mutex<GitHubState>>>,
+    Path(enterprise): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut state = lock(&state);
+    if let Err(refused) = stream_caller(&mut state, &headers, &enterprise) {
+        return refused;
+    }
+    axum::Json(state.streams.public_key()).into_response()
+}
+
+async fn list_streams(
+    State(state): State<Arc<Mutex<GitHubState>>>,
+    Path(enterprise): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut state = lock(&state);
+    if let Err(refused) = stream_caller(&mut state, &headers, &enterprise) {
+        return refused;
+    }
+    axum::Json(state.streams.streams.iter().map(|s| s.object()).collect::<Vec<_>>()).into_response()
+}
+
+async fn create_stream(
+    State(state): State<Arc<Mutex<GitHubState>>>,
+    Path(enterprise): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut state = lock(&state);
+    if let Err(refused) = stream_caller(&mut state, &headers, &enterprise) {
+        return refused;
+    }
+    let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, HeaderMap::new(), "Problems parsing JSON");
+    };
+    match state.streams.create(&body, &now_text()) {
+        Ok(object) => axum::Json(object).into_response(),
+        Err(message) => validation_failed(&message),
+    }
+}
+
+async fn get_stream(
+    State(state): State<Arc<Mutex<GitHubState>>>,
+    Path((enterprise, id)): Path<(String, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut state = lock(&state);
+    if let Err(refused) = stream_caller(&mut state, &headers, &enterprise) {
+        return refused;
+    }
+    match state.streams.streams.iter().find(|s| s.id == id) {
+        Some(stream) => axum::Json(stream.object()).into_response(),
+        None => error(StatusCode::NOT_FOUND, HeaderMap::new(), "Not Found"),
+    }
+}
+
+async fn update_stream(
+    State(state): State<Arc<Mutex<GitHubState>>>,
+    Path((enterprise, id)): Path<(String, u64)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut state = lock(&state);
+    if let Err(refused) = stream_caller(&mut state, &headers, &enterprise) {
+        return refused;
+    }
+    let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, HeaderMap::new(), "Problems parsing JSON");
+    };
+    match state.streams.update(id, &body, &now_text()) {
+        None => error(StatusCode::NOT_FOUND, HeaderMap::new(), "Not Found"),
+        Some(Ok(object)) => axum::Json(object).into_response(),
+        Some(Err(message)) => validation_failed(&message),
+    }
+}
+
+async fn delete_stream(
+    State(state): State<Arc<Mutex<GitHubState>>>,
+    Path((enterprise, id)): Path<(String, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut state = lock(&state);
+    if let Err(refused) = stream_caller(&mut state, &headers, &enterprise) {
+        return refused;
+    }
+    let before = state.streams.streams.len();
+    state.streams.streams.retain(|s| s.id != id);
+    if state.streams.streams.len() == before {
+        return error(StatusCode::NOT_FOUND, HeaderMap::new(), "Not Found");
+    }
+    StatusCode::NO_CONTENT.into_response()
 }

@@ -8,6 +8,7 @@ mod events;
 mod faults;
 mod github;
 mod intake;
+mod streams;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -20,6 +21,7 @@ pub use events::{LiveLog, SimEvent, Stall, generate_events, live_events};
 pub use faults::{Fault, FaultScript};
 pub use github::{GitHubState, SimApp};
 pub use intake::{IntakeState, IntakeStats};
+pub use streams::{SimStream, StreamStore};
 
 #[derive(Debug, Clone)]
 pub struct SimOptions {

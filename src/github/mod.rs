@@ -242,7 +242,7 @@ fn time_until(reset_at: Option<SystemTime>) -> Option<Duration> {
 
 /// What every GitHub API request carries; the `Authorization` value is marked sensitive so it
 /// never shows in debug output. `None` when that value cannot be a header.
-fn api_headers(authorization: &Secret) -> Option<HeaderMap> {
+pub(crate) fn api_headers(authorization: &Secret) -> Option<HeaderMap> {
     let mut value = HeaderValue::from_str(authorization.expose()).ok()?;
     value.set_sensitive(true);
     let mut headers = HeaderMap::new();
