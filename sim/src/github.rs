@@ -606,18 +606,19 @@ async fn access_token(
     (StatusCode::CREATED, axum::Json(body)).into_response()
 }
 
-/// The streaming endpoints take a classic token of an enterprise owner, nothing else.
-fn stream_caller(state: &mut GitHubState, headers: &HeaderMap, enterprise: &str) -> Result<(), Response> {
+/// The streaming endpoints take a classic token of an enterprise owner, nothing else: the
+/// refusal, if any.
+fn stream_refusal(state: &mut GitHubState, headers: &HeaderMap, enterprise: &str) -> Option<Response> {
     state.streams.requests += 1;
     match caller(state, headers) {
-        None => Err(error(StatusCode::UNAUTHORIZED, HeaderMap::new(), "Bad credentials")),
+        None => Some(error(StatusCode::UNAUTHORIZED, HeaderMap::new(), "Bad credentials")),
         Some(Caller::Installation) => {
-            Err(error(StatusCode::FORBIDDEN, HeaderMap::new(), "Resource not accessible by integration"))
+            Some(error(StatusCode::FORBIDDEN, HeaderMap::new(), "Resource not accessible by integration"))
         }
         Some(Caller::Person) if !state.logs.contains_key(&format!("enterprises/{enterprise}")) => {
-            Err(error(StatusCode::NOT_FOUND, HeaderMap::new(), "Not Found"))
+            Some(error(StatusCode::NOT_FOUND, HeaderMap::new(), "Not Found"))
         }
-        Some(Caller::Person) => Ok(()),
+        Some(Caller::Person) => None,
     }
 }
 
@@ -636,7 +637,7 @@ async fn stream_key(
     headers: HeaderMap,
 ) -> Response {
     let mut state = lock(&state);
-    if let Err(refused) = stream_caller(&mut state, &headers, &enterprise) {
+    if let Some(refused) = stream_refusal(&mut state, &headers, &enterprise) {
         return refused;
     }
     axum::Json(state.streams.public_key()).into_response()
@@ -648,7 +649,7 @@ async fn list_streams(
     headers: HeaderMap,
 ) -> Response {
     let mut state = lock(&state);
-    if let Err(refused) = stream_caller(&mut state, &headers, &enterprise) {
+    if let Some(refused) = stream_refusal(&mut state, &headers, &enterprise) {
         return refused;
     }
     axum::Json(state.streams.streams.iter().map(|s| s.object()).collect::<Vec<_>>()).into_response()
@@ -661,7 +662,7 @@ async fn create_stream(
     body: Bytes,
 ) -> Response {
     let mut state = lock(&state);
-    if let Err(refused) = stream_caller(&mut state, &headers, &enterprise) {
+    if let Some(refused) = stream_refusal(&mut state, &headers, &enterprise) {
         return refused;
     }
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) else {
@@ -679,7 +680,7 @@ async fn get_stream(
     headers: HeaderMap,
 ) -> Response {
     let mut state = lock(&state);
-    if let Err(refused) = stream_caller(&mut state, &headers, &enterprise) {
+    if let Some(refused) = stream_refusal(&mut state, &headers, &enterprise) {
         return refused;
     }
     match state.streams.streams.iter().find(|s| s.id == id) {
@@ -695,7 +696,7 @@ async fn update_stream(
     body: Bytes,
 ) -> Response {
     let mut state = lock(&state);
-    if let Err(refused) = stream_caller(&mut state, &headers, &enterprise) {
+    if let Some(refused) = stream_refusal(&mut state, &headers, &enterprise) {
         return refused;
     }
     let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) else {
@@ -714,7 +715,7 @@ async fn delete_stream(
     headers: HeaderMap,
 ) -> Response {
     let mut state = lock(&state);
-    if let Err(refused) = stream_caller(&mut state, &headers, &enterprise) {
+    if let Some(refused) = stream_refusal(&mut state, &headers, &enterprise) {
         return refused;
     }
     let before = state.streams.streams.len();

@@ -58,6 +58,14 @@ impl Default for StreamStore {
     }
 }
 
+/// A body that passed: what the stream becomes.
+struct Checked {
+    stream_type: String,
+    enabled: bool,
+    fields: Map<String, Value>,
+    secrets: BTreeMap<String, String>,
+}
+
 /// Required fields per provider (GitHub's reference), secrets as their `encrypted_` names.
 fn required(stream_type: &str, vendor: &Map<String, Value>) -> Option<&'static [&'static str]> {
     Some(match stream_type {
@@ -90,7 +98,7 @@ impl StreamStore {
     }
 
     /// A create or update body checked as GitHub would; the 422 message when it is not valid.
-    fn check(&self, body: &Value) -> Result<(String, bool, Map<String, Value>, BTreeMap<String, String>), String> {
+    fn check(&self, body: &Value) -> Result<Checked, String> {
         let enabled = body["enabled"].as_bool().ok_or("enabled is missing or not a boolean")?;
         let stream_type = body["stream_type"].as_str().ok_or("stream_type is missing")?;
         let vendor = body["vendor_specific"].as_object().ok_or("vendor_specific is missing")?;
@@ -122,11 +130,11 @@ impl StreamStore {
                 fields.insert(name.clone(), value.clone());
             }
         }
-        Ok((stream_type.to_owned(), enabled, fields, secrets))
+        Ok(Checked { stream_type: stream_type.to_owned(), enabled, fields, secrets })
     }
 
     pub fn create(&mut self, body: &Value, now: &str) -> Result<Value, String> {
-        let (stream_type, enabled, fields, secrets) = self.check(body)?;
+        let Checked { stream_type, enabled, fields, secrets } = self.check(body)?;
         let stream = SimStream {
             id: self.next_id,
             stream_type,
@@ -147,7 +155,7 @@ impl StreamStore {
     pub fn update(&mut self, id: u64, body: &Value, now: &str) -> Option<Result<Value, String>> {
         let checked = self.check(body);
         let stream = self.streams.iter_mut().find(|s| s.id == id)?;
-        Some(checked.map(|(stream_type, enabled, fields, secrets)| {
+        Some(checked.map(|Checked { stream_type, enabled, fields, secrets }| {
             stream.paused_at = match (stream.enabled, enabled) {
                 (true, false) => Some(now.to_owned()),
                 (_, true) => None,
