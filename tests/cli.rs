@@ -145,3 +145,24 @@ async fn run_with_emf_prints_the_metrics_line_before_the_summary() {
     assert!(emf["LagSeconds"].as_f64().is_some_and(|lag| lag < 60.0), "{emf}");
     assert_eq!(summary(&output)["events_forwarded"], 250, "the summary still closes the output");
 }
+
+/// On a terminal `run` shows how far it has come; piped, it prints nothing but the summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_shows_progress_on_a_terminal_only() {
+    let h = Harness::with_options(SimOptions { latency: Duration::from_millis(60), ..SimOptions::default() }).await;
+    h.add(events_between(2_000, Duration::from_secs(6 * 3600), Duration::from_secs(1), 24));
+
+    // `script` gives the command a pseudo-terminal, as a person's shell would.
+    let mut on_terminal = std::process::Command::new("script");
+    on_terminal.args(["-qec", &format!("{} run", common::BIN), "/dev/null"]).env_clear();
+    on_terminal.envs(h.env()).env("PATH", std::env::var("PATH").unwrap_or_default()).env("TERM", "xterm");
+    let shown = tokio::task::spawn_blocking(move || on_terminal.output().expect("script runs")).await.expect("join");
+    let screen = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{screen}");
+    assert!(screen.contains("events forwarded") && screen.contains("pages"), "no progress line: {screen}");
+
+    let piped = h.run_cli(&["run"], &[]).await;
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("events forwarded"));
+    assert_eq!(String::from_utf8_lossy(&piped.stdout).lines().count(), 1, "only the summary");
+    h.assert_exactly_once();
+}
