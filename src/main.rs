@@ -75,7 +75,7 @@ struct Settings {
     /// Organization whose audit log to drain [env GITHUB_ORG; required, or --enterprise, or --targets]
     #[arg(long, global = true)]
     org: Option<String>,
-    /// Several targets, comma-separated: org:NAME or enterprise:SLUG, each optionally =SECRET_ID [env TARGETS]
+    /// Several targets, comma-separated: org:NAME or enterprise:SLUG, each optionally =SECRET_ID [env TARGETS; default none]
     #[arg(long, global = true)]
     targets: Option<String>,
     /// Which of the targets this command is for (org:NAME); needed when there are several, except for check [default: the only one]

@@ -449,6 +449,18 @@ mod tests {
         assert!(lines[2].starts_with("12  Amazon S3  bucket   false"), "{table}");
     }
 
+    #[test]
+    fn githubs_refusals_are_shown_as_given_with_what_they_usually_mean() {
+        let validation = explain(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            r#"{"message": "Validation Failed", "errors": ["vendor_specific.port is invalid"]}"#,
+        );
+        assert_eq!(validation, r#"Validation Failed ["vendor_specific.port is invalid"]"#);
+        let refused = explain(StatusCode::FORBIDDEN, r#"{"message": "Resource not accessible by integration"}"#);
+        assert!(refused.starts_with("Resource not accessible by integration — ") && refused.contains("fine-grained"));
+        assert_eq!(explain(StatusCode::BAD_GATEWAY, "<html>bad gateway</html>"), "<html>bad gateway</html>");
+    }
+
     proptest! {
         #[test]
         fn any_configuration_is_taken_or_refused_without_panicking(
