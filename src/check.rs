@@ -146,10 +146,6 @@ fn describe_config(config: &Config) -> String {
 }
 
 async fn check_target(connector: &Connector, config: &Config) -> TargetReport {
-    let spec = match &config.target {
-        Target::Organization(org) => format!("org:{org}"),
-        Target::Enterprise(enterprise) => format!("enterprise:{enterprise}"),
-    };
     let mut checks = Vec::new();
     let credentials = connector.credentials(config).await;
     let loaded = credentials.get().await;
@@ -176,7 +172,7 @@ async fn check_target(connector: &Connector, config: &Config) -> TargetReport {
         Verdict::skip("intake", "no intake key")
     });
     checks.push(check_store(connector, config).await);
-    TargetReport { target: spec, checks }
+    TargetReport { target: config.target.spec(), checks }
 }
 
 fn secret_verdict(config: &Config, found: &Credentials) -> Verdict {

@@ -40,6 +40,14 @@ impl Target {
         }
     }
 
+    /// `org:acme`, `enterprise:acme-corp`: as `TARGETS` names it.
+    pub fn spec(&self) -> String {
+        match self {
+            Target::Organization(org) => format!("org:{org}"),
+            Target::Enterprise(enterprise) => format!("enterprise:{enterprise}"),
+        }
+    }
+
     /// The API path under the base URL.
     pub fn audit_log_path(&self) -> String {
         format!("{}/audit-log", self.path())
@@ -105,10 +113,7 @@ impl TargetEntry {
 
     /// `org:acme`, `enterprise:acme-corp` (the secret left out).
     pub fn spec(&self) -> String {
-        match &self.target {
-            Target::Organization(org) => format!("org:{org}"),
-            Target::Enterprise(enterprise) => format!("enterprise:{enterprise}"),
-        }
+        self.target.spec()
     }
 }
 

@@ -512,11 +512,12 @@ impl<'a> Run<'a> {
         if read != Read::Fresh
             && let Some(rate) = source.rate_budget().filter(|rate| !self.sweeps_affordable(rate))
         {
+            self.summary.rate_limit_reset = rate.resets_at.map(|t| rfc3339_seconds(to_ms(t)));
             tracing::warn!(
                 requests_left = rate.left,
+                resets_at = self.summary.rate_limit_reset.as_deref(),
                 "the GitHub rate budget left is kept for fresh reads; the sweeps wait for the reset"
             );
-            self.summary.rate_limit_reset = rate.resets_at.map(|t| rfc3339_seconds(to_ms(t)));
             return Some(StopReason::RateLimited);
         }
         None

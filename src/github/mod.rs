@@ -227,6 +227,10 @@ impl GitHubSource {
     /// Waits out a rate limit if the budget allows it afterwards, else stops the run.
     async fn wait(&self, wait: Duration, reset_at: Option<SystemTime>, budget: &Budget) -> Result<(), SourceError> {
         if !budget.allows(wait, AFTER_WAIT_RESERVE) {
+            tracing::warn!(
+                wait_seconds = wait.as_secs(),
+                "GitHub rate limit: the wait does not fit in this run; it stops and the next run goes on"
+            );
             return Err(SourceError::RateLimited { reset_at });
         }
         tracing::warn!(wait_seconds = wait.as_secs(), "GitHub rate limit: waiting");
