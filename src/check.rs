@@ -159,13 +159,11 @@ async fn check_target(connector: &Connector, config: &Config) -> TargetReport {
             (false, false)
         }
     };
-    if github_ok {
-        checks.extend(check_github(connector, config).await);
+    checks.extend(if github_ok {
+        check_github(connector, config).await
     } else {
-        for name in ["credential", "audit log", "rate budget"] {
-            checks.push(Verdict::skip(name, "no GitHub credential"));
-        }
-    }
+        credential_unusable(Verdict::skip("credential", "the secret could not be read"))
+    });
     checks.push(if intake_ok {
         check_intake(connector, config, credentials).await
     } else {
@@ -206,37 +204,37 @@ fn secret_remedy(credentials: &CredentialsConfig) -> String {
 }
 
 /// The credential, one audit-log page, and the rate budget.
+/// The GitHub checks when the credential cannot be used: its verdict, the others not tried.
+fn credential_unusable(credential: Verdict) -> Vec<Verdict> {
+    let because = "no valid GitHub credential";
+    vec![credential, Verdict::skip("audit log", because), Verdict::skip("rate budget", because)]
+}
+
 async fn check_github(connector: &Connector, config: &Config) -> Vec<Verdict> {
     let budget = Budget::lasting(PROBE_TIME);
     let authorizer = connector.authorizer(config).await;
-    let mut verdicts = Vec::new();
     let app = match authorizer.installation().await {
         Ok(app) => app,
         Err(err) => {
-            verdicts.push(Verdict::fail(
-                "credential",
-                err.to_string(),
-                "check the App ID, its private key and that the App is installed on the organization",
-            ));
-            verdicts.push(Verdict::skip("audit log", "no valid GitHub credential"));
-            verdicts.push(Verdict::skip("rate budget", "no valid GitHub credential"));
-            return verdicts;
+            let remedy = "check the App ID, its private key and that the App is installed on the organization";
+            return credential_unusable(Verdict::fail("credential", err.to_string(), remedy));
         }
     };
     let authorization = match authorizer.authorization().await {
         Ok(value) => value,
         Err(err) => {
-            verdicts.push(Verdict::fail("credential", err.to_string(), "check the GitHub App's settings"));
-            verdicts.push(Verdict::skip("audit log", "no valid GitHub credential"));
-            verdicts.push(Verdict::skip("rate budget", "no valid GitHub credential"));
-            return verdicts;
+            return credential_unusable(Verdict::fail(
+                "credential",
+                err.to_string(),
+                "check the GitHub App's settings",
+            ));
         }
     };
     let facts = probe::credential_facts(connector.client(), &config.github_api_url, &authorization, &budget).await;
     let credential = match (&facts, &app) {
         (Err(err), _) => Verdict::fail(
             "credential",
-            format!("GitHub refused it: {}", probe_error(err)),
+            format!("GitHub refused it: {}", err),
             match err.status.map(|s| s.as_u16()) {
                 Some(401) => {
                     "the token is wrong, expired or revoked: create a classic personal access token with read:audit_log and store it"
@@ -248,16 +246,16 @@ async fn check_github(connector: &Connector, config: &Config) -> Vec<Verdict> {
         (Ok(facts), None) => token_verdict(facts, &config.target),
     };
     let credential_ok = credential.status == Status::Pass;
-    verdicts.push(credential);
+    let mut verdicts = vec![credential];
     let audit_log = if credential_ok {
         match probe::audit_log_page(connector.client(), config, &authorization, &budget).await {
-            Ok((events, _)) => Verdict::pass(
+            Ok(events) => Verdict::pass(
                 "audit log",
                 format!("{} answered (newest page: {events} event(s))", config.target.audit_log_path()),
             ),
             Err(err) => Verdict::fail(
                 "audit log",
-                format!("{}: {}", config.target.audit_log_path(), probe_error(&err)),
+                format!("{}: {}", config.target.audit_log_path(), err),
                 match (err.status.map(|s| s.as_u16()), &config.target) {
                     (Some(404), Target::Organization(org)) => format!(
                         "GitHub knows no organization {org} that this credential may see: check the name (GITHUB_ORG or TARGETS) and that the token's owner is an owner of it"
@@ -279,13 +277,6 @@ async fn check_github(connector: &Connector, config: &Config) -> Vec<Verdict> {
         Err(_) => Verdict::skip("rate budget", "GitHub's /rate_limit did not answer"),
     });
     verdicts
-}
-
-fn probe_error(err: &probe::ProbeError) -> String {
-    match err.status {
-        Some(status) => format!("{status} {}", err.message),
-        None => err.message.clone(),
-    }
 }
 
 /// A classic token needs `read:audit_log`; an enterprise takes nothing but a classic token.
@@ -363,22 +354,15 @@ async fn check_intake(
         Err(err) => match err.status.map(|s| s.as_u16()) {
             Some(401 | 403) => Verdict::fail(
                 "intake",
-                format!("{} refused the key ({})", config.intake_url, probe_text(&err)),
+                format!("{} refused the key ({})", config.intake_url, err),
                 "copy the intake key from Sekoia.io (Intakes, your GitHub intake) into SEKOIA_INTAKE_KEY or the secret's sekoia_intake_key, and check SEKOIA_INTAKE_URL is your region's",
             ),
             _ => Verdict::fail(
                 "intake",
-                format!("{}: {}", config.intake_url, probe_text(&err)),
+                format!("{}: {}", config.intake_url, err),
                 "check SEKOIA_INTAKE_URL (your region's intake URL) and that this host can reach it",
             ),
         },
-    }
-}
-
-fn probe_text(err: &crate::sekoia::ProbeFailure) -> String {
-    match err.status {
-        Some(status) => format!("{status} {}", err.message).trim().to_owned(),
-        None => err.message.clone(),
     }
 }
 

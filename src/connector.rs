@@ -133,7 +133,8 @@ impl Connector {
     /// The credentials cache of a configuration's target.
     pub async fn credentials(&self, config: &Config) -> Arc<CredentialCache> {
         let key = credentials_key(&config.credentials);
-        if let Some(cache) = self.credentials.lock().await.get(&key) {
+        let mut caches = self.credentials.lock().await;
+        if let Some(cache) = caches.get(&key) {
             return cache.clone();
         }
         let source: Box<dyn CredentialSource> = match &config.credentials {
@@ -145,7 +146,9 @@ impl Connector {
                 Box::new(StaticCredentials(Credentials { github: github.clone(), intake_key: intake_key.clone() }))
             }
         };
-        self.credentials.lock().await.entry(key).or_insert_with(|| Arc::new(CredentialCache::new(source))).clone()
+        let cache = Arc::new(CredentialCache::new(source));
+        caches.insert(key, cache.clone());
+        cache
     }
 
     pub async fn run(&self, request: &RunRequest) -> Result<Summary, RunError> {

@@ -31,6 +31,31 @@ pub fn client() -> Result<reqwest::Client, ClientError> {
         .map_err(|e| ClientError(describe(&e)))
 }
 
+/// `path` under the base URL's own path: `https://HOST/api/v3` + `orgs/acme` gives
+/// `https://HOST/api/v3/orgs/acme`.
+pub(crate) fn join_path(base: &url::Url, path: &str) -> url::Url {
+    let mut url = base.clone();
+    url.set_path(&format!("{}/{path}", base.path().trim_end_matches('/')));
+    url
+}
+
+/// A probe's refusal: the server's status and message, or why there was no answer. Never holds
+/// a credential.
+#[derive(Debug)]
+pub struct ProbeFailure {
+    pub status: Option<reqwest::StatusCode>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ProbeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(status) => write!(f, "{}", format!("{status} {}", self.message).trim()),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
 /// Why a request produced no usable answer.
 pub(crate) enum Failure {
     /// Transport error or timeout: worth retrying.

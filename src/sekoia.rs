@@ -15,7 +15,7 @@ use url::Url;
 
 use crate::budget::Budget;
 use crate::credentials::CredentialCache;
-use crate::http::{self, Backoff, Failure, send_within};
+use crate::http::{self, Backoff, Failure, ProbeFailure, send_within};
 use crate::ports::{AuditEvent, IntakeSink, SinkError};
 
 /// The intake refuses larger events: 250,000 is what Sekoia's own SDK enforces (its docs say
@@ -39,12 +39,7 @@ enum Answer {
     TooLarge,
 }
 
-/// Why the intake did not take an empty batch.
-#[derive(Debug)]
-pub struct ProbeFailure {
-    pub status: Option<StatusCode>,
-    pub message: String,
-}
+const MISSING_KEY: &str = "no intake key: set SEKOIA_INTAKE_KEY or the secret's sekoia_intake_key";
 
 /// Sekoia's answer to `/batch`: an id per event it accepted.
 #[derive(serde::Deserialize)]
@@ -65,8 +60,7 @@ enum PostError {
 
 impl SekoiaIntake {
     pub fn new(client: reqwest::Client, intake_url: &Url, credentials: Arc<CredentialCache>) -> Self {
-        let mut batch_url = intake_url.clone();
-        batch_url.set_path(&format!("{}/batch", intake_url.path().trim_end_matches('/')));
+        let batch_url = http::join_path(intake_url, "batch");
         Self { client, batch_url, credentials, max_body_bytes: MAX_BODY_BYTES }
     }
 
@@ -78,10 +72,10 @@ impl SekoiaIntake {
             .get()
             .await
             .map_err(|e| ProbeFailure { status: None, message: format!("intake credentials: {e}") })?;
-        let key = credentials.intake_key.as_ref().ok_or_else(|| ProbeFailure {
-            status: None,
-            message: "no intake key: set SEKOIA_INTAKE_KEY or the secret's sekoia_intake_key".into(),
-        })?;
+        let key = credentials
+            .intake_key
+            .as_ref()
+            .ok_or_else(|| ProbeFailure { status: None, message: MISSING_KEY.into() })?;
         let body = serde_json::json!({"intake_key": key.expose(), "jsons": []}).to_string();
         let request = self.client.post(self.batch_url.clone()).header(CONTENT_TYPE, "application/json").body(body);
         match send_within(request, budget).await {
@@ -260,8 +254,7 @@ impl IntakeSink for SekoiaIntake {
 
     async fn send(&self, events: &[&AuditEvent], budget: &Budget) -> Result<usize, SinkError> {
         let credential_error = |e| SinkError::Fatal(format!("intake credentials: {e}"));
-        let missing_key =
-            || SinkError::Fatal("no intake key: set SEKOIA_INTAKE_KEY or the secret's sekoia_intake_key".into());
+        let missing_key = || SinkError::Fatal(MISSING_KEY.into());
         let credentials = self.credentials.get().await.map_err(credential_error)?;
         let key = credentials.intake_key.as_ref().ok_or_else(missing_key)?;
         let (acknowledged, status) = match self.post_all(events, key.expose(), budget).await {

@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::budget::Budget;
 use crate::github::api_headers;
-use crate::http::{Failure, send_within};
+use crate::http::{Failure, join_path, send_within};
 use crate::secret::Secret;
 
 const REQUEST_TIME: Duration = Duration::from_secs(30);
@@ -239,14 +239,12 @@ pub struct StreamsApi {
 
 impl StreamsApi {
     pub fn new(client: reqwest::Client, api: &Url, enterprise: &str, token: &Secret) -> Self {
-        let mut base = api.clone();
-        base.set_path(&format!("{}/enterprises/{enterprise}/audit-log", api.path().trim_end_matches('/')));
+        let base = join_path(api, &format!("enterprises/{enterprise}/audit-log"));
         Self { client, base, authorization: Secret::new(format!("Bearer {}", token.expose())) }
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, StreamError> {
-        let mut url = self.base.clone();
-        url.set_path(&format!("{}/{path}", self.base.path()));
+        let url = join_path(&self.base, path);
         let headers =
             api_headers(&self.authorization).ok_or_else(|| config_error("the token is not a valid header value"))?;
         let mut request = self.client.request(method, url).headers(headers);

@@ -15,7 +15,7 @@ use url::Url;
 
 use crate::budget::Budget;
 use crate::credentials::{AppCredential, CredentialCache, CredentialError, GitHubCredential};
-use crate::http::{Failure, send_within};
+use crate::http::{Failure, join_path, send_within};
 use crate::secret::Secret;
 
 /// GitHub's own limit on an App JWT's lifetime.
@@ -93,9 +93,7 @@ impl Authorizer {
     }
 
     fn url(&self, path: &str) -> Url {
-        let mut url = self.api.clone();
-        url.set_path(&format!("{}/{path}", self.api.path().trim_end_matches('/')));
-        url
+        join_path(&self.api, path)
     }
 
     async fn installation_token(&self, app: &AppCredential) -> Result<Secret, CredentialError> {

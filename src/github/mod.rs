@@ -99,8 +99,7 @@ impl GitHubSource {
     }
 
     fn first_page_url(&self, since_ms: i64, until_ms: Option<i64>) -> Url {
-        let mut url = self.api.clone();
-        url.set_path(&format!("{}/{}", self.api.path().trim_end_matches('/'), self.target.audit_log_path()));
+        let mut url = http::join_path(&self.api, &self.target.audit_log_path());
         // `created:` has one-second precision and a range includes both ends. The times take
         // the form GitHub documents; the query encoding turns their `+` into `%2B`.
         let mut phrase = match until_ms {

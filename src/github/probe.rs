@@ -1,22 +1,14 @@
 //! Single requests the `check` doctor makes: what GitHub says about a credential and a target,
 //! without reading the log.
 
-use reqwest::StatusCode;
 use serde::Deserialize;
 use url::Url;
 
 use super::{api_headers, github_message};
 use crate::budget::Budget;
 use crate::config::Config;
-use crate::http::{Failure, header_number, send_within};
+use crate::http::{Failure, ProbeFailure, join_path, send_within};
 use crate::secret::Secret;
-
-/// Why a probe got no useful answer: GitHub's status and message, or the transport's error.
-#[derive(Debug)]
-pub struct ProbeError {
-    pub status: Option<StatusCode>,
-    pub message: String,
-}
 
 /// What `GET /rate_limit` (free: it spends no request) tells about a credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,28 +45,22 @@ pub fn parse_scopes(header: &str) -> Vec<String> {
     header.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
-fn url(api: &Url, path: &str) -> Url {
-    let mut url = api.clone();
-    url.set_path(&format!("{}/{path}", api.path().trim_end_matches('/')));
-    url
-}
-
 async fn get(
     client: &reqwest::Client,
     url: Url,
     authorization: &Secret,
     budget: &Budget,
-) -> Result<reqwest::Response, ProbeError> {
+) -> Result<reqwest::Response, ProbeFailure> {
     let headers = api_headers(authorization)
-        .ok_or_else(|| ProbeError { status: None, message: "the credential is not a valid header value".into() })?;
+        .ok_or_else(|| ProbeFailure { status: None, message: "the credential is not a valid header value".into() })?;
     match send_within(client.get(url).headers(headers), budget).await {
         Ok(response) if response.status().is_success() => Ok(response),
         Ok(response) => {
             let status = response.status();
-            Err(ProbeError { status: Some(status), message: github_message(response).await })
+            Err(ProbeFailure { status: Some(status), message: github_message(response).await })
         }
-        Err(Failure::OutOfTime) => Err(ProbeError { status: None, message: "GitHub did not answer in time".into() }),
-        Err(Failure::Transient(why)) => Err(ProbeError { status: None, message: why }),
+        Err(Failure::OutOfTime) => Err(ProbeFailure { status: None, message: "GitHub did not answer in time".into() }),
+        Err(Failure::Transient(why)) => Err(ProbeFailure { status: None, message: why }),
     }
 }
 
@@ -84,30 +70,28 @@ pub async fn credential_facts(
     api: &Url,
     authorization: &Secret,
     budget: &Budget,
-) -> Result<CredentialFacts, ProbeError> {
-    let response = get(client, url(api, "rate_limit"), authorization, budget).await?;
+) -> Result<CredentialFacts, ProbeFailure> {
+    let response = get(client, join_path(api, "rate_limit"), authorization, budget).await?;
     let scopes = response.headers().get("x-oauth-scopes").and_then(|v| v.to_str().ok()).map(parse_scopes);
     let body = response.text().await.unwrap_or_default();
     let audit_log = serde_json::from_str::<RateLimitBody>(&body).ok().and_then(|b| b.resources.audit_log);
     Ok(CredentialFacts { scopes, audit_log })
 }
 
-/// One `per_page=1` audit-log request: the number of events on that page (0 or 1), and the
-/// allowance left after it when the answer said.
+/// One `per_page=1` audit-log request: the number of events on that page (0 or 1).
 pub async fn audit_log_page(
     client: &reqwest::Client,
     config: &Config,
     authorization: &Secret,
     budget: &Budget,
-) -> Result<(usize, Option<u64>), ProbeError> {
-    let mut page = url(&config.github_api_url, &config.target.audit_log_path());
+) -> Result<usize, ProbeFailure> {
+    let mut page = join_path(&config.github_api_url, &config.target.audit_log_path());
     page.query_pairs_mut().append_pair("per_page", "1").append_pair("include", config.include.as_str());
     let response = get(client, page, authorization, budget).await?;
-    let remaining = header_number(&response, "x-ratelimit-remaining");
     let body = response.text().await.unwrap_or_default();
     match serde_json::from_str::<Vec<serde_json::Value>>(&body) {
-        Ok(events) => Ok((events.len(), remaining)),
-        Err(_) => Err(ProbeError { status: None, message: "the answer is not a JSON array of events".into() }),
+        Ok(events) => Ok(events.len()),
+        Err(_) => Err(ProbeFailure { status: None, message: "the answer is not a JSON array of events".into() }),
     }
 }
 
