@@ -5,10 +5,9 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use common::aws::{aws, create_secret, create_table, invocation};
 use common::{Harness, events_between};
 use github_audit_sekoia::checkpoint::Checkpoint;
 use github_audit_sekoia::checkpoint::delivered::{DeliveredRecord, DeliveredSet};
@@ -20,56 +19,10 @@ use github_audit_sekoia::lambda::{SAFETY_MARGIN, handle};
 use github_audit_sekoia::ports::{AuditEvent, CheckpointSave, CursorError, CursorStore};
 use github_audit_sekoia::timefmt::to_ms;
 use github_audit_sekoia_sim::SimOptions;
-use lambda_runtime::{Context, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 
 const DAY: Duration = Duration::from_secs(86_400);
-
-async fn aws() -> aws_config::SdkConfig {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|url| url.starts_with("http://127.0.0.1")),
-        "these tests need moto: run them through scripts/with-moto.sh (make test does)"
-    );
-    aws_config::load_defaults(BehaviorVersion::latest()).await
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{:x}", fastrand::u64(..))
-}
-
-async fn create_table() -> String {
-    let table = unique("cursors");
-    aws_sdk_dynamodb::Client::new(&aws().await)
-        .create_table()
-        .table_name(&table)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(PARTITION_KEY)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute"),
-        )
-        .key_schema(
-            KeySchemaElement::builder().attribute_name(PARTITION_KEY).key_type(KeyType::Hash).build().expect("key"),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("table created");
-    table
-}
-
-async fn create_secret(value: Value) -> String {
-    let name = unique("github-audit");
-    aws_sdk_secretsmanager::Client::new(&aws().await)
-        .create_secret()
-        .name(&name)
-        .secret_string(value.to_string())
-        .send()
-        .await
-        .expect("secret created");
-    name
-}
 
 async fn rotate_secret(secret_id: &str, value: Value) {
     aws_sdk_secretsmanager::Client::new(&aws().await)
@@ -97,13 +50,6 @@ fn lambda_config(h: &Harness, secret_id: &str, table: &str) -> Config {
         ("MAX_RUN_SECONDS", "60".to_owned()),
     ];
     Config::load(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())).expect("config")
-}
-
-fn invocation(payload: Value, deadline_in: Duration) -> LambdaEvent<Value> {
-    let mut context = Context::default();
-    context.request_id = unique("request");
-    context.deadline = to_ms(SystemTime::now() + deadline_in) as u64;
-    LambdaEvent::new(payload, context)
 }
 
 /// The handler's answer to a drain, read back as the summary it is.

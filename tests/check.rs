@@ -5,18 +5,16 @@
 mod common;
 
 use std::process::Output;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use aws_config::BehaviorVersion;
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use common::aws::{create_secret, create_table, invocation, moto_env};
 use common::{Harness, ORG, events_between};
 use github_audit_sekoia::config::Config;
 use github_audit_sekoia::connector::Connector;
-use github_audit_sekoia::cursor::PARTITION_KEY;
 use github_audit_sekoia::lambda::handle;
-use github_audit_sekoia::timefmt::to_ms;
-use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
+
+const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Every secret the harness hands the connector; none may show in any output.
 fn secrets(h: &Harness) -> [String; 2] {
@@ -149,59 +147,10 @@ async fn a_spent_rate_budget_and_a_bad_setting_each_fail_their_line() {
 
 // --- with AWS (moto) ---
 
-fn aws_env() -> Vec<(String, String)> {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|url| url.starts_with("http://127.0.0.1")),
-        "these tests need moto: run them through scripts/with-moto.sh (make test does)"
-    );
-    ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"]
-        .iter()
-        .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
-        .collect()
-}
-
-async fn aws() -> aws_config::SdkConfig {
-    aws_env();
-    aws_config::load_defaults(BehaviorVersion::latest()).await
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{:x}", fastrand::u64(..))
-}
-
-async fn create_table() -> String {
-    let table = unique("cursors");
-    let key = AttributeDefinition::builder().attribute_name(PARTITION_KEY).attribute_type(ScalarAttributeType::S);
-    aws_sdk_dynamodb::Client::new(&aws().await)
-        .create_table()
-        .table_name(&table)
-        .attribute_definitions(key.build().expect("attribute"))
-        .key_schema(
-            KeySchemaElement::builder().attribute_name(PARTITION_KEY).key_type(KeyType::Hash).build().expect("key"),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("table created");
-    table
-}
-
-async fn create_secret(value: Value) -> String {
-    let name = unique("github-audit-sekoia/target");
-    aws_sdk_secretsmanager::Client::new(&aws().await)
-        .create_secret()
-        .name(&name)
-        .secret_string(value.to_string())
-        .send()
-        .await
-        .expect("secret created");
-    name
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_table_fails_the_cursor_store_check_and_a_real_one_passes() {
     let h = Harness::start().await;
-    let env = aws_env();
+    let env = moto_env();
     let mut overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     overrides.push(("CURSOR_TABLE", "no-such-table"));
     let (output, report) = check_json(&h, &overrides).await;
@@ -217,12 +166,6 @@ async fn an_unreachable_table_fails_the_cursor_store_check_and_a_real_one_passes
     let (output, report) = check_json(&h, &overrides).await;
     assert_eq!(output.status.code(), Some(0), "{report}");
     assert!(verdict(&report, "cursor store")["detail"].as_str().is_some_and(|d| d.contains("lease free")));
-}
-
-fn invocation(payload: Value) -> LambdaEvent<Value> {
-    let mut context = Context::default();
-    context.deadline = to_ms(SystemTime::now() + Duration::from_secs(120)) as u64;
-    LambdaEvent::new(payload, context)
 }
 
 /// Two targets from one deployment, the second with a secret of its own: the check payload
@@ -250,7 +193,7 @@ async fn each_target_of_a_deployment_is_checked_and_drained_with_its_own_secret(
     };
 
     let connector = Connector::new(config(format!("org:{ORG},org:globex={wrong}"))).await.expect("connector");
-    let report = handle(&connector, invocation(json!({"check": true}))).await.expect("a report");
+    let report = handle(&connector, invocation(json!({"check": true}), DEADLINE)).await.expect("a report");
     assert_eq!(report["ok"], false);
     let targets: Vec<&str> =
         report["targets"].as_array().into_iter().flatten().filter_map(|t| t["target"].as_str()).collect();
@@ -265,12 +208,12 @@ async fn each_target_of_a_deployment_is_checked_and_drained_with_its_own_secret(
     assert!(!report.to_string().contains("wrong-intake-key"));
 
     // A payload without a target is ambiguous here; one naming an unlisted target is refused.
-    assert!(handle(&connector, invocation(json!({}))).await.is_err());
-    assert!(handle(&connector, invocation(json!({"target": "org:initech"}))).await.is_err());
+    assert!(handle(&connector, invocation(json!({}), DEADLINE)).await.is_err());
+    assert!(handle(&connector, invocation(json!({"target": "org:initech"}), DEADLINE)).await.is_err());
 
     let connector = Connector::new(config(format!("org:{ORG},org:globex={shared}"))).await.expect("connector");
     for target in [format!("org:{ORG}"), format!("org:globex={shared}")] {
-        let summary = handle(&connector, invocation(json!({"target": target}))).await.expect("drained");
+        let summary = handle(&connector, invocation(json!({"target": target}), DEADLINE)).await.expect("drained");
         assert_eq!(summary["stop_reason"], "drained", "{summary}");
     }
     let expected: Vec<String> = {

@@ -1,6 +1,8 @@
 //! A simulator plus a state directory, and the checks every delivery test makes.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod aws;
+
 use std::collections::HashMap;
 use std::process::{Command, Output};
 use std::sync::Arc;
