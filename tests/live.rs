@@ -104,7 +104,11 @@ async fn a_run_starved_of_rate_budget_keeps_its_fresh_read_and_the_sweeps_wait()
 
     h.sim.github().set_rate_limit_remaining(1_750, Duration::from_secs(3600));
     let recovered = schedule(&h, Duration::from_millis(250), start + 9_500).await;
-    assert!(recovered[0].sweep_pages > 0, "the sweeps caught up once budget was back");
+    // Either sweep may be the one due: a fresh read that starts at or before the window sweep's
+    // position counts as that sweep too (the read model's one rule), so whether the window
+    // sweep still has a stretch left depends on where in its second the newest event fell.
+    let first = &recovered[0];
+    assert!(first.sweep_pages + first.deep_sweep_pages > 0, "the sweeps caught up once budget was back: {first:?}");
     assert_eq!(h.missing_and_repeated(&ids), (0, 0), "(missing, repeated)");
 }
 
