@@ -179,8 +179,15 @@ fn secret_verdict(config: &Config, found: &Credentials) -> Verdict {
         CredentialsConfig::Environment { .. } => "environment".to_owned(),
     };
     let github = match &found.github {
-        GitHubCredential::Token(_) => "a personal access token".to_owned(),
-        GitHubCredential::App(app) => format!("GitHub App {}", app.app_id),
+        Some(GitHubCredential::Token(_)) => "a personal access token".to_owned(),
+        Some(GitHubCredential::App(app)) => format!("GitHub App {}", app.app_id),
+        None => {
+            return Verdict::fail(
+                "secret",
+                format!("{place}: no GitHub credential"),
+                "put github_token (or github_app_id and github_app_private_key) in the secret, or set GITHUB_TOKEN",
+            );
+        }
     };
     match &found.intake_key {
         Some(_) => Verdict::pass("secret", format!("{place}: {github} and an intake key")),

@@ -181,7 +181,7 @@ async fn api(config: Config) -> Result<StreamsApi, Failure> {
     let connector = Connector::new(config).await.map_err(|e| Failure::Usage(e.to_string()))?;
     let credentials =
         connector.credentials(connector.config()).await.get().await.map_err(|e| Failure::Usage(e.to_string()))?;
-    let GitHubCredential::Token(token) = &credentials.github else {
+    let GitHubCredential::Token(token) = credentials.github().map_err(|e| Failure::Usage(e.to_string()))? else {
         return Err(Failure::Usage(
             "the streaming endpoints refuse GitHub App tokens: use GITHUB_TOKEN, a classic personal access token of an enterprise owner".into(),
         ));

@@ -174,12 +174,7 @@ impl Config {
             Some("all") => Include::All,
             Some(other) => return Err(problem("GITHUB_INCLUDE", format!("is {other:?}; expected web, git or all"))),
         };
-        let max_run_seconds = match get("MAX_RUN_SECONDS") {
-            None => 600,
-            Some(text) => text.parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
-                problem("MAX_RUN_SECONDS", format!("is {text:?}; expected a whole number of seconds above 0"))
-            })?,
-        };
+        let max_run_seconds = max_run_seconds(&get)?;
         let rate_limit_reserve = get("RATE_LIMIT_RESERVE")
             .map(|text| {
                 text.parse::<u32>()
@@ -345,6 +340,86 @@ fn targets(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<TargetEntry>, Co
 }
 
 pub const ENTERPRISE_NEEDS_A_TOKEN: &str = "is set, but the enterprise audit log takes classic personal access tokens only: use GITHUB_TOKEN (read:audit_log, enterprise admin)";
+
+/// Push mode's settings: the intake, its key and the store; no GitHub target or credential,
+/// as the stream's files come from S3.
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    pub intake_url: Url,
+    /// `SECRET_ID` (its `sekoia_intake_key`), else `SEKOIA_INTAKE_KEY`.
+    pub intake_key: IntakeKeyConfig,
+    pub state_dir: PathBuf,
+    pub cursor_table: Option<String>,
+    /// `STREAM_DEDUPE_WINDOW`: how far behind the newest event forwarded the delivered record
+    /// still recognises GitHub's repeats.
+    pub dedupe_window: Duration,
+    /// `STREAM_BUCKET`: the bucket the stream writes to (the Lambda's, set by the template).
+    pub stream_bucket: Option<String>,
+    pub max_run: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum IntakeKeyConfig {
+    Environment(Option<Secret>),
+    SecretsManager { secret_id: String },
+}
+
+impl PushConfig {
+    pub fn load(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let dedupe_window = duration("STREAM_DEDUPE_WINDOW", get("STREAM_DEDUPE_WINDOW"), "1h")?;
+        if dedupe_window.is_zero() {
+            return Err(problem("STREAM_DEDUPE_WINDOW", "must be above 0: GitHub's stream delivers at least once"));
+        }
+        let stream_bucket = get("STREAM_BUCKET").map(|b| bucket_name("STREAM_BUCKET", &b)).transpose()?;
+        Ok(Self {
+            intake_url: base_url(
+                "SEKOIA_INTAKE_URL",
+                get("SEKOIA_INTAKE_URL").as_deref().unwrap_or(DEFAULT_INTAKE_URL),
+            )?,
+            intake_key: match get("SECRET_ID") {
+                Some(secret_id) => IntakeKeyConfig::SecretsManager { secret_id },
+                None => IntakeKeyConfig::Environment(get("SEKOIA_INTAKE_KEY").map(Secret::new)),
+            },
+            state_dir: PathBuf::from(get("STATE_DIR").unwrap_or_else(|| "./state".to_owned())),
+            cursor_table: get("CURSOR_TABLE"),
+            dedupe_window,
+            stream_bucket,
+            max_run: Duration::from_secs(max_run_seconds(&get)?),
+        })
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::load(|name| std::env::var(name).ok())
+    }
+}
+
+/// Whether any pull target is configured at all (a push-only deployment configures none).
+pub fn pull_targets_configured(lookup: impl Fn(&str) -> Option<String>) -> bool {
+    ["TARGETS", "GITHUB_ORG", "GITHUB_ENTERPRISE"].iter().any(|name| lookup(name).is_some_and(|v| !v.trim().is_empty()))
+}
+
+/// S3's rules for bucket names: 3 to 63 lowercase letters, digits, dots and hyphens.
+pub fn bucket_name(variable: &'static str, name: &str) -> Result<String, ConfigError> {
+    let name = name.trim();
+    let valid = (3..=63).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !valid {
+        return Err(problem(variable, format!("{name:?} is not an S3 bucket name (3-63 lowercase letters, digits, '.', '-')")));
+    }
+    Ok(name.to_owned())
+}
+
+fn max_run_seconds(get: &impl Fn(&str) -> Option<String>) -> Result<u64, ConfigError> {
+    match get("MAX_RUN_SECONDS") {
+        None => Ok(600),
+        Some(text) => text.parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
+            problem("MAX_RUN_SECONDS", format!("is {text:?}; expected a whole number of seconds above 0"))
+        }),
+    }
+}
 
 /// `GITHUB_APP_ID` + key means a GitHub App; otherwise `GITHUB_TOKEN`.
 fn github_credential(get: &impl Fn(&str) -> Option<String>) -> Result<GitHubCredential, ConfigError> {

@@ -143,7 +143,7 @@ impl Connector {
                 Box::new(SecretsManagerCredentials::new(aws_sdk_secretsmanager::Client::new(sdk), secret_id))
             }
             CredentialsConfig::Environment { github, intake_key } => {
-                Box::new(StaticCredentials(Credentials { github: github.clone(), intake_key: intake_key.clone() }))
+                Box::new(StaticCredentials(Credentials { github: Some(github.clone()), intake_key: intake_key.clone() }))
             }
         };
         let cache = Arc::new(CredentialCache::new(source));
@@ -206,14 +206,14 @@ fn credentials_key(credentials: &CredentialsConfig) -> String {
     }
 }
 
-async fn load_aws() -> aws_config::SdkConfig {
+pub(crate) async fn load_aws() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).timeout_config(aws_timeouts()).load().await
 }
 
 /// What the credentials cannot do is a configuration error, found before anything is fetched.
 pub async fn check_credentials(credentials: &CredentialCache, target: &Target, dry_run: bool) -> Result<(), RunError> {
     let credentials = credentials.get().await?;
-    if let (Target::Enterprise(_), GitHubCredential::App(_)) = (target, &credentials.github) {
+    if let (Target::Enterprise(_), GitHubCredential::App(_)) = (target, credentials.github()?) {
         return Err(problem("github_app_id", ENTERPRISE_NEEDS_A_TOKEN).into());
     }
     if !dry_run && credentials.intake_key.is_none() {

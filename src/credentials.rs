@@ -12,7 +12,8 @@ use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct Credentials {
-    pub github: GitHubCredential,
+    /// Absent from a secret that serves push mode alone (it reads no GitHub API).
+    pub github: Option<GitHubCredential>,
     /// Absent only for local `--dry-run`s, which post nothing.
     pub intake_key: Option<Secret>,
 }
@@ -63,6 +64,17 @@ pub enum CredentialError {
     Unreachable { secret_id: String, problem: String },
     #[error("GitHub App: {problem}")]
     App { problem: String },
+    #[error(
+        "no GitHub credential: put \"github_token\" (or \"github_app_id\" and \"github_app_private_key\") in the secret, or set GITHUB_TOKEN"
+    )]
+    NoGitHub,
+}
+
+impl Credentials {
+    /// The GitHub credential, for everything that reads GitHub.
+    pub fn github(&self) -> Result<&GitHubCredential, CredentialError> {
+        self.github.as_ref().ok_or(CredentialError::NoGitHub)
+    }
 }
 
 #[async_trait]
@@ -106,7 +118,8 @@ impl CredentialSource for SecretsManagerCredentials {
 }
 
 /// The secret's JSON shape: `github_token`, or `github_app_id` + `github_app_private_key`
-/// (+ optional `github_app_installation_id`), and `sekoia_intake_key`.
+/// (+ optional `github_app_installation_id`), and `sekoia_intake_key`. A secret for push mode
+/// alone needs only the intake key.
 #[derive(Deserialize)]
 struct SecretFields {
     github_token: Option<String>,
@@ -142,7 +155,7 @@ pub fn parse_secret(secret_id: &str, text: &str) -> Result<Credentials, Credenti
     let present = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
     let github = match (present(fields.github_token), fields.github_app_id.map(StringOrNumber::text)) {
         (Some(_), Some(_)) => return Err(error("has both github_token and github_app_id; keep one".into())),
-        (Some(token), None) => GitHubCredential::Token(Secret::new(token)),
+        (Some(token), None) => Some(GitHubCredential::Token(Secret::new(token))),
         (None, Some(app_id)) => {
             let key = present(fields.github_app_private_key)
                 .ok_or_else(|| error("has github_app_id but no \"github_app_private_key\" key".into()))?;
@@ -152,17 +165,12 @@ pub fn parse_secret(secret_id: &str, text: &str) -> Result<Credentials, Credenti
                     Some(id.trim().parse().map_err(|_| error("github_app_installation_id is not a number".into()))?)
                 }
             };
-            GitHubCredential::App(
+            Some(GitHubCredential::App(
                 AppCredential::new(app_id, &key, installation_id)
                     .map_err(|p| error(format!("github_app_private_key {p}")))?,
-            )
+            ))
         }
-        (None, None) => {
-            return Err(error(
-                "has no \"github_token\" key (or \"github_app_id\" and \"github_app_private_key\" for a GitHub App)"
-                    .into(),
-            ));
-        }
+        (None, None) => None,
     };
     let intake_key =
         present(fields.sekoia_intake_key).ok_or_else(|| error("has no \"sekoia_intake_key\" key".into()))?;
@@ -205,7 +213,7 @@ mod tests {
     fn a_complete_secret_gives_both_credentials() {
         let credentials =
             parse_secret("s", r#"{"github_token":"ghp_abc","sekoia_intake_key":"key-1"}"#).expect("valid secret");
-        assert!(matches!(credentials.github, GitHubCredential::Token(ref t) if t.expose() == "ghp_abc"));
+        assert!(matches!(credentials.github, Some(GitHubCredential::Token(ref t)) if t.expose() == "ghp_abc"));
         assert_eq!(credentials.intake_key.as_ref().map(Secret::expose), Some("key-1"));
     }
 
@@ -225,6 +233,14 @@ mod tests {
         assert!(!message.contains("not-a-key"));
         let both = r#"{"github_token": "t", "github_app_id": "1", "sekoia_intake_key": "k"}"#;
         assert!(parse_secret("s", both).expect_err("ambiguous").to_string().contains("keep one"));
+    }
+
+    #[test]
+    fn a_secret_for_push_mode_alone_holds_the_intake_key_only() {
+        let credentials = parse_secret("s", r#"{"sekoia_intake_key":"key-1"}"#).expect("valid secret");
+        assert_eq!(credentials.intake_key.as_ref().map(Secret::expose), Some("key-1"));
+        let message = credentials.github().expect_err("no GitHub credential").to_string();
+        assert!(message.contains("github_token"), "{message}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The Lambda handler: what a payload asks for, and one drain within the invocation's deadline.
+//! The Lambda handler: what a payload asks for, and one drain within the invocation's deadline;
+//! or, in push mode, the objects an SQS batch of S3 notifications names.
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use crate::budget::Budget;
 use crate::check::check;
 use crate::config::{Config, ConfigError, problem};
 use crate::connector::{Connector, RunError, RunRequest, TimeRange};
+use crate::forwarder::{ForwardError, Forwarder, is_sqs_batch};
 use crate::metrics::emf_line;
 use crate::timefmt::now_ms;
 
@@ -75,6 +77,43 @@ pub fn check_config(config: &Config) -> Result<(), ConfigError> {
         Some(_) => Ok(()),
         None => Err(problem("CURSOR_TABLE", "is required in Lambda: the DynamoDB table that keeps the cursors")),
     }
+}
+
+/// What one container serves: the pull targets (none in a push-only deployment) and push mode.
+pub struct Function {
+    pub pull: Option<Connector>,
+    pub push: Forwarder,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Forward(#[from] ForwardError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// An SQS batch goes to push mode, anything else to the pull targets.
+pub async fn dispatch(function: &Function, event: LambdaEvent<Value>) -> Result<Value, InvocationError> {
+    if is_sqs_batch(&event.payload) {
+        return Ok(handle_push(&function.push, event).await?);
+    }
+    match &function.pull {
+        Some(connector) => Ok(handle(connector, event).await?),
+        None => Err(problem("TARGETS", "is empty: this deployment forwards its stream's bucket only (push mode)").into()),
+    }
+}
+
+/// An SQS batch of S3 notifications: answers the messages to retry (`batchItemFailures`, for
+/// the event source mapping's `ReportBatchItemFailures`), after the metrics line of each bucket.
+pub async fn handle_push(forwarder: &Forwarder, event: LambdaEvent<Value>) -> Result<Value, ForwardError> {
+    let budget = Budget::before_deadline(event.context.deadline(), SAFETY_MARGIN, forwarder.config().max_run);
+    let batch = serde_json::from_value(event.payload)
+        .map_err(|e| ForwardError::Config(problem("payload", format!("is not an SQS batch: {e}"))))?;
+    let outcome = forwarder.forward_notifications(batch, &budget).await?;
+    Ok(serde_json::to_value(&outcome.response).unwrap_or_default())
 }
 
 /// One invocation: a drain answers its summary, a check its report. A failed run is an error

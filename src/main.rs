@@ -10,10 +10,13 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use github_audit_sekoia::budget::Budget;
-use github_audit_sekoia::config::Config;
+use github_audit_sekoia::config::{Config, PushConfig};
 use github_audit_sekoia::connector::{Connector, RunError, RunRequest, TimeRange};
 use github_audit_sekoia::drain::{StopReason, Summary};
-use github_audit_sekoia::metrics::emf_line;
+use github_audit_sekoia::forwarder::{ForwardError, Forwarder};
+use github_audit_sekoia::metrics::{emf_line, push_emf_line};
+use github_audit_sekoia::ports::SinkError;
+use github_audit_sekoia::push::{PushError, PushSummary};
 use github_audit_sekoia::timefmt::now_ms;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -54,6 +57,29 @@ enum Command {
         settings: Settings,
         #[command(subcommand)]
         action: cli_streams::StreamAction,
+    },
+    /// Push mode from the command line: forward every object of the stream's S3 bucket not
+    /// forwarded yet (standard AWS configuration; AWS_ENDPOINT_URL honoured), then print a JSON
+    /// summary. Exit 0 when every object was forwarded or skipped, 1 when some failed.
+    ForwardS3 {
+        /// The bucket GitHub streams the audit log to [env STREAM_BUCKET]
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Only the objects whose keys start with this, e.g. 2026/11/ [default: all]
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Sekoia.io intake base URL for your region [env SEKOIA_INTAKE_URL; default https://intake.sekoia.io]
+        #[arg(long)]
+        intake_url: Option<String>,
+        /// Where the record of forwarded objects lives, unless CURSOR_TABLE names a DynamoDB table [env STATE_DIR; default ./state]
+        #[arg(long)]
+        state_dir: Option<String>,
+        /// GitHub repeats events within this horizon of the newest; they are recognised and skipped [env STREAM_DEDUPE_WINDOW; default 1h]
+        #[arg(long)]
+        dedupe_window: Option<String>,
+        /// Also print the run's figures as a CloudWatch Embedded Metric Format line
+        #[arg(long)]
+        emf: bool,
     },
     /// Deliver a past time range again, under its own cursor, until it is complete.
     Backfill {
@@ -150,6 +176,15 @@ async fn main() -> ExitCode {
         Command::Run { settings, dry_run, emf } => (run(&settings, dry_run).await, emf),
         Command::Backfill { settings, since, until } => (backfill(&settings, &since, &until).await, false),
         Command::Check { settings, json } => return check(&settings, json).await,
+        Command::ForwardS3 { bucket, prefix, intake_url, state_dir, dedupe_window, emf } => {
+            let overrides = [
+                ("STREAM_BUCKET", bucket),
+                ("SEKOIA_INTAKE_URL", intake_url),
+                ("STATE_DIR", state_dir),
+                ("STREAM_DEDUPE_WINDOW", dedupe_window),
+            ];
+            return forward_s3(&overrides, prefix.as_deref(), emf).await;
+        }
         Command::Streams { settings, action } => {
             let config =
                 settings.config().and_then(|c| c.select(settings.target.as_deref())).map_err(|e| e.to_string());
@@ -259,6 +294,82 @@ async fn backfill(settings: &Settings, since: &str, until: &str) -> Result<Summa
                 return Ok(summary);
             }
             _ => {}
+        }
+    }
+}
+
+/// Forwards the bucket's objects, a run after another while the time budget is what stopped
+/// it; on a terminal a line follows the objects.
+async fn forward_s3(overrides: &[(&str, Option<String>)], prefix: Option<&str>, emf: bool) -> ExitCode {
+    let lookup = |name: &str| {
+        overrides.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.clone()).or_else(|| std::env::var(name).ok())
+    };
+    let config = match PushConfig::load(lookup) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(bucket) = config.stream_bucket.clone() else {
+        eprintln!("configuration error: --bucket (or STREAM_BUCKET) is required: the bucket GitHub streams to");
+        return ExitCode::from(2);
+    };
+    let max_run = config.max_run;
+    let forwarder = match Forwarder::new(config).await {
+        Ok(forwarder) => forwarder,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let spinner = ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        spinner.enable_steady_tick(Duration::from_millis(200));
+        spinner
+    });
+    let ticker = spinner.clone();
+    let show = move |summary: &PushSummary| {
+        if let Some(ticker) = &ticker {
+            ticker.set_message(format!(
+                "{} objects forwarded, {} already, {} skipped, {} failed; {} events, {} duplicates skipped",
+                summary.objects_forwarded,
+                summary.objects_already_forwarded,
+                summary.objects_skipped,
+                summary.objects_failed,
+                summary.events_forwarded,
+                summary.duplicates_skipped
+            ));
+        }
+    };
+    let outcome = loop {
+        match forwarder.forward_bucket(&bucket, prefix, &Budget::lasting(max_run), Some(&show)).await {
+            Err(ForwardError::Push(PushError::Sink(SinkError::OutOfTime))) => {
+                tracing::info!("the run's time budget ran out; going on with a new run");
+            }
+            other => break other,
+        }
+    };
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    match outcome {
+        Ok(summary) => {
+            if emf {
+                println!("{}", push_emf_line(&summary, now_ms()));
+            }
+            match serde_json::to_string(&summary) {
+                Ok(line) => println!("{line}"),
+                Err(err) => eprintln!("cannot render the summary: {err}"),
+            }
+            if summary.objects_failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::FAILURE
         }
     }
 }

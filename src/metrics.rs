@@ -4,6 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::drain::{StopReason, Summary};
+use crate::push::PushSummary;
 
 pub const NAMESPACE: &str = "GitHubAuditSekoia";
 
@@ -36,6 +37,29 @@ pub fn emf_line(summary: &Summary, timestamp_ms: i64) -> String {
     for (reason, name) in STOP_REASONS {
         metrics.push((name, "Count", json!(u8::from(summary.stop_reason == reason))));
     }
+    line_of(&summary.target, metrics, timestamp_ms)
+}
+
+/// A push-mode run's figures for one bucket, under the dimension `Target` = `s3/BUCKET`.
+pub fn push_emf_line(summary: &PushSummary, timestamp_ms: i64) -> String {
+    let mut metrics: Vec<(&str, &str, Value)> = vec![
+        ("ObjectsForwarded", "Count", json!(summary.objects_forwarded)),
+        ("ObjectsAlreadyForwarded", "Count", json!(summary.objects_already_forwarded)),
+        ("ObjectsSkipped", "Count", json!(summary.objects_skipped)),
+        ("ObjectsFailed", "Count", json!(summary.objects_failed)),
+        ("EventsForwarded", "Count", json!(summary.events_forwarded)),
+        ("DuplicatesSkipped", "Count", json!(summary.duplicates_skipped)),
+        ("OversizeEvents", "Count", json!(summary.oversize_events)),
+        ("IntakeUnacknowledged", "Count", json!(summary.intake_unacknowledged)),
+        ("RunSeconds", "Seconds", json!(summary.elapsed_seconds)),
+    ];
+    if let Some(lag) = summary.lag_seconds {
+        metrics.push(("LagSeconds", "Seconds", json!(lag)));
+    }
+    line_of(&summary.target, metrics, timestamp_ms)
+}
+
+fn line_of(target: &str, metrics: Vec<(&str, &str, Value)>, timestamp_ms: i64) -> String {
     let declared: Vec<Value> = metrics.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect();
     let mut line = Map::new();
     line.insert(
@@ -45,7 +69,7 @@ pub fn emf_line(summary: &Summary, timestamp_ms: i64) -> String {
             "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["Target"]], "Metrics": declared}],
         }),
     );
-    line.insert("Target".into(), json!(summary.target));
+    line.insert("Target".into(), json!(target));
     for (name, _, value) in metrics {
         line.insert(name.into(), value);
     }
@@ -106,6 +130,26 @@ mod tests {
         }
         assert_eq!((line["EventsForwarded"].as_u64(), line["IntakeUnacknowledged"].as_u64()), (Some(312), Some(2)));
         assert_eq!((line["StopRateLimited"].as_u64(), line["StopDrained"].as_u64()), (Some(1), Some(0)));
+    }
+
+    #[test]
+    fn a_push_line_counts_objects_and_events_under_the_bucket() {
+        let summary = PushSummary {
+            target: "s3/audit-stream".into(),
+            objects_forwarded: 3,
+            objects_skipped: 1,
+            events_forwarded: 900,
+            duplicates_skipped: 12,
+            lag_seconds: Some(4.5),
+            ..PushSummary::default()
+        };
+        let line: Value = serde_json::from_str(&push_emf_line(&summary, 5)).expect("json");
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!((directive["Namespace"].as_str(), line["Target"].as_str()), (Some(NAMESPACE), Some("s3/audit-stream")));
+        for (name, value) in [("ObjectsForwarded", 3.0), ("ObjectsSkipped", 1.0), ("EventsForwarded", 900.0), ("DuplicatesSkipped", 12.0), ("LagSeconds", 4.5)] {
+            assert_eq!(line[name].as_f64(), Some(value), "{name}");
+            assert!(directive["Metrics"].to_string().contains(name), "{name} declared");
+        }
     }
 
     #[test]

@@ -123,3 +123,65 @@ impl Clock for SystemClock {
         crate::timefmt::now_ms()
     }
 }
+
+/// One object of a bucket the audit-log stream writes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+    /// As the notification or the listing gave it, if it did.
+    pub etag: Option<String>,
+}
+
+/// An object opened for reading: its ETag (which version of the key this is) and its bytes as
+/// stored (gzip or not).
+pub struct ObjectBody {
+    pub etag: String,
+    pub bytes: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+}
+
+/// One page of a bucket's listing.
+#[derive(Debug, Default)]
+pub struct ObjectListing {
+    /// Keys and ETags.
+    pub objects: Vec<(String, Option<String>)>,
+    /// Where the next page starts; `None` on the last.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// This object cannot be read now (gone, refused, unreachable): it fails alone.
+    #[error("{0}")]
+    Unreadable(String),
+    /// The bucket cannot be listed.
+    #[error("{0}")]
+    Listing(String),
+}
+
+/// Where streamed audit-log files are read from (Amazon S3).
+#[async_trait]
+pub trait ObjectSource: Send + Sync {
+    async fn open(&self, object: &ObjectRef) -> Result<ObjectBody, ObjectError>;
+    async fn list(&self, bucket: &str, prefix: Option<&str>, next: Option<String>) -> Result<ObjectListing, ObjectError>;
+}
+
+/// How far one object (one ETag of one key) has been forwarded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectRecord {
+    pub etag: String,
+    /// Events of the object, in file order, that need no sending again.
+    pub events_done: u64,
+    pub complete: bool,
+    /// Set when the object was found to hold no audit events.
+    #[serde(default)]
+    pub not_audit_events: bool,
+}
+
+/// The record of forwarded objects, beside a bucket's checkpoint in the cursor store.
+#[async_trait]
+pub trait ObjectLedger: Send + Sync {
+    /// `key` is the bucket's cursor key (`s3/BUCKET`); `object` the object's key.
+    async fn load_object(&self, key: &str, object: &str) -> Result<Option<ObjectRecord>, CursorError>;
+    async fn save_object(&self, key: &str, object: &str, record: &ObjectRecord) -> Result<(), CursorError>;
+}

@@ -290,7 +290,7 @@ mod tests {
 
     fn credentials() -> Arc<CredentialCache> {
         let credentials =
-            Credentials { github: GitHubCredential::Token(Secret::new("t")), intake_key: Some(Secret::new("key")) };
+            Credentials { github: Some(GitHubCredential::Token(Secret::new("t"))), intake_key: Some(Secret::new("key")) };
         Arc::new(CredentialCache::new(Box::new(StaticCredentials(credentials))))
     }
 

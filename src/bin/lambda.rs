@@ -1,20 +1,30 @@
-//! The AWS Lambda function: configuration and clients once per container, one drain per invocation.
+//! The AWS Lambda function: configuration and clients once per container, one drain (or one
+//! SQS batch of the stream's objects) per invocation.
 
-use github_audit_sekoia::config::Config;
+use github_audit_sekoia::config::{Config, PushConfig, pull_targets_configured};
 use github_audit_sekoia::connector::Connector;
-use github_audit_sekoia::lambda::{check_config, handle};
+use github_audit_sekoia::forwarder::Forwarder;
+use github_audit_sekoia::lambda::{Function, check_config, dispatch};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let config = Config::from_env()?;
-    check_config(&config)?;
-    let connector = Connector::new(config).await?;
-    let connector = &connector;
+    let push = PushConfig::from_env()?;
+    // A push-only deployment lists no pull target; a listed one must be configured right.
+    let pull = match pull_targets_configured(|name| std::env::var(name).ok()) || push.stream_bucket.is_none() {
+        true => {
+            let config = Config::from_env()?;
+            check_config(&config)?;
+            Some(Connector::new(config).await?)
+        }
+        false => None,
+    };
+    let function = Function { pull, push: Forwarder::new(push).await? };
+    let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle(connector, event).await.map_err(lambda_runtime::Error::from)
+        dispatch(function, event).await.map_err(lambda_runtime::Error::from)
     }))
     .await
 }

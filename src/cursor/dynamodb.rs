@@ -19,7 +19,7 @@ use aws_sdk_dynamodb::types::{
 use crate::aws::aws_error;
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::delivered::DeliveredSet;
-use crate::ports::{CheckpointSave, CursorError, CursorStore};
+use crate::ports::{CheckpointSave, CursorError, CursorStore, ObjectLedger, ObjectRecord};
 use crate::timefmt::{now_ms, rfc3339_ms, to_ms};
 
 /// The table's partition key (a string): the cursor key, e.g. `orgs/acme/web`.
@@ -51,6 +51,14 @@ pub struct DynamoCursorStore {
 fn bucket_key(key: &str, start: i64) -> String {
     format!("{key}#delivered#{start}")
 }
+
+fn object_key(key: &str, object: &str) -> String {
+    format!("{key}#object#{object}")
+}
+
+/// Object records outlive any sensible lifecycle of the stream's bucket; DynamoDB's time to
+/// live (attribute `expires_at`) then removes them.
+const OBJECT_RECORD_SECONDS: i64 = 400 * 86_400;
 
 fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Result<Option<i64>, String> {
     match item.get(name) {
@@ -316,5 +324,56 @@ impl CursorStore for DynamoCursorStore {
             Err(err) => Err(self.storage_error("release the lease", err)),
             Ok(_) => Ok(()),
         }
+    }
+}
+
+#[async_trait]
+impl ObjectLedger for DynamoCursorStore {
+    async fn load_object(&self, key: &str, object: &str) -> Result<Option<ObjectRecord>, CursorError> {
+        let item_key = object_key(key, object);
+        let answer = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(item_key.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.storage_error("read the record of an object", e))?;
+        let Some(item) = answer.item else { return Ok(None) };
+        let problem = |p: String| {
+            CursorError::Storage(format!(
+                "item {item_key} in {}: {p}; delete it to forward the object again",
+                self.table
+            ))
+        };
+        let text = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(text)) => Ok(text.clone()),
+            _ => Err(problem(format!("{name} is missing or not a string"))),
+        };
+        let flag = |name: &str| matches!(item.get(name), Some(AttributeValue::Bool(true)));
+        let events_done = number(&item, "events_done").map_err(problem)?.unwrap_or(0);
+        Ok(Some(ObjectRecord {
+            etag: text("etag")?,
+            events_done: u64::try_from(events_done).map_err(|_| problem("events_done is negative".into()))?,
+            complete: flag("complete"),
+            not_audit_events: flag("not_audit_events"),
+        }))
+    }
+
+    async fn save_object(&self, key: &str, object: &str, record: &ObjectRecord) -> Result<(), CursorError> {
+        let (owner, _) = self.held(key)?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .item(PARTITION_KEY, AttributeValue::S(object_key(key, object)))
+            .item("etag", AttributeValue::S(record.etag.clone()))
+            .item("events_done", AttributeValue::N(record.events_done.to_string()))
+            .item("complete", AttributeValue::Bool(record.complete))
+            .item("not_audit_events", AttributeValue::Bool(record.not_audit_events))
+            .item("updated_at", AttributeValue::S(rfc3339_ms(now_ms())))
+            .item("expires_at", AttributeValue::N((now_ms() / 1000 + OBJECT_RECORD_SECONDS).to_string()))
+            .build()
+            .map_err(|e| self.build_error(e))?;
+        self.fenced_writes(key, &owner, vec![(TransactWriteItem::builder().put(put).build(), 300)]).await
     }
 }

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::delivered::DeliveredSet;
-use crate::ports::{CheckpointSave, CursorError, CursorStore};
+use crate::ports::{CheckpointSave, CursorError, CursorStore, ObjectLedger, ObjectRecord};
 
 pub struct FileCursorStore {
     dir: PathBuf,
@@ -38,6 +38,19 @@ impl FileCursorStore {
     pub fn buckets_dir(&self, key: &str) -> PathBuf {
         self.dir.join(format!("{}.delivered", file_stem(key)))
     }
+}
+
+/// `STATE_DIR/s3_BUCKET.objects/<hash of the object key>.json`
+fn object_path(dir: &Path, key: &str, object: &str) -> PathBuf {
+    dir.join(format!("{}.objects", file_stem(key))).join(format!("{:016x}.json", xxhash_rust::xxh3::xxh3_64(object.as_bytes())))
+}
+
+/// An object's record as a file: its key beside the record, as the file name is a hash.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredObject {
+    object: String,
+    #[serde(flatten)]
+    record: ObjectRecord,
 }
 
 fn bucket_path(dir: &Path, start: i64) -> PathBuf {
@@ -173,6 +186,37 @@ impl CursorStore for FileCursorStore {
         // Dropping the handle releases the OS lock.
         self.locks.lock().map_err(|_| CursorError::Storage("lock table poisoned".into()))?.remove(key);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectLedger for FileCursorStore {
+    async fn load_object(&self, key: &str, object: &str) -> Result<Option<ObjectRecord>, CursorError> {
+        let path = object_path(&self.dir, key, object);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(storage_error("read", &path, e)),
+        };
+        let stored: StoredObject = serde_json::from_str(&text).map_err(|e| {
+            CursorError::Storage(format!("{}: {e}; delete it to forward the object again", path.display()))
+        })?;
+        // Another key with the same hash: this one has no record.
+        Ok((stored.object == object).then_some(stored.record))
+    }
+
+    async fn save_object(&self, key: &str, object: &str, record: &ObjectRecord) -> Result<(), CursorError> {
+        let path = object_path(&self.dir, key, object);
+        let text = serde_json::to_vec(&StoredObject { object: object.to_owned(), record: record.clone() })
+            .map_err(|e| CursorError::Storage(format!("cannot encode the record of {object}: {e}")))?;
+        tokio::task::spawn_blocking(move || {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            fs::create_dir_all(dir).map_err(|e| storage_error("create", dir, e))?;
+            replace_file(&path, &text)?;
+            sync_dir(dir)
+        })
+        .await
+        .map_err(|e| CursorError::Storage(format!("object record writer stopped: {e}")))?
     }
 }
 

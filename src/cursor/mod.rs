@@ -14,7 +14,23 @@ pub use file::FileCursorStore;
 
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::delivered::DeliveredSet;
-use crate::ports::{CheckpointSave, CursorError, CursorStore};
+use crate::ports::{CheckpointSave, CursorError, CursorStore, ObjectLedger};
+
+/// A store that keeps both checkpoints and the record of forwarded objects.
+pub trait StateStore: CursorStore + ObjectLedger {
+    fn as_cursor_store(&self) -> &dyn CursorStore;
+    fn as_ledger(&self) -> &dyn ObjectLedger;
+}
+
+impl<T: CursorStore + ObjectLedger> StateStore for T {
+    fn as_cursor_store(&self) -> &dyn CursorStore {
+        self
+    }
+
+    fn as_ledger(&self) -> &dyn ObjectLedger {
+        self
+    }
+}
 
 /// Loads like the store it wraps and writes nothing: `--dry-run` leaves the cursor where it
 /// was. What the run would have saved stays in memory, so its later reads still recognise what

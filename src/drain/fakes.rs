@@ -14,7 +14,7 @@ use crate::checkpoint::Checkpoint;
 use crate::checkpoint::delivered::DeliveredSet;
 use crate::ports::{
     AuditEvent, AuditLogSource, CheckpointSave, Clock, CursorError, CursorStore, IntakeSink, Page, PageRequest,
-    RateBudget, SinkError, SourceError,
+    ObjectLedger, ObjectRecord, RateBudget, SinkError, SourceError,
 };
 use crate::timefmt::{ceil_to_second, floor_to_second};
 
@@ -141,6 +141,7 @@ impl IntakeSink for RecordingSink {
 #[derive(Default)]
 pub struct MemoryStore {
     checkpoint: Mutex<Option<Checkpoint>>,
+    objects: Mutex<HashMap<String, ObjectRecord>>,
     buckets: Mutex<HashMap<i64, DeliveredSet>>,
     pub fail_at_save: Mutex<Option<usize>>,
     saves: AtomicUsize,
@@ -188,6 +189,18 @@ impl CursorStore for MemoryStore {
     }
 
     async fn release(&self, _key: &str) -> Result<(), CursorError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectLedger for MemoryStore {
+    async fn load_object(&self, _key: &str, object: &str) -> Result<Option<ObjectRecord>, CursorError> {
+        Ok(self.objects.lock().expect("objects").get(object).cloned())
+    }
+
+    async fn save_object(&self, _key: &str, object: &str, record: &ObjectRecord) -> Result<(), CursorError> {
+        self.objects.lock().expect("objects").insert(object.to_owned(), record.clone());
         Ok(())
     }
 }

@@ -135,7 +135,8 @@ impl Authorizer {
     /// The App's installation on the organization (or the configured one) with its permissions;
     /// `None` for a credential that is not an App.
     pub async fn installation(&self) -> Result<Option<InstallationFacts>, CredentialError> {
-        let GitHubCredential::App(app) = &self.credentials.get().await?.github else {
+        let credentials = self.credentials.get().await?;
+        let GitHubCredential::App(app) = credentials.github()? else {
             return Ok(None);
         };
         let installation = self.installation_answer(app.installation_id, &app_jwt(app)?).await?;
@@ -215,7 +216,7 @@ fn app_jwt(app: &AppCredential) -> Result<Secret, CredentialError> {
 #[async_trait]
 impl GitHubAuth for Authorizer {
     async fn authorization(&self) -> Result<Secret, CredentialError> {
-        let token = match &self.credentials.get().await?.github {
+        let token = match self.credentials.get().await?.github()? {
             GitHubCredential::Token(token) => token.clone(),
             GitHubCredential::App(app) => self.installation_token(app).await?,
         };

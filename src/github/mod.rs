@@ -361,7 +361,7 @@ mod tests {
         let vars = [("GITHUB_ORG", "acme"), ("GITHUB_TOKEN", "t"), ("GITHUB_API_URL", api)];
         let config =
             Config::load(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())).expect("config");
-        let credentials = Credentials { github: GitHubCredential::Token(Secret::new("t")), intake_key: None };
+        let credentials = Credentials { github: Some(GitHubCredential::Token(Secret::new("t"))), intake_key: None };
         let cache = Arc::new(CredentialCache::new(Box::new(StaticCredentials(credentials))));
         let auth = Authorizer::new(cache, reqwest::Client::new(), config.github_api_url.clone(), None);
         GitHubSource::new(reqwest::Client::new(), &config, Arc::new(auth))

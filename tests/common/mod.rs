@@ -101,7 +101,7 @@ impl Harness {
             panic!("the harness configures credentials through the environment")
         };
         let credentials =
-            Arc::new(CredentialCache::new(Box::new(StaticCredentials(Credentials { github, intake_key }))));
+            Arc::new(CredentialCache::new(Box::new(StaticCredentials(Credentials { github: Some(github), intake_key }))));
         let auth =
             Authorizer::new(credentials.clone(), client.clone(), config.github_api_url.clone(), Some(ORG.to_owned()));
         let source = GitHubSource::new(client.clone(), &config, Arc::new(auth));

@@ -1,0 +1,280 @@
+//! Wires push mode's adapters (S3, the intake, the store) for its two entry points: a bucket's
+//! whole listing (`forward-s3`) and the S3 notifications an SQS batch carries (Lambda).
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::s3::S3Event;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use percent_encoding::percent_decode_str;
+use serde::Deserialize;
+
+use crate::budget::Budget;
+use crate::config::{ConfigError, IntakeKeyConfig, PushConfig, problem};
+use crate::connector::load_aws;
+use crate::credentials::{CredentialCache, CredentialError, Credentials, SecretsManagerCredentials, StaticCredentials};
+use crate::cursor::{DynamoCursorStore, FileCursorStore, StateStore};
+use crate::http::{self, ClientError};
+use crate::metrics::push_emf_line;
+use crate::ports::{ObjectRef, ObjectSource, SystemClock};
+use crate::push::{PushEdges, PushError, PushProgress, PushSettings, PushSummary, forward_objects};
+use crate::s3::S3Objects;
+use crate::sekoia::SekoiaIntake;
+use crate::timefmt::now_ms;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Push(#[from] PushError),
+    #[error("{0}")]
+    Listing(String),
+}
+
+pub struct Forwarder {
+    config: PushConfig,
+    client: reqwest::Client,
+    objects: S3Objects,
+    store: Box<dyn StateStore>,
+    credentials: Arc<CredentialCache>,
+}
+
+/// What an SQS batch came to: the messages to hand back to the queue, and a summary per bucket.
+#[derive(Debug)]
+pub struct BatchOutcome {
+    pub response: SqsBatchResponse,
+    pub summaries: Vec<PushSummary>,
+}
+
+impl Forwarder {
+    /// AWS is always needed here (S3); the store is DynamoDB with `CURSOR_TABLE`, else files.
+    pub async fn new(config: PushConfig) -> Result<Self, ClientError> {
+        let sdk = load_aws().await;
+        let store: Box<dyn StateStore> = match &config.cursor_table {
+            Some(table) => Box::new(DynamoCursorStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)),
+            None => Box::new(FileCursorStore::new(&config.state_dir)),
+        };
+        let credentials = Arc::new(CredentialCache::new(match &config.intake_key {
+            IntakeKeyConfig::SecretsManager { secret_id } => {
+                Box::new(SecretsManagerCredentials::new(aws_sdk_secretsmanager::Client::new(&sdk), secret_id))
+            }
+            IntakeKeyConfig::Environment(key) => {
+                Box::new(StaticCredentials(Credentials { github: None, intake_key: key.clone() }))
+            }
+        }));
+        Ok(Self { objects: S3Objects::new(&sdk), client: http::client()?, store, credentials, config })
+    }
+
+    pub fn config(&self) -> &PushConfig {
+        &self.config
+    }
+
+    async fn check_intake_key(&self) -> Result<(), ForwardError> {
+        match self.credentials.get().await?.intake_key {
+            Some(_) => Ok(()),
+            None => Err(problem("SEKOIA_INTAKE_KEY", "is required: the key of the Sekoia.io intake to post to").into()),
+        }
+    }
+
+    fn edges<'a>(&'a self, sink: &'a SekoiaIntake, progress: Option<&'a PushProgress>) -> PushEdges<'a> {
+        PushEdges {
+            objects: &self.objects,
+            sink,
+            store: self.store.as_cursor_store(),
+            ledger: self.store.as_ledger(),
+            clock: &SystemClock,
+            progress,
+        }
+    }
+
+    fn sink(&self) -> SekoiaIntake {
+        SekoiaIntake::new(self.client.clone(), &self.config.intake_url, self.credentials.clone())
+    }
+
+    /// Every object of `bucket` (under `prefix`) not forwarded yet, in key order (GitHub's
+    /// keys start with the time), a page of the listing at a time.
+    pub async fn forward_bucket(
+        &self,
+        bucket: &str,
+        prefix: Option<&str>,
+        budget: &Budget,
+        progress: Option<&PushProgress>,
+    ) -> Result<PushSummary, ForwardError> {
+        self.check_intake_key().await?;
+        let sink = self.sink();
+        let edges = self.edges(&sink, progress);
+        let settings = PushSettings::new(self.config.dedupe_window);
+        let mut run = crate::push::BucketRun::open(&edges, bucket, &settings, budget).await?;
+        let mut next = None;
+        let outcome = loop {
+            let page = match self.objects.list(bucket, prefix, next.take()).await {
+                Ok(page) => page,
+                Err(err) => break Err(ForwardError::Listing(err.to_string())),
+            };
+            let mut stopped = None;
+            for (key, etag) in page.objects {
+                let object = ObjectRef { bucket: bucket.to_owned(), key, etag };
+                if let Err(err) = run.forward(&object, budget).await
+                    && !err.is_object_only()
+                {
+                    stopped = Some(err);
+                    break;
+                }
+            }
+            match (stopped, page.next) {
+                (Some(err), _) => break Err(err.into()),
+                (None, Some(token)) => next = Some(token),
+                (None, None) => break Ok(()),
+            }
+        };
+        let summary = run.close().await;
+        outcome.map(|()| summary)
+    }
+
+    /// The objects an SQS batch of S3 notifications names, bucket by bucket; a message fails
+    /// (and returns to the queue) when one of its objects failed or it is not understood.
+    pub async fn forward_notifications(&self, event: SqsEvent, budget: &Budget) -> Result<BatchOutcome, ForwardError> {
+        self.check_intake_key().await?;
+        let mut failures: Vec<String> = Vec::new();
+        // Per bucket, in arrival order: (message id, object).
+        let mut by_bucket: Vec<(String, Vec<(String, ObjectRef)>)> = Vec::new();
+        for message in event.records {
+            let id = message.message_id.unwrap_or_default();
+            match notified_objects(message.body.as_deref().unwrap_or_default()) {
+                Ok(objects) => {
+                    for object in objects {
+                        match by_bucket.iter_mut().find(|(bucket, _)| *bucket == object.bucket) {
+                            Some((_, list)) => list.push((id.clone(), object)),
+                            None => by_bucket.push((object.bucket.clone(), vec![(id.clone(), object)])),
+                        }
+                    }
+                }
+                Err(problem) => {
+                    tracing::warn!(message = %id, problem, "not an S3 notification; left to the dead-letter queue");
+                    failures.push(id);
+                }
+            }
+        }
+        let sink = self.sink();
+        let edges = self.edges(&sink, None);
+        let settings = PushSettings::new(self.config.dedupe_window);
+        let mut summaries = Vec::new();
+        for (bucket, entries) in by_bucket {
+            let objects: Vec<ObjectRef> = entries.iter().map(|(_, object)| object.clone()).collect();
+            match forward_objects(&edges, &bucket, &objects, &settings, budget).await {
+                Ok((summary, failed)) => {
+                    failures.extend(failed.into_iter().map(|i| entries[i].0.clone()));
+                    println!("{}", push_emf_line(&summary, now_ms()));
+                    summaries.push(summary);
+                }
+                Err(err) => {
+                    tracing::warn!(bucket, error = %err, "the bucket's objects were not forwarded");
+                    failures.extend(entries.into_iter().map(|(id, _)| id));
+                }
+            }
+        }
+        failures.sort();
+        failures.dedup();
+        let batch_item_failures = failures
+            .into_iter()
+            .map(|item_identifier| {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = item_identifier;
+                failure
+            })
+            .collect();
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = batch_item_failures;
+        Ok(BatchOutcome { response, summaries })
+    }
+}
+
+/// S3 sends this once when a notification is set up; it names no object.
+#[derive(Deserialize)]
+struct TestEvent {
+    #[serde(rename = "Event")]
+    event: String,
+}
+
+/// The objects one message's S3 notification names ("object created" only); none for S3's
+/// test event.
+pub fn notified_objects(body: &str) -> Result<Vec<ObjectRef>, String> {
+    if let Ok(test) = serde_json::from_str::<TestEvent>(body)
+        && test.event == "s3:TestEvent"
+    {
+        return Ok(Vec::new());
+    }
+    let event: S3Event = serde_json::from_str(body).map_err(|e| format!("the body is not an S3 event notification ({e})"))?;
+    let mut objects = Vec::new();
+    for record in event.records {
+        if !record.event_name.as_deref().unwrap_or_default().starts_with("ObjectCreated:") {
+            continue;
+        }
+        let (Some(bucket), Some(key)) = (record.s3.bucket.name, record.s3.object.key) else {
+            return Err("a record names no bucket or key".into());
+        };
+        objects.push(ObjectRef { bucket, key: decode_key(&key)?, etag: record.s3.object.e_tag.filter(|e| !e.is_empty()) });
+    }
+    Ok(objects)
+}
+
+/// Notifications carry keys URL-encoded, spaces as '+'.
+fn decode_key(key: &str) -> Result<String, String> {
+    percent_decode_str(&key.replace('+', " "))
+        .decode_utf8()
+        .map(|k| k.into_owned())
+        .map_err(|_| format!("the key {key:?} does not decode to UTF-8"))
+}
+
+/// Whether a Lambda payload is an SQS batch (the event source mapping's).
+pub fn is_sqs_batch(payload: &serde_json::Value) -> bool {
+    payload["Records"].as_array().and_then(|records| records.first()).is_some_and(|r| r["eventSource"] == "aws:sqs")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn notification(event_name: &str, key: &str) -> String {
+        json!({"Records": [{
+            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "eu-west-3",
+            "eventTime": "2026-11-22T10:00:00.000Z", "eventName": event_name,
+            "s3": {"s3SchemaVersion": "1.0", "configurationId": "c",
+                   "bucket": {"name": "audit-stream", "arn": "arn:aws:s3:::audit-stream"},
+                   "object": {"key": key, "size": 10, "eTag": "0123abcd", "sequencer": "0A"}}
+        }]})
+        .to_string()
+    }
+
+    #[test]
+    fn a_created_object_is_named_with_its_key_decoded() {
+        let objects = notified_objects(&notification("ObjectCreated:Put", "2026/11/22/10/00/a+b%3Dc.json.gz")).expect("read");
+        assert_eq!(
+            objects,
+            vec![ObjectRef { bucket: "audit-stream".into(), key: "2026/11/22/10/00/a b=c.json.gz".into(), etag: Some("0123abcd".into()) }]
+        );
+        assert!(notified_objects(&notification("ObjectRemoved:Delete", "a.json.gz")).expect("read").is_empty());
+    }
+
+    #[test]
+    fn the_test_event_names_nothing_and_other_bodies_are_refused() {
+        let test = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-22T10:00:00.000Z","Bucket":"audit-stream","RequestId":"r","HostId":"h"}"#;
+        assert!(notified_objects(test).expect("test event").is_empty());
+        for body in ["", "hello", "{}", r#"{"Records": 7}"#] {
+            assert!(notified_objects(body).is_err() || notified_objects(body).is_ok_and(|o| o.is_empty()), "{body}");
+        }
+        assert!(notified_objects("hello").is_err());
+    }
+
+    #[test]
+    fn only_sqs_batches_are_taken_for_push_mode() {
+        assert!(is_sqs_batch(&json!({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]})));
+        assert!(!is_sqs_batch(&json!({"target": "org:acme"})));
+        assert!(!is_sqs_batch(&json!({"Records": [{"eventSource": "aws:s3"}]})));
+    }
+}

@@ -1,0 +1,430 @@
+//! Push mode: GitHub streams the enterprise audit log into an S3 bucket as files of events, at
+//! least once; each file is forwarded to the intake, and each event exactly once.
+//!
+//! A bucket is one cursor (`s3/BUCKET`), held by one run at a time. For each object: its record
+//! (by key and ETag) says how many of its events need no sending again; the rest are read in
+//! file order, those the delivered record already holds (by `_document_id`, within
+//! `STREAM_DEDUPE_WINDOW` of the newest event) are skipped, and the others go to the intake in
+//! bodies of at most [`CHUNK_BYTES`]. After each acknowledged body the delivered record is
+//! saved, then the object's progress: a kill repeats at most the body in flight, and even that
+//! only if it came after the save of the record. The decisions live in [`rules`].
+
+pub mod read;
+pub mod rules;
+pub mod split;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::budget::Budget;
+use crate::checkpoint::Checkpoint;
+use crate::checkpoint::delivered::DeliveredRecord;
+use crate::ports::{
+    AuditEvent, CheckpointSave, Clock, CursorError, CursorStore, IntakeSink, ObjectLedger, ObjectRecord, ObjectRef,
+    ObjectSource, SinkError,
+};
+use crate::timefmt::rfc3339_ms;
+use read::{Events, ReadError};
+use rules::{Resume, resume};
+use split::Piece;
+
+/// Raw event bytes per intake body: escaped as JSON strings they stay under the intake's body
+/// limit (`sekoia::MAX_BODY_BYTES`), so one chunk is one body.
+pub const CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// A lease another run holds is asked for again this often while the budget lasts.
+const LEASE_RETRY: Duration = Duration::from_millis(500);
+/// Kept after the budget for the save that follows the body in flight.
+const LEASE_GRACE: Duration = Duration::from_secs(10);
+
+pub struct PushEdges<'a> {
+    pub objects: &'a dyn ObjectSource,
+    pub sink: &'a dyn IntakeSink,
+    pub store: &'a dyn CursorStore,
+    pub ledger: &'a dyn ObjectLedger,
+    pub clock: &'a dyn Clock,
+    /// Told after every object; the CLI's progress line.
+    pub progress: Option<&'a PushProgress>,
+}
+
+pub type PushProgress = dyn Fn(&PushSummary) + Send + Sync;
+
+/// How a bucket's objects are forwarded.
+#[derive(Debug, Clone, Copy)]
+pub struct PushSettings {
+    /// `STREAM_DEDUPE_WINDOW`: events this much older than the newest forwarded are no longer
+    /// looked for in the delivered record.
+    pub dedupe_window: Duration,
+    /// Raw event bytes per intake body.
+    pub chunk_bytes: usize,
+}
+
+impl PushSettings {
+    pub fn new(dedupe_window: Duration) -> Self {
+        Self { dedupe_window, chunk_bytes: CHUNK_BYTES }
+    }
+}
+
+/// What one run did with a bucket's objects.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PushSummary {
+    /// `s3/BUCKET`: the cursor, and the metrics' `Target`.
+    pub target: String,
+    pub objects_forwarded: u64,
+    /// Recorded as forwarded already (a redelivered notification, a second listing).
+    pub objects_already_forwarded: u64,
+    /// Holding no audit events (GitHub's endpoint checks): recorded, never retried.
+    pub objects_skipped: u64,
+    pub objects_failed: u64,
+    pub events_forwarded: u64,
+    pub duplicates_skipped: u64,
+    pub oversize_events: u64,
+    pub intake_unacknowledged: u64,
+    /// The newest `@timestamp` forwarded from this bucket, ever.
+    pub newest_event: Option<String>,
+    /// Now less the newest `@timestamp` forwarded.
+    pub lag_seconds: Option<f64>,
+    pub elapsed_seconds: f64,
+    /// Each failed object and why (retried: by the queue, or the next `forward-s3`).
+    pub failures: Vec<ObjectFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectFailure {
+    pub key: String,
+    pub error: String,
+}
+
+/// What became of one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectOutcome {
+    Forwarded,
+    AlreadyForwarded,
+    NotAuditEvents,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// This object alone: unreadable, corrupt or cut off. The others go on.
+    #[error("s3://{bucket}/{key}: {problem}")]
+    Object { bucket: String, key: String, problem: String },
+    /// The intake or the store failed, or time ran out: nothing more can be forwarded now.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Store(#[from] CursorError),
+}
+
+impl PushError {
+    /// Whether the objects after this one can still be tried.
+    pub fn is_object_only(&self) -> bool {
+        matches!(self, PushError::Object { .. })
+    }
+}
+
+/// A bucket held by this run: its checkpoint and delivered record.
+pub struct BucketRun<'a> {
+    edges: &'a PushEdges<'a>,
+    bucket: String,
+    key: String,
+    dedupe_window_ms: i64,
+    chunk_bytes: usize,
+    max_event_bytes: usize,
+    checkpoint: Checkpoint,
+    record: DeliveredRecord,
+    summary: PushSummary,
+    started: Instant,
+}
+
+impl<'a> BucketRun<'a> {
+    /// Takes the bucket's lease, waiting while another run holds it and the budget allows.
+    pub async fn open(
+        edges: &'a PushEdges<'a>,
+        bucket: &str,
+        settings: &PushSettings,
+        budget: &Budget,
+    ) -> Result<BucketRun<'a>, PushError> {
+        let key = rules::cursor_key(bucket);
+        let checkpoint = loop {
+            let held_until = SystemTime::now() + budget.remaining() + LEASE_GRACE;
+            match edges.store.acquire(&key, held_until).await {
+                Ok(checkpoint) => break checkpoint,
+                Err(CursorError::Busy { .. }) if budget.allows(LEASE_RETRY, Duration::ZERO) => {
+                    tokio::time::sleep(LEASE_RETRY).await;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        };
+        let checkpoint = checkpoint.unwrap_or_else(|| Checkpoint::starting_at(edges.clock.now_ms()));
+        let record = DeliveredRecord::new(&checkpoint.delivered_buckets, None);
+        let summary = PushSummary { target: key.clone(), ..PushSummary::default() };
+        Ok(Self {
+            edges,
+            bucket: bucket.to_owned(),
+            key,
+            dedupe_window_ms: i64::try_from(settings.dedupe_window.as_millis()).unwrap_or(i64::MAX),
+            chunk_bytes: settings.chunk_bytes,
+            max_event_bytes: edges.sink.max_event_bytes(),
+            checkpoint,
+            record,
+            summary,
+            started: Instant::now(),
+        })
+    }
+
+    /// Forwards what of one object was not forwarded yet. An object error is counted here;
+    /// the caller decides what else to try.
+    pub async fn forward(&mut self, object: &ObjectRef, budget: &Budget) -> Result<ObjectOutcome, PushError> {
+        let object_key = object.key.as_str();
+        let outcome = self.forward_object(object, budget).await;
+        match &outcome {
+            Ok(ObjectOutcome::Forwarded) => self.summary.objects_forwarded += 1,
+            Ok(ObjectOutcome::AlreadyForwarded) => self.summary.objects_already_forwarded += 1,
+            Ok(ObjectOutcome::NotAuditEvents) => {
+                tracing::info!(object = object_key, "skipped: the object holds no audit events");
+                self.summary.objects_skipped += 1;
+            }
+            Err(err) => {
+                tracing::warn!(object = object_key, error = %err, "object not forwarded");
+                self.summary.objects_failed += 1;
+                self.summary.failures.push(ObjectFailure { key: object_key.to_owned(), error: err.to_string() });
+            }
+        }
+        if let Some(progress) = self.edges.progress {
+            progress(&self.summary);
+        }
+        outcome
+    }
+
+    async fn forward_object(&mut self, object: &ObjectRef, budget: &Budget) -> Result<ObjectOutcome, PushError> {
+        let object_key = object.key.as_str();
+        let stored = self.edges.ledger.load_object(&self.key, object_key).await?;
+        // Known complete from the notification's or the listing's ETag: not even opened.
+        if resume(stored.as_ref(), object.etag.as_deref()) == Resume::Done {
+            return Ok(ObjectOutcome::AlreadyForwarded);
+        }
+        let body = self.edges.objects.open(object).await.map_err(|e| self.object_error(object_key, e))?;
+        let mut progress = match resume(stored.as_ref(), Some(&body.etag)) {
+            Resume::Done => return Ok(ObjectOutcome::AlreadyForwarded),
+            Resume::From(events_done) => ObjectRecord {
+                etag: rules::normalize_etag(&body.etag),
+                events_done,
+                complete: false,
+                not_audit_events: false,
+            },
+        };
+        let mut events =
+            Events::open(body.bytes, self.max_event_bytes).await.map_err(|e| self.object_error(object_key, e))?;
+        let mut chunk = Chunk::default();
+        let mut position: u64 = 0;
+        loop {
+            let piece = match events.next().await {
+                Ok(Some(piece)) => piece,
+                Ok(None) => break,
+                // Not even one object at its start: not an audit-log file.
+                Err(ReadError::Split(_)) if position == 0 => return self.not_audit_events(object_key, progress).await,
+                Err(err) => {
+                    // What was read before the fault is sent and recorded: a retry skips it.
+                    self.flush(&mut chunk, object_key, &mut progress, position, budget).await?;
+                    return Err(self.object_error(object_key, err));
+                }
+            };
+            position += 1;
+            if position <= progress.events_done {
+                continue;
+            }
+            let text = match piece {
+                Piece::Object(text) => text,
+                Piece::Oversize { bytes } => {
+                    tracing::warn!(object = object_key, event = position, bytes, "event over the intake's limit, not sent");
+                    self.summary.oversize_events += 1;
+                    continue;
+                }
+            };
+            if position == 1 && !rules::is_audit_event(&text) {
+                return self.not_audit_events(object_key, progress).await;
+            }
+            let raw = RawValue::from_string(text).map_err(|e| PushError::Object {
+                bucket: self.bucket.clone(),
+                key: object_key.to_owned(),
+                problem: format!("event {position} is not valid JSON ({e})"),
+            })?;
+            let event = AuditEvent::from_raw(raw);
+            if self.already_delivered(&event, &chunk).await? {
+                self.summary.duplicates_skipped += 1;
+                continue;
+            }
+            chunk.push(event);
+            if chunk.bytes >= self.chunk_bytes {
+                self.flush(&mut chunk, object_key, &mut progress, position, budget).await?;
+            }
+        }
+        self.flush(&mut chunk, object_key, &mut progress, position, budget).await?;
+        progress.complete = true;
+        progress.events_done = position;
+        // An empty file is no stream's output either.
+        progress.not_audit_events = position == 0;
+        self.edges.ledger.save_object(&self.key, object_key, &progress).await?;
+        Ok(if position == 0 { ObjectOutcome::NotAuditEvents } else { ObjectOutcome::Forwarded })
+    }
+
+    /// In the delivered record (its buckets loaded as needed) or earlier in the same chunk.
+    async fn already_delivered(&mut self, event: &AuditEvent, chunk: &Chunk) -> Result<bool, CursorError> {
+        let Some(ts) = event.timestamp_ms else { return Ok(false) };
+        let unloaded = self.record.unloaded_between(ts, ts);
+        if !unloaded.is_empty() {
+            for (start, set) in self.edges.store.load_buckets(&self.key, &unloaded).await? {
+                self.record.add_loaded(start, set);
+            }
+        }
+        Ok(self.record.contains(ts, event) || chunk.holds(ts, event))
+    }
+
+    /// Sends the chunk, then saves the record and the object's progress up to `position`.
+    async fn flush(
+        &mut self,
+        chunk: &mut Chunk,
+        object_key: &str,
+        progress: &mut ObjectRecord,
+        position: u64,
+        budget: &Budget,
+    ) -> Result<(), PushError> {
+        if chunk.events.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&AuditEvent> = chunk.events.iter().collect();
+        let unacknowledged = self.edges.sink.send(&refs, budget).await?;
+        self.summary.events_forwarded += (refs.len() - unacknowledged.min(refs.len())) as u64;
+        self.summary.intake_unacknowledged += unacknowledged as u64;
+        let positions = &mut self.checkpoint.positions;
+        for event in &chunk.events {
+            if let Some(ts) = event.timestamp_ms {
+                self.record.insert(ts, event);
+                positions.newest_event_ms = Some(positions.newest_event_ms.map_or(ts, |n| n.max(ts)));
+            }
+        }
+        let now = self.edges.clock.now_ms();
+        let newest = positions.newest_event_ms.unwrap_or(now);
+        // A stream's positions all stand at its newest event: nothing is read by time.
+        positions.fresh_read_to_ms = newest.min(now);
+        positions.window_swept_to_ms = positions.fresh_read_to_ms;
+        positions.deep_swept_to_ms = positions.fresh_read_to_ms;
+        self.record.prune_before(newest.saturating_sub(self.dedupe_window_ms));
+        self.checkpoint.delivered_buckets = self.record.starts();
+        let (changed, removed) = self.record.changes();
+        self.edges.store.save(&self.key, &CheckpointSave { checkpoint: &self.checkpoint, changed, removed }).await?;
+        self.record.saved();
+        self.record.unload_before(chunk.oldest_ms.unwrap_or(newest));
+        progress.events_done = position;
+        self.edges.ledger.save_object(&self.key, object_key, progress).await?;
+        *chunk = Chunk::default();
+        Ok(())
+    }
+
+    /// Recorded as done, so that it is never read again.
+    async fn not_audit_events(&self, object_key: &str, mut progress: ObjectRecord) -> Result<ObjectOutcome, PushError> {
+        progress.complete = true;
+        progress.not_audit_events = true;
+        self.edges.ledger.save_object(&self.key, object_key, &progress).await?;
+        Ok(ObjectOutcome::NotAuditEvents)
+    }
+
+    fn object_error(&self, key: &str, err: impl std::fmt::Display) -> PushError {
+        PushError::Object { bucket: self.bucket.clone(), key: key.to_owned(), problem: err.to_string() }
+    }
+
+    /// Gives the lease back; the run's figures.
+    pub async fn close(mut self) -> PushSummary {
+        if let Err(err) = self.edges.store.release(&self.key).await {
+            tracing::warn!(error = %err, "the bucket's lease was not given back; it expires on its own");
+        }
+        let now = self.edges.clock.now_ms();
+        if let Some(newest) = self.checkpoint.positions.newest_event_ms {
+            self.summary.newest_event = Some(rfc3339_ms(newest));
+            self.summary.lag_seconds = Some((now - newest).max(0) as f64 / 1000.0);
+        }
+        self.summary.elapsed_seconds = self.started.elapsed().as_secs_f64();
+        let s = &self.summary;
+        tracing::info!(
+            target = %s.target,
+            objects_forwarded = s.objects_forwarded,
+            objects_already_forwarded = s.objects_already_forwarded,
+            objects_skipped = s.objects_skipped,
+            objects_failed = s.objects_failed,
+            events_forwarded = s.events_forwarded,
+            duplicates_skipped = s.duplicates_skipped,
+            oversize_events = s.oversize_events,
+            intake_unacknowledged = s.intake_unacknowledged,
+            lag_seconds = s.lag_seconds,
+            elapsed_seconds = s.elapsed_seconds,
+            "objects forwarded"
+        );
+        self.summary
+    }
+}
+
+/// Events waiting for the next body.
+#[derive(Default)]
+struct Chunk {
+    events: Vec<AuditEvent>,
+    /// (`@timestamp`, hash of the identity) of each, as the delivered record keeps them.
+    identities: HashSet<(i64, u64)>,
+    bytes: usize,
+    oldest_ms: Option<i64>,
+}
+
+fn identity(event: &AuditEvent) -> u64 {
+    xxh3_64(event.document_id.as_deref().unwrap_or(event.json()).as_bytes())
+}
+
+impl Chunk {
+    fn push(&mut self, event: AuditEvent) {
+        self.bytes += event.json().len();
+        if let Some(ts) = event.timestamp_ms {
+            self.oldest_ms = Some(self.oldest_ms.map_or(ts, |o| o.min(ts)));
+            self.identities.insert((ts, identity(&event)));
+        }
+        self.events.push(event);
+    }
+
+    /// The same event twice in one object, before the first was sent.
+    fn holds(&self, ts: i64, event: &AuditEvent) -> bool {
+        self.identities.contains(&(ts, identity(event)))
+    }
+}
+
+/// Forwards `keys` of `bucket` in order, each failing alone where it can. A failure of the
+/// intake or the store (or the budget's end) fails the objects not yet done too: they are
+/// retried later. Returns the summary and the keys that failed.
+pub async fn forward_objects(
+    edges: &PushEdges<'_>,
+    bucket: &str,
+    objects: &[ObjectRef],
+    settings: &PushSettings,
+    budget: &Budget,
+) -> Result<(PushSummary, Vec<usize>), PushError> {
+    let mut run = BucketRun::open(edges, bucket, settings, budget).await?;
+    let mut failed = Vec::new();
+    let mut stopped: Option<String> = None;
+    for (index, object) in objects.iter().enumerate() {
+        if let Some(reason) = &stopped {
+            run.summary.objects_failed += 1;
+            run.summary.failures.push(ObjectFailure { key: object.key.clone(), error: reason.clone() });
+            failed.push(index);
+            continue;
+        }
+        if let Err(err) = run.forward(object, budget).await {
+            failed.push(index);
+            if !err.is_object_only() {
+                stopped = Some(format!("not tried: {err}"));
+            }
+        }
+    }
+    Ok((run.close().await, failed))
+}

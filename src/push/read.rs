@@ -1,0 +1,121 @@
+//! An object's bytes as events: gunzipped when they start with gzip's magic bytes (GitHub
+//! writes `.json.gz`; anything else is read as it is), then split into objects.
+
+use std::collections::VecDeque;
+
+use async_compression::tokio::bufread::GzipDecoder;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+
+use super::split::{Piece, Splitter};
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const READ_BYTES: usize = 64 * 1024;
+
+/// Why an object's events cannot be read further.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read the object: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Split(#[from] super::split::SplitError),
+}
+
+/// The events of one object, in file order.
+pub struct Events {
+    reader: Box<dyn AsyncRead + Send + Unpin>,
+    splitter: Splitter,
+    ready: VecDeque<Piece>,
+    buffer: Vec<u8>,
+    ended: bool,
+}
+
+impl Events {
+    /// `max_event_bytes`: longer events come out as [`Piece::Oversize`], never held whole.
+    pub async fn open(bytes: Box<dyn AsyncRead + Send + Unpin>, max_event_bytes: usize) -> Result<Self, ReadError> {
+        let mut buffered = BufReader::with_capacity(READ_BYTES, bytes);
+        let head = buffered.fill_buf().await?;
+        let reader: Box<dyn AsyncRead + Send + Unpin> = if head.starts_with(&GZIP_MAGIC) {
+            let mut gunzip = GzipDecoder::new(buffered);
+            // Concatenated gzip members are one file to gunzip too.
+            gunzip.multiple_members(true);
+            Box::new(gunzip)
+        } else {
+            Box::new(buffered)
+        };
+        Ok(Self {
+            reader,
+            splitter: Splitter::new(max_event_bytes),
+            ready: VecDeque::new(),
+            buffer: vec![0; READ_BYTES],
+            ended: false,
+        })
+    }
+
+    /// The next event, or `None` at the end of a well-formed object.
+    pub async fn next(&mut self) -> Result<Option<Piece>, ReadError> {
+        loop {
+            if let Some(piece) = self.ready.pop_front() {
+                return Ok(Some(piece));
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            let read = self.reader.read(&mut self.buffer).await?;
+            let mut out = Vec::new();
+            if read == 0 {
+                self.ended = true;
+                self.splitter.finish()?;
+            } else {
+                self.splitter.feed(&self.buffer[..read], &mut out)?;
+            }
+            self.ready.extend(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+
+    use super::*;
+
+    async fn all(bytes: Vec<u8>) -> Result<Vec<Piece>, ReadError> {
+        let mut events = Events::open(Box::new(std::io::Cursor::new(bytes)), 1_000).await?;
+        let mut pieces = Vec::new();
+        while let Some(piece) = events.next().await? {
+            pieces.push(piece);
+        }
+        Ok(pieces)
+    }
+
+    fn gzip(text: &[u8]) -> Vec<u8> {
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+        encoder.write_all(text).expect("gzip");
+        encoder.finish().expect("gzip")
+    }
+
+    #[tokio::test]
+    async fn gzip_plain_and_multi_member_gzip_read_alike() {
+        let text = b"{\"a\":1}\n{\"b\":2}\n".to_vec();
+        let expected = vec![Piece::Object(r#"{"a":1}"#.into()), Piece::Object(r#"{"b":2}"#.into())];
+        assert_eq!(all(text.clone()).await.expect("plain"), expected);
+        assert_eq!(all(gzip(&text)).await.expect("gzip"), expected);
+        let mut two_members = gzip(b"{\"a\":1}\n");
+        two_members.extend(gzip(b"{\"b\":2}\n"));
+        assert_eq!(all(two_members).await.expect("members"), expected);
+        assert!(all(Vec::new()).await.expect("empty").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_or_cut_gzip_is_an_error_not_an_end() {
+        let mut bytes = gzip(&b"{\"a\":1}\n".repeat(1_000));
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        assert!(all(bytes.clone()).await.is_err());
+        bytes.truncate(middle);
+        assert!(all(bytes).await.is_err());
+    }
+}

@@ -1,0 +1,229 @@
+//! The push mode against in-memory objects, intake and store: what arrives, how often.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use super::*;
+use crate::drain::fakes::{FakeClock, MemoryStore, RecordingSink};
+use crate::ports::{ObjectBody, ObjectError, ObjectListing};
+
+const T0: i64 = 1_790_000_000_000;
+const BUCKET: &str = "audit-stream";
+
+#[derive(Default)]
+struct FakeObjects {
+    objects: Mutex<HashMap<String, (String, Vec<u8>)>>,
+    opened: Mutex<Vec<String>>,
+}
+
+impl FakeObjects {
+    fn put(&self, key: &str, bytes: Vec<u8>) {
+        let etag = format!("\"{:x}\"", xxh3_64(&bytes));
+        self.objects.lock().expect("objects").insert(key.to_owned(), (etag, bytes));
+    }
+
+    /// As a listing or a notification gives it.
+    fn etag(&self, key: &str) -> Option<String> {
+        self.objects.lock().expect("objects").get(key).map(|(etag, _)| etag.clone())
+    }
+
+    fn opened(&self, key: &str) -> usize {
+        self.opened.lock().expect("opened").iter().filter(|k| *k == key).count()
+    }
+}
+
+#[async_trait]
+impl ObjectSource for FakeObjects {
+    async fn open(&self, object: &ObjectRef) -> Result<ObjectBody, ObjectError> {
+        self.opened.lock().expect("opened").push(object.key.clone());
+        let (etag, bytes) = self
+            .objects
+            .lock()
+            .expect("objects")
+            .get(&object.key)
+            .cloned()
+            .ok_or_else(|| ObjectError::Unreadable(format!("NoSuchKey: {}", object.key)))?;
+        Ok(ObjectBody { etag, bytes: Box::new(std::io::Cursor::new(bytes)) })
+    }
+
+    async fn list(&self, _bucket: &str, _prefix: Option<&str>, _next: Option<String>) -> Result<ObjectListing, ObjectError> {
+        let mut objects: Vec<(String, Option<String>)> =
+            self.objects.lock().expect("objects").iter().map(|(k, (etag, _))| (k.clone(), Some(etag.clone()))).collect();
+        objects.sort();
+        Ok(ObjectListing { objects, next: None })
+    }
+}
+
+fn event(i: u64) -> String {
+    format!(
+        r#"{{"@timestamp":{},"_document_id":"doc-{i}","action":"repo.create","actor":"octocat","repo":"acme/r{i}"}}"#,
+        T0 + i as i64 * 10
+    )
+}
+
+fn ndjson(range: std::ops::Range<u64>) -> Vec<u8> {
+    range.map(|i| event(i) + "\n").collect::<String>().into_bytes()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+struct World {
+    objects: FakeObjects,
+    sink: RecordingSink,
+    store: MemoryStore,
+    clock: FakeClock,
+}
+
+impl World {
+    fn new() -> Self {
+        Self {
+            objects: FakeObjects::default(),
+            sink: RecordingSink::default(),
+            store: MemoryStore::default(),
+            clock: FakeClock::at(T0 + 3_600_000),
+        }
+    }
+
+    async fn forward(&self, keys: &[&str], settings: PushSettings) -> Result<(PushSummary, Vec<usize>), PushError> {
+        let edges = PushEdges {
+            objects: &self.objects,
+            sink: &self.sink,
+            store: &self.store,
+            ledger: &self.store,
+            clock: &self.clock,
+            progress: None,
+        };
+        let objects: Vec<ObjectRef> =
+            keys.iter().map(|k| ObjectRef { bucket: BUCKET.into(), key: (*k).into(), etag: self.objects.etag(k) }).collect();
+        forward_objects(&edges, BUCKET, &objects, &settings, &Budget::lasting(Duration::from_secs(30))).await
+    }
+
+    /// (events never received, extra copies received) of `doc-0 .. doc-n`.
+    fn missing_and_repeated(&self, n: u64) -> (usize, u32) {
+        let received = self.sink.received.lock().expect("received");
+        let missing = (0..n).filter(|i| !received.contains_key(&format!("doc-{i}"))).count();
+        let repeated = received.values().map(|c| c - 1).sum();
+        (missing, repeated)
+    }
+}
+
+fn settings() -> PushSettings {
+    PushSettings::new(Duration::from_secs(3_600))
+}
+
+#[tokio::test]
+async fn the_same_events_in_two_objects_arrive_once_and_count_as_duplicates() {
+    let world = World::new();
+    world.objects.put("2026/11/22/10/00/a.json.gz", gzip(&ndjson(0..300)));
+    // GitHub retried part of a delivery: 200..300 again, beside new events, as a JSON array.
+    let array = format!("[{}]", (200..500).map(event).collect::<Vec<_>>().join(","));
+    world.objects.put("2026/11/22/10/01/b.json", array.into_bytes());
+
+    let (summary, failed) = world.forward(&["2026/11/22/10/00/a.json.gz", "2026/11/22/10/01/b.json"], settings()).await.expect("run");
+
+    assert!(failed.is_empty(), "{summary:?}");
+    assert_eq!(world.missing_and_repeated(500), (0, 0));
+    assert_eq!((summary.objects_forwarded, summary.events_forwarded, summary.duplicates_skipped), (2, 500, 100));
+    assert_eq!(summary.newest_event.as_deref(), Some(crate::timefmt::rfc3339_ms(T0 + 4_990).as_str()));
+}
+
+#[tokio::test]
+async fn a_redelivered_object_is_not_read_again_and_a_rewritten_one_is() {
+    let world = World::new();
+    world.objects.put("a.json.gz", gzip(&ndjson(0..50)));
+    world.forward(&["a.json.gz"], settings()).await.expect("first");
+    let (again, _) = world.forward(&["a.json.gz"], settings()).await.expect("redelivered");
+    assert_eq!((again.objects_already_forwarded, again.events_forwarded), (1, 0));
+    assert_eq!(world.objects.opened("a.json.gz"), 1, "its ETag is recorded complete: not opened again");
+
+    // The same key written again with other content is another object.
+    world.objects.put("a.json.gz", gzip(&ndjson(40..60)));
+    let (rewritten, _) = world.forward(&["a.json.gz"], settings()).await.expect("rewritten");
+    assert_eq!((rewritten.objects_forwarded, rewritten.events_forwarded, rewritten.duplicates_skipped), (1, 10, 10));
+    assert_eq!(world.missing_and_repeated(60), (0, 0));
+}
+
+#[tokio::test]
+async fn a_corrupt_object_fails_alone_and_is_retried_from_what_it_sent() {
+    let world = World::new();
+    world.objects.put("a.json.gz", gzip(&ndjson(0..100)));
+    let mut corrupt = gzip(&ndjson(100..2_100));
+    let cut = corrupt.len() * 3 / 4;
+    corrupt.truncate(cut);
+    world.objects.put("b.json.gz", corrupt);
+    world.objects.put("c.json.gz", gzip(&ndjson(2_100..2_200)));
+    let small = PushSettings { chunk_bytes: 10_000, ..settings() };
+
+    let (summary, failed) = world.forward(&["a.json.gz", "b.json.gz", "c.json.gz"], small).await.expect("run");
+    assert_eq!(failed, vec![1]);
+    assert_eq!((summary.objects_forwarded, summary.objects_failed), (2, 1));
+    assert!(summary.failures[0].error.contains("s3://audit-stream/b.json.gz"), "{:?}", summary.failures);
+    let received = world.sink.received.lock().expect("received").len();
+    assert!(received > 200, "what b held before the cut was sent: {received}");
+
+    // Fixed (uploaded whole again under the same key): only the rest is sent.
+    world.objects.put("b.json.gz", gzip(&ndjson(100..2_100)));
+    let (retry, _) = world.forward(&["b.json.gz"], small).await.expect("retry");
+    assert_eq!(retry.objects_forwarded, 1);
+    assert_eq!(world.missing_and_repeated(2_200), (0, 0));
+}
+
+#[tokio::test]
+async fn files_that_hold_no_audit_events_are_skipped_once_and_never_retried() {
+    let world = World::new();
+    world.objects.put("check.txt", b"GitHub audit log streaming test".to_vec());
+    world.objects.put("check.json", br#"{"message":"test"}"#.to_vec());
+    world.objects.put("empty.json.gz", gzip(b""));
+    let keys = ["check.txt", "check.json", "empty.json.gz"];
+
+    let (first, failed) = world.forward(&keys, settings()).await.expect("run");
+    let (second, _) = world.forward(&keys, settings()).await.expect("again");
+
+    assert!(failed.is_empty(), "{first:?}");
+    assert_eq!(first.objects_skipped, 3);
+    assert_eq!(second.objects_already_forwarded, 3);
+    assert!(world.sink.received.lock().expect("received").is_empty());
+}
+
+#[tokio::test]
+async fn a_crash_between_a_body_and_its_save_repeats_that_body_at_most() {
+    let world = World::new();
+    world.objects.put("a.json.gz", gzip(&ndjson(0..1_000)));
+    let small = PushSettings { chunk_bytes: 5_000, ..settings() };
+    let per_body = 5_000 / event(999).len() + 1;
+    *world.store.fail_at_save.lock().expect("fail") = Some(4);
+
+    let (crashed, failed) = world.forward(&["a.json.gz"], small).await.expect("run");
+    assert_eq!((crashed.objects_failed, failed.len()), (1, 1));
+    world.forward(&["a.json.gz"], small).await.expect("rerun");
+
+    let (missing, repeated) = world.missing_and_repeated(1_000);
+    assert_eq!(missing, 0);
+    assert!(repeated > 0 && repeated as usize <= per_body, "{repeated} repeated, a body holds {per_body}");
+}
+
+#[tokio::test]
+async fn events_older_than_the_dedupe_window_are_no_longer_looked_for() {
+    let world = World::new();
+    world.objects.put("a.json", ndjson(0..10));
+    // Two hours of newer events later, the first ten come again.
+    let later: String = (0..10).map(|i| event(720_000 + i) + "\n").collect();
+    world.objects.put("b.json", later.into_bytes());
+    world.objects.put("c.json", ndjson(0..10));
+    let window = PushSettings::new(Duration::from_secs(3_600));
+
+    let (summary, _) = world.forward(&["a.json", "b.json", "c.json"], window).await.expect("run");
+
+    assert_eq!(summary.duplicates_skipped, 0);
+    assert_eq!(world.missing_and_repeated(10).1, 10, "outside the window, by design");
+}
