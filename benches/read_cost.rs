@@ -97,7 +97,8 @@ async fn play(scenario: &Scenario, seed: u64) -> Outcome {
     let CredentialsConfig::Environment { github, intake_key } = config.credentials.clone() else {
         unreachable!("credentials come from the variables above")
     };
-    let credentials = Arc::new(CredentialCache::new(Box::new(StaticCredentials(Credentials { github: Some(github), intake_key }))));
+    let credentials =
+        Arc::new(CredentialCache::new(Box::new(StaticCredentials(Credentials { github: Some(github), intake_key }))));
     let client = http::client().expect("an HTTP client");
     let auth = Authorizer::new(credentials.clone(), client.clone(), config.github_api_url.clone(), None);
     let source = GitHubSource::new(client.clone(), &config, Arc::new(auth));

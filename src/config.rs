@@ -407,7 +407,10 @@ pub fn bucket_name(variable: &'static str, name: &str) -> Result<String, ConfigE
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     if !valid {
-        return Err(problem(variable, format!("{name:?} is not an S3 bucket name (3-63 lowercase letters, digits, '.', '-')")));
+        return Err(problem(
+            variable,
+            format!("{name:?} is not an S3 bucket name (3-63 lowercase letters, digits, '.', '-')"),
+        ));
     }
     Ok(name.to_owned())
 }

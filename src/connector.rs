@@ -142,9 +142,10 @@ impl Connector {
                 let sdk = self.aws.get_or_init(load_aws).await;
                 Box::new(SecretsManagerCredentials::new(aws_sdk_secretsmanager::Client::new(sdk), secret_id))
             }
-            CredentialsConfig::Environment { github, intake_key } => {
-                Box::new(StaticCredentials(Credentials { github: Some(github.clone()), intake_key: intake_key.clone() }))
-            }
+            CredentialsConfig::Environment { github, intake_key } => Box::new(StaticCredentials(Credentials {
+                github: Some(github.clone()),
+                intake_key: intake_key.clone(),
+            })),
         };
         let cache = Arc::new(CredentialCache::new(source));
         caches.insert(key, cache.clone());

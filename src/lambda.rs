@@ -102,7 +102,9 @@ pub async fn dispatch(function: &Function, event: LambdaEvent<Value>) -> Result<
     }
     match &function.pull {
         Some(connector) => Ok(handle(connector, event).await?),
-        None => Err(problem("TARGETS", "is empty: this deployment forwards its stream's bucket only (push mode)").into()),
+        None => {
+            Err(problem("TARGETS", "is empty: this deployment forwards its stream's bucket only (push mode)").into())
+        }
     }
 }
 

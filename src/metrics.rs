@@ -145,8 +145,17 @@ mod tests {
         };
         let line: Value = serde_json::from_str(&push_emf_line(&summary, 5)).expect("json");
         let directive = &line["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!((directive["Namespace"].as_str(), line["Target"].as_str()), (Some(NAMESPACE), Some("s3/audit-stream")));
-        for (name, value) in [("ObjectsForwarded", 3.0), ("ObjectsSkipped", 1.0), ("EventsForwarded", 900.0), ("DuplicatesSkipped", 12.0), ("LagSeconds", 4.5)] {
+        assert_eq!(
+            (directive["Namespace"].as_str(), line["Target"].as_str()),
+            (Some(NAMESPACE), Some("s3/audit-stream"))
+        );
+        for (name, value) in [
+            ("ObjectsForwarded", 3.0),
+            ("ObjectsSkipped", 1.0),
+            ("EventsForwarded", 900.0),
+            ("DuplicatesSkipped", 12.0),
+            ("LagSeconds", 4.5),
+        ] {
             assert_eq!(line[name].as_f64(), Some(value), "{name}");
             assert!(directive["Metrics"].to_string().contains(name), "{name} declared");
         }

@@ -163,7 +163,12 @@ pub enum ObjectError {
 #[async_trait]
 pub trait ObjectSource: Send + Sync {
     async fn open(&self, object: &ObjectRef) -> Result<ObjectBody, ObjectError>;
-    async fn list(&self, bucket: &str, prefix: Option<&str>, next: Option<String>) -> Result<ObjectListing, ObjectError>;
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: Option<&str>,
+        next: Option<String>,
+    ) -> Result<ObjectListing, ObjectError>;
 }
 
 /// How far one object (one ETag of one key) has been forwarded.

@@ -41,7 +41,12 @@ impl ObjectSource for S3Objects {
         Ok(ObjectBody { etag, bytes: Box::new(answer.body.into_async_read()) })
     }
 
-    async fn list(&self, bucket: &str, prefix: Option<&str>, next: Option<String>) -> Result<ObjectListing, ObjectError> {
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: Option<&str>,
+        next: Option<String>,
+    ) -> Result<ObjectListing, ObjectError> {
         let answer = self
             .client
             .list_objects_v2()

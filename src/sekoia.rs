@@ -289,8 +289,10 @@ mod tests {
     }
 
     fn credentials() -> Arc<CredentialCache> {
-        let credentials =
-            Credentials { github: Some(GitHubCredential::Token(Secret::new("t"))), intake_key: Some(Secret::new("key")) };
+        let credentials = Credentials {
+            github: Some(GitHubCredential::Token(Secret::new("t"))),
+            intake_key: Some(Secret::new("key")),
+        };
         Arc::new(CredentialCache::new(Box::new(StaticCredentials(credentials))))
     }
 

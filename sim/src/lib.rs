@@ -21,7 +21,7 @@ pub use events::{LiveLog, SimEvent, Stall, generate_events, live_events};
 pub use faults::{Fault, FaultScript};
 pub use github::{GitHubState, SimApp};
 pub use intake::{IntakeState, IntakeStats};
-pub use streams::{SimStream, StreamStore};
+pub use streams::{SimStream, StreamStore, streamed_file, streamed_file_key};
 
 #[derive(Debug, Clone)]
 pub struct SimOptions {

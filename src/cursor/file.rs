@@ -42,7 +42,8 @@ impl FileCursorStore {
 
 /// `STATE_DIR/s3_BUCKET.objects/<hash of the object key>.json`
 fn object_path(dir: &Path, key: &str, object: &str) -> PathBuf {
-    dir.join(format!("{}.objects", file_stem(key))).join(format!("{:016x}.json", xxhash_rust::xxh3::xxh3_64(object.as_bytes())))
+    dir.join(format!("{}.objects", file_stem(key)))
+        .join(format!("{:016x}.json", xxhash_rust::xxh3::xxh3_64(object.as_bytes())))
 }
 
 /// An object's record as a file: its key beside the record, as the file name is a hash.

@@ -13,8 +13,8 @@ use crate::budget::Budget;
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::delivered::DeliveredSet;
 use crate::ports::{
-    AuditEvent, AuditLogSource, CheckpointSave, Clock, CursorError, CursorStore, IntakeSink, Page, PageRequest,
-    ObjectLedger, ObjectRecord, RateBudget, SinkError, SourceError,
+    AuditEvent, AuditLogSource, CheckpointSave, Clock, CursorError, CursorStore, IntakeSink, ObjectLedger,
+    ObjectRecord, Page, PageRequest, RateBudget, SinkError, SourceError,
 };
 use crate::timefmt::{ceil_to_second, floor_to_second};
 

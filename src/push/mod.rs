@@ -242,7 +242,12 @@ impl<'a> BucketRun<'a> {
             let text = match piece {
                 Piece::Object(text) => text,
                 Piece::Oversize { bytes } => {
-                    tracing::warn!(object = object_key, event = position, bytes, "event over the intake's limit, not sent");
+                    tracing::warn!(
+                        object = object_key,
+                        event = position,
+                        bytes,
+                        "event over the intake's limit, not sent"
+                    );
                     self.summary.oversize_events += 1;
                     continue;
                 }

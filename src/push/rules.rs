@@ -60,9 +60,17 @@ mod tests {
         assert_eq!(resume(None, Some("e1")), Resume::From(0));
         assert_eq!(resume(Some(&record("e1", 40, false)), Some("\"e1\"")), Resume::From(40));
         assert_eq!(resume(Some(&record("e1", 40, true)), Some("e1")), Resume::Done);
-        assert_eq!(resume(Some(&record("e1", 40, true)), None), Resume::Done, "a listing without ETags trusts the record");
+        assert_eq!(
+            resume(Some(&record("e1", 40, true)), None),
+            Resume::Done,
+            "a listing without ETags trusts the record"
+        );
         assert_eq!(resume(Some(&record("e1", 40, true)), Some("e2")), Resume::From(0), "rewritten under the same key");
-        assert_eq!(resume(Some(&record("e1", 40, false)), None), Resume::From(0), "progress counts for one version only");
+        assert_eq!(
+            resume(Some(&record("e1", 40, false)), None),
+            Resume::From(0),
+            "progress counts for one version only"
+        );
     }
 
     #[test]

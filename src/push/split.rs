@@ -214,13 +214,9 @@ mod tests {
 
     #[test]
     fn what_is_not_a_sequence_of_objects_is_refused_with_its_offset() {
-        for (text, offset) in [
-            ("ok", 1),
-            ("[1,2]", 2),
-            (r#"{"a":1} x"#, 9),
-            (r#"[{"a":1} {"b":2}]"#, 10),
-            (r#""text""#, 1),
-        ] {
+        for (text, offset) in
+            [("ok", 1), ("[1,2]", 2), (r#"{"a":1} x"#, 9), (r#"[{"a":1} {"b":2}]"#, 10), (r#""text""#, 1)]
+        {
             let err = split_in(&[text.as_bytes()], 100).expect_err(text);
             assert_eq!(err.offset, offset, "{text}: {err}");
         }

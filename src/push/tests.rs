@@ -52,9 +52,19 @@ impl ObjectSource for FakeObjects {
         Ok(ObjectBody { etag, bytes: Box::new(std::io::Cursor::new(bytes)) })
     }
 
-    async fn list(&self, _bucket: &str, _prefix: Option<&str>, _next: Option<String>) -> Result<ObjectListing, ObjectError> {
-        let mut objects: Vec<(String, Option<String>)> =
-            self.objects.lock().expect("objects").iter().map(|(k, (etag, _))| (k.clone(), Some(etag.clone()))).collect();
+    async fn list(
+        &self,
+        _bucket: &str,
+        _prefix: Option<&str>,
+        _next: Option<String>,
+    ) -> Result<ObjectListing, ObjectError> {
+        let mut objects: Vec<(String, Option<String>)> = self
+            .objects
+            .lock()
+            .expect("objects")
+            .iter()
+            .map(|(k, (etag, _))| (k.clone(), Some(etag.clone())))
+            .collect();
         objects.sort();
         Ok(ObjectListing { objects, next: None })
     }
@@ -103,8 +113,10 @@ impl World {
             clock: &self.clock,
             progress: None,
         };
-        let objects: Vec<ObjectRef> =
-            keys.iter().map(|k| ObjectRef { bucket: BUCKET.into(), key: (*k).into(), etag: self.objects.etag(k) }).collect();
+        let objects: Vec<ObjectRef> = keys
+            .iter()
+            .map(|k| ObjectRef { bucket: BUCKET.into(), key: (*k).into(), etag: self.objects.etag(k) })
+            .collect();
         forward_objects(&edges, BUCKET, &objects, &settings, &Budget::lasting(Duration::from_secs(30))).await
     }
 
@@ -129,7 +141,8 @@ async fn the_same_events_in_two_objects_arrive_once_and_count_as_duplicates() {
     let array = format!("[{}]", (200..500).map(event).collect::<Vec<_>>().join(","));
     world.objects.put("2026/11/22/10/01/b.json", array.into_bytes());
 
-    let (summary, failed) = world.forward(&["2026/11/22/10/00/a.json.gz", "2026/11/22/10/01/b.json"], settings()).await.expect("run");
+    let (summary, failed) =
+        world.forward(&["2026/11/22/10/00/a.json.gz", "2026/11/22/10/01/b.json"], settings()).await.expect("run");
 
     assert!(failed.is_empty(), "{summary:?}");
     assert_eq!(world.missing_and_repeated(500), (0, 0));

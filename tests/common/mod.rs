@@ -100,8 +100,10 @@ impl Harness {
         let CredentialsConfig::Environment { github, intake_key } = config.credentials.clone() else {
             panic!("the harness configures credentials through the environment")
         };
-        let credentials =
-            Arc::new(CredentialCache::new(Box::new(StaticCredentials(Credentials { github: Some(github), intake_key }))));
+        let credentials = Arc::new(CredentialCache::new(Box::new(StaticCredentials(Credentials {
+            github: Some(github),
+            intake_key,
+        }))));
         let auth =
             Authorizer::new(credentials.clone(), client.clone(), config.github_api_url.clone(), Some(ORG.to_owned()));
         let source = GitHubSource::new(client.clone(), &config, Arc::new(auth));
