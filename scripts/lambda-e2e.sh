@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The built function end to end, as AWS would run it: `cargo lambda watch` emulates the Lambda
-# runtime API, `cargo lambda invoke` sends events/scheduled.json; GitHub and the intake are the
-# simulator, DynamoDB and Secrets Manager are moto (run under scripts/with-moto.sh).
+# runtime API, `cargo lambda invoke` sends events/scheduled.json (and an SQS batch announcing a
+# streamed file); GitHub and the intake are the simulator, DynamoDB, Secrets Manager and S3 are
+# moto (run under scripts/with-moto.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${AWS_ENDPOINT_URL:?run under scripts/with-moto.sh}"
@@ -57,7 +58,30 @@ echo "$answer"
 second=$(invoke events/scheduled.json)
 check=$(invoke events/check.json)
 
-python3 - "$answer" "$second" "$SEKOIA_INTAKE_URL/_sim/stats" "$check" <<'PY'
+# Push mode: an object in moto's S3 and the SQS batch that announces it, twice.
+python3 - "$work" "$suffix" <<'PY'
+import gzip, json, sys, boto3
+work, suffix = sys.argv[1:3]
+bucket = f"e2e-audit-stream-{suffix}"
+key = "2026/11/22/10/00/4c1f0f3e-0000-4000-8000-000000000001.json.gz"
+lines = "".join(json.dumps({"@timestamp": 1795000000000 + i, "_document_id": f"stream-{suffix}-{i}",
+                            "action": "api.request", "actor": "octocat"}) + "\n" for i in range(200))
+s3 = boto3.client("s3")
+s3.create_bucket(Bucket=bucket)
+put = s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(lines.encode()))
+notification = {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+    "eventTime": "2026-11-22T10:00:01.000Z", "eventName": "ObjectCreated:Put",
+    "s3": {"bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+           "object": {"key": key.replace("/", "%2F"), "size": 1, "eTag": put["ETag"].strip('"')}}}]}
+batch = {"Records": [{"messageId": "m-1", "receiptHandle": "r", "body": json.dumps(notification), "attributes": {},
+    "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:stream", "awsRegion": "us-east-1"}]}
+json.dump(batch, open(f"{work}/stream-batch.json", "w"))
+PY
+streamed=$(invoke "$work/stream-batch.json")
+streamed_again=$(invoke "$work/stream-batch.json")
+
+python3 - "$answer" "$second" "$SEKOIA_INTAKE_URL/_sim/stats" "$check" "$streamed" "$streamed_again" <<'PY'
 import json, sys, urllib.request
 first, second = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 check = json.loads(sys.argv[4])
@@ -67,6 +91,9 @@ stats = json.load(urllib.request.urlopen(sys.argv[3]))
 assert first["stop_reason"] == "drained", first
 assert first["events_forwarded"] == 1500, first
 assert second["events_forwarded"] == 0, second
-assert stats["unique_events"] == 1500 and stats["duplicate_events"] == 0, stats
-print(f"lambda e2e OK: {first['events_forwarded']} events through cargo lambda watch, second invocation sent nothing, check passed")
+for streamed in sys.argv[5:7]:
+    assert json.loads(streamed)["batchItemFailures"] == [], streamed
+assert stats["unique_events"] == 1500 + 200 and stats["duplicate_events"] == 0, stats
+print(f"lambda e2e OK: {first['events_forwarded']} events through cargo lambda watch, second invocation sent nothing, check passed;"
+      " a streamed file of 200 events forwarded once from an SQS batch delivered twice")
 PY

@@ -40,6 +40,23 @@ if dimensions != sorted(CURSORS.values()):
     problems.append(f"lag alarm dimensions {dimensions}, expected {sorted(CURSORS.values())}")
 if any("Fn::ForEach" in key for key in resources):
     problems.append("an Fn::ForEach was left unexpanded")
+
+# Push mode alone: no target. The list holds one empty item; what is made of it must resolve
+# and carry the HasTargets condition, so that CloudFormation makes nothing of it.
+push_only = process_template(
+    yaml_parse(open(sys.argv[1]).read()),
+    {**parameters, "Targets": [""], "PushMode": "on"},
+    PseudoParameterValues(region="eu-west-3", account_id="123456789012"),
+)["Resources"]
+per_target = [k for k in push_only if k in ("Schedule", "LagAlarm")]
+if sorted(per_target) != ["LagAlarm", "Schedule"] or any(push_only[k].get("Condition") != "HasTargets" for k in per_target):
+    problems.append(f"with no target, per-target resources {per_target} are not all under HasTargets")
+if "StreamEventSource" not in push_only:
+    problems.append("push mode has no event source mapping")
+
 if problems:
     sys.exit("template targets expansion: " + "; ".join(problems))
-print(f"template targets expansion OK: {len(inputs)} schedules and {len(dimensions)} lag alarms for {len(TARGETS)} targets")
+print(
+    f"template targets expansion OK: {len(inputs)} schedules and {len(dimensions)} lag alarms for {len(TARGETS)} targets;"
+    " none made with no target (push mode alone)"
+)

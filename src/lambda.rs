@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::budget::Budget;
 use crate::check::check;
-use crate::config::{Config, ConfigError, problem};
+use crate::config::{Config, ConfigError, PushConfig, problem};
 use crate::connector::{Connector, RunError, RunRequest, TimeRange};
 use crate::forwarder::{ForwardError, Forwarder, is_sqs_batch};
 use crate::metrics::emf_line;
@@ -116,6 +116,14 @@ pub async fn handle_push(forwarder: &Forwarder, event: LambdaEvent<Value>) -> Re
         .map_err(|e| ForwardError::Config(problem("payload", format!("is not an SQS batch: {e}"))))?;
     let outcome = forwarder.forward_notifications(batch, &budget).await?;
     Ok(serde_json::to_value(&outcome.response).unwrap_or_default())
+}
+
+/// Push mode keeps its record of forwarded files in DynamoDB too.
+pub fn check_push_config(config: &PushConfig) -> Result<(), ConfigError> {
+    match config.cursor_table {
+        Some(_) => Ok(()),
+        None => Err(problem("CURSOR_TABLE", "is required in Lambda: the DynamoDB table that keeps the cursors")),
+    }
 }
 
 /// One invocation: a drain answers its summary, a check its report. A failed run is an error

@@ -67,5 +67,5 @@ async fn an_object_ten_times_larger_takes_no_more_memory() {
         large_peak / 1024,
         small_peak / 1024
     );
-    assert!(large_peak < small_peak + 24 * 1024, "peak {large_peak} KiB against {small_peak} KiB for a tenth of it");
+    assert!(large_peak < small_peak + 16 * 1024, "peak {large_peak} KiB against {small_peak} KiB for a tenth of it");
 }

@@ -4,7 +4,7 @@
 use github_audit_sekoia::config::{Config, PushConfig, pull_targets_configured};
 use github_audit_sekoia::connector::Connector;
 use github_audit_sekoia::forwarder::Forwarder;
-use github_audit_sekoia::lambda::{Function, check_config, dispatch};
+use github_audit_sekoia::lambda::{Function, check_config, check_push_config, dispatch};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -12,6 +12,7 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let push = PushConfig::from_env()?;
+    check_push_config(&push)?;
     // A push-only deployment lists no pull target; a listed one must be configured right.
     let pull = match pull_targets_configured(|name| std::env::var(name).ok()) || push.stream_bucket.is_none() {
         true => {
