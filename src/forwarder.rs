@@ -42,6 +42,20 @@ pub struct Forwarder {
     credentials: Arc<CredentialCache>,
 }
 
+/// One pass over a bucket: what it did, and what stopped it before the end of the listing.
+#[derive(Debug)]
+pub struct BucketPass {
+    pub summary: PushSummary,
+    pub stopped: Option<ForwardError>,
+}
+
+impl BucketPass {
+    /// Stopped by the run's time budget alone: a new pass goes on where this one stopped.
+    pub fn out_of_time(&self) -> bool {
+        matches!(self.stopped, Some(ForwardError::Push(PushError::Sink(crate::ports::SinkError::OutOfTime))))
+    }
+}
+
 /// What an SQS batch came to: the messages to hand back to the queue, and a summary per bucket.
 #[derive(Debug)]
 pub struct BatchOutcome {
@@ -95,14 +109,15 @@ impl Forwarder {
     }
 
     /// Every object of `bucket` (under `prefix`) not forwarded yet, in key order (GitHub's
-    /// keys start with the time), a page of the listing at a time.
+    /// keys start with the time), a page of the listing at a time. An error before the first
+    /// object (configuration, the bucket's lease) is an error; one later stops the pass.
     pub async fn forward_bucket(
         &self,
         bucket: &str,
         prefix: Option<&str>,
         budget: &Budget,
         progress: Option<&PushProgress>,
-    ) -> Result<PushSummary, ForwardError> {
+    ) -> Result<BucketPass, ForwardError> {
         self.check_intake_key().await?;
         let sink = self.sink();
         let edges = self.edges(&sink, progress);
@@ -130,8 +145,7 @@ impl Forwarder {
                 (None, None) => break Ok(()),
             }
         };
-        let summary = run.close().await;
-        outcome.map(|()| summary)
+        Ok(BucketPass { summary: run.close().await, stopped: outcome.err() })
     }
 
     /// The objects an SQS batch of S3 notifications names, bucket by bucket; a message fails

@@ -65,11 +65,21 @@ pub(crate) enum Failure {
 
 /// Sends with a timeout that never outlasts the budget.
 pub(crate) async fn send_within(request: RequestBuilder, budget: &Budget) -> Result<Response, Failure> {
+    send_within_grace(request, budget, Duration::ZERO).await
+}
+
+/// Sends if the budget is not spent, giving the request `grace` beyond it: a request cut
+/// short after the server acted on it would be made again by the next run.
+pub(crate) async fn send_within_grace(
+    request: RequestBuilder,
+    budget: &Budget,
+    grace: Duration,
+) -> Result<Response, Failure> {
     let remaining = budget.remaining();
     if remaining.is_zero() {
         return Err(Failure::OutOfTime);
     }
-    match request.timeout(remaining.min(MAX_REQUEST_TIMEOUT)).send().await {
+    match request.timeout((remaining + grace).min(MAX_REQUEST_TIMEOUT)).send().await {
         Ok(response) => Ok(response),
         Err(_) if budget.remaining().is_zero() => Err(Failure::OutOfTime),
         Err(err) => Err(Failure::Transient(describe(&err))),

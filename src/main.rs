@@ -13,10 +13,9 @@ use github_audit_sekoia::budget::Budget;
 use github_audit_sekoia::config::{Config, PushConfig};
 use github_audit_sekoia::connector::{Connector, RunError, RunRequest, TimeRange};
 use github_audit_sekoia::drain::{StopReason, Summary};
-use github_audit_sekoia::forwarder::{ForwardError, Forwarder};
+use github_audit_sekoia::forwarder::Forwarder;
 use github_audit_sekoia::metrics::{emf_line, push_emf_line};
-use github_audit_sekoia::ports::SinkError;
-use github_audit_sekoia::push::{PushError, PushSummary};
+use github_audit_sekoia::push::PushSummary;
 use github_audit_sekoia::timefmt::now_ms;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -345,32 +344,44 @@ async fn forward_s3(overrides: &[(&str, Option<String>)], prefix: Option<&str>, 
             ));
         }
     };
-    let outcome = loop {
-        match forwarder.forward_bucket(&bucket, prefix, &Budget::lasting(max_run), Some(&show)).await {
-            Err(ForwardError::Push(PushError::Sink(SinkError::OutOfTime))) => {
-                tracing::info!("the run's time budget ran out; going on with a new run");
-            }
-            other => break other,
+    let mut total: Option<PushSummary> = None;
+    let stopped = loop {
+        let mut pass = match forwarder.forward_bucket(&bucket, prefix, &Budget::lasting(max_run), Some(&show)).await {
+            Ok(pass) => pass,
+            Err(err) => break Some(err),
+        };
+        let again = pass.out_of_time();
+        if again {
+            tracing::info!("the run's time budget ran out; a new pass goes on where it stopped");
+            pass.summary.forget_object_in_flight();
+        }
+        match &mut total {
+            Some(total) => total.absorb(pass.summary),
+            None => total = Some(pass.summary),
+        }
+        if !again {
+            break pass.stopped;
         }
     };
     if let Some(spinner) = spinner {
         spinner.finish_and_clear();
     }
-    match outcome {
-        Ok(summary) => {
-            if emf {
-                println!("{}", push_emf_line(&summary, now_ms()));
-            }
-            match serde_json::to_string(&summary) {
-                Ok(line) => println!("{line}"),
-                Err(err) => eprintln!("cannot render the summary: {err}"),
-            }
-            if summary.objects_failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if let Some(summary) = &total {
+        if emf {
+            println!("{}", push_emf_line(summary, now_ms()));
         }
-        Err(err) => {
+        match serde_json::to_string(summary) {
+            Ok(line) => println!("{line}"),
+            Err(err) => eprintln!("cannot render the summary: {err}"),
+        }
+    }
+    match (stopped, total) {
+        (Some(err), _) => {
             eprintln!("{err}");
             ExitCode::FAILURE
         }
+        (None, Some(summary)) if summary.objects_failed == 0 => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
     }
 }
 

@@ -15,7 +15,7 @@ use url::Url;
 
 use crate::budget::Budget;
 use crate::credentials::CredentialCache;
-use crate::http::{self, Backoff, Failure, ProbeFailure, send_within};
+use crate::http::{self, Backoff, Failure, ProbeFailure, send_within, send_within_grace};
 use crate::ports::{AuditEvent, IntakeSink, SinkError};
 
 /// The intake refuses larger events: 250,000 is what Sekoia's own SDK enforces (its docs say
@@ -23,6 +23,10 @@ use crate::ports::{AuditEvent, IntakeSink, SinkError};
 pub const MAX_EVENT_BYTES: usize = 250_000;
 /// Bodies stay under this many bytes as sent (before gzip), escaping included.
 pub const MAX_BODY_BYTES: usize = 9 * 1024 * 1024;
+/// A body being posted when the run's budget ends gets this long more to be answered, rather
+/// than be cut off after the intake stored it and sent again by the next run. Inside the
+/// Lambda's safety margin (`lambda::SAFETY_MARGIN`) with the save that follows.
+const POST_GRACE: Duration = Duration::from_secs(5);
 
 pub struct SekoiaIntake {
     client: reqwest::Client,
@@ -192,7 +196,7 @@ impl SekoiaIntake {
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .header(CONTENT_ENCODING, HeaderValue::from_static("gzip"))
                 .body(gzipped.clone());
-            let (why, wait) = match send_within(request, budget).await {
+            let (why, wait) = match send_within_grace(request, budget, POST_GRACE).await {
                 Err(Failure::OutOfTime) => return Err(PostError::Sink(SinkError::OutOfTime)),
                 Err(Failure::Transient(why)) => (why, None),
                 Ok(response) => {

@@ -232,3 +232,30 @@ async fn a_kill_mid_object_repeats_at_most_the_body_in_flight() {
     assert_eq!(missing, 0, "nothing lost after {kills} kills");
     assert!(repeated as usize <= kills * per_body, "{repeated} repeats after {kills} kills, {per_body} events a body");
 }
+
+#[tokio::test]
+async fn forward_s3_longer_than_its_time_budget_goes_on_in_passes_and_counts_each_object_once() {
+    let h =
+        Harness::with_options(SimOptions { intake_latency: Duration::from_millis(300), ..SimOptions::default() }).await;
+    let bucket = create_bucket().await;
+    let events = events_between(45_000, Duration::from_secs(7_200), Duration::from_secs(600), 14);
+    for (n, part) in events.chunks(15_000).enumerate() {
+        put(&bucket, &streamed_file_key(part[0].timestamp_ms, n as u64), streamed_file(part)).await;
+    }
+    let env = moto_env();
+    let mut overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    overrides.extend([("LOG_LEVEL", "warn"), ("MAX_RUN_SECONDS", "1")]);
+
+    let output = h.run_cli(&["forward-s3", "--bucket", &bucket], &overrides).await;
+
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: PushSummary =
+        serde_json::from_str(String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default())
+            .expect("summary");
+    assert_eq!(
+        (summary.objects_forwarded, summary.objects_failed, summary.events_forwarded),
+        (3, 0, 45_000),
+        "{summary:?}"
+    );
+    h.assert_exactly(&ids(&events));
+}

@@ -7,7 +7,8 @@
 //! `STREAM_DEDUPE_WINDOW` of the newest event) are skipped, and the others go to the intake in
 //! bodies of at most [`CHUNK_BYTES`]. After each acknowledged body the delivered record is
 //! saved, then the object's progress: a kill repeats at most the body in flight, and even that
-//! only if it came after the save of the record. The decisions live in [`rules`].
+//! only if it came after the save of the record. A gzip file is checked whole before any of its
+//! events is sent ([`read::check`]). The decisions live in [`rules`].
 
 pub mod read;
 pub mod rules;
@@ -31,7 +32,7 @@ use crate::ports::{
     ObjectSource, SinkError,
 };
 use crate::timefmt::rfc3339_ms;
-use read::{Events, ReadError};
+use read::{Checked, Events, ReadError};
 use rules::{Resume, resume};
 use split::Piece;
 
@@ -93,6 +94,33 @@ pub struct PushSummary {
     pub elapsed_seconds: f64,
     /// Each failed object and why (retried: by the queue, or the next `forward-s3`).
     pub failures: Vec<ObjectFailure>,
+}
+
+impl PushSummary {
+    /// Adds a later pass over the same bucket; its newest event and lag are the current ones.
+    pub fn absorb(&mut self, later: PushSummary) {
+        self.objects_forwarded += later.objects_forwarded;
+        self.objects_already_forwarded += later.objects_already_forwarded;
+        self.objects_skipped += later.objects_skipped;
+        self.objects_failed += later.objects_failed;
+        self.events_forwarded += later.events_forwarded;
+        self.duplicates_skipped += later.duplicates_skipped;
+        self.oversize_events += later.oversize_events;
+        self.intake_unacknowledged += later.intake_unacknowledged;
+        self.elapsed_seconds += later.elapsed_seconds;
+        self.failures.extend(later.failures);
+        self.target = later.target;
+        self.newest_event = later.newest_event.or(self.newest_event.take());
+        self.lag_seconds = later.lag_seconds.or(self.lag_seconds);
+    }
+
+    /// The object in flight when the time budget ran out is not a failure: the next pass
+    /// resumes it.
+    pub fn forget_object_in_flight(&mut self) {
+        if self.failures.pop().is_some() {
+            self.objects_failed -= 1;
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,17 +238,28 @@ impl<'a> BucketRun<'a> {
             return Ok(ObjectOutcome::AlreadyForwarded);
         }
         let body = self.edges.objects.open(object).await.map_err(|e| self.object_error(object_key, e))?;
-        let mut progress = match resume(stored.as_ref(), Some(&body.etag)) {
+        let etag = body.etag;
+        let bytes = match read::check(body.bytes).await.map_err(|e| self.object_error(object_key, e))? {
+            Checked::Plain(bytes) => bytes,
+            Checked::SoundGzip => {
+                let again = self.edges.objects.open(object).await.map_err(|e| self.object_error(object_key, e))?;
+                if rules::normalize_etag(&again.etag) != rules::normalize_etag(&etag) {
+                    return Err(self.object_error(object_key, "it was written again while being read; retried later"));
+                }
+                again.bytes
+            }
+        };
+        let mut progress = match resume(stored.as_ref(), Some(&etag)) {
             Resume::Done => return Ok(ObjectOutcome::AlreadyForwarded),
             Resume::From(events_done) => ObjectRecord {
-                etag: rules::normalize_etag(&body.etag),
+                etag: rules::normalize_etag(&etag),
                 events_done,
                 complete: false,
                 not_audit_events: false,
             },
         };
         let mut events =
-            Events::open(body.bytes, self.max_event_bytes).await.map_err(|e| self.object_error(object_key, e))?;
+            Events::open(bytes, self.max_event_bytes).await.map_err(|e| self.object_error(object_key, e))?;
         let mut chunk = Chunk::default();
         let mut position: u64 = 0;
         loop {

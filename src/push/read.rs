@@ -1,5 +1,10 @@
 //! An object's bytes as events: gunzipped when they start with gzip's magic bytes (GitHub
 //! writes `.json.gz`; anything else is read as it is), then split into objects.
+//!
+//! Gzip checks its data only at the end of each member (CRC-32 and length): a damaged file can
+//! decode to plausible but altered events before the fault shows. So a gzip file is read through
+//! once, its events discarded, before it is read again for them ([`check`]): a corrupt one
+//! sends nothing, and the SIEM never receives an event the stream did not write.
 
 use std::collections::VecDeque;
 
@@ -18,6 +23,26 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Split(#[from] super::split::SplitError),
+}
+
+/// What [`check`] found.
+pub enum Checked {
+    /// Gzip, whole and sound: open the object again to read its events.
+    SoundGzip,
+    /// Not gzip: its events are read from these bytes, nothing of them consumed.
+    Plain(Box<dyn AsyncRead + Send + Unpin>),
+}
+
+/// Reads a gzip file through, checking every member; hands a plain file back untouched.
+pub async fn check(bytes: Box<dyn AsyncRead + Send + Unpin>) -> Result<Checked, ReadError> {
+    let mut buffered = BufReader::with_capacity(READ_BYTES, bytes);
+    if !buffered.fill_buf().await?.starts_with(&GZIP_MAGIC) {
+        return Ok(Checked::Plain(Box::new(buffered)));
+    }
+    let mut gunzip = GzipDecoder::new(buffered);
+    gunzip.multiple_members(true);
+    tokio::io::copy(&mut gunzip, &mut tokio::io::sink()).await?;
+    Ok(Checked::SoundGzip)
 }
 
 /// The events of one object, in file order.
@@ -107,6 +132,21 @@ mod tests {
         two_members.extend(gzip(b"{\"b\":2}\n"));
         assert_eq!(all(two_members).await.expect("members"), expected);
         assert!(all(Vec::new()).await.expect("empty").is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_check_reads_gzip_through_and_hands_plain_bytes_back_whole() {
+        let text = b"{\"a\":1}\n".to_vec();
+        assert!(matches!(check(Box::new(std::io::Cursor::new(gzip(&text)))).await, Ok(Checked::SoundGzip)));
+        let Ok(Checked::Plain(bytes)) = check(Box::new(std::io::Cursor::new(text))).await else {
+            panic!("plain bytes come back")
+        };
+        let mut events = Events::open(bytes, 100).await.expect("open");
+        assert_eq!(events.next().await.expect("read"), Some(Piece::Object(r#"{"a":1}"#.into())));
+        let mut flipped = gzip(&b"{\"a\":1}\n".repeat(1_000));
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 0x01;
+        assert!(check(Box::new(std::io::Cursor::new(flipped))).await.is_err(), "one flipped bit fails the check");
     }
 
     #[tokio::test]

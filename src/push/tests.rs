@@ -155,9 +155,10 @@ async fn a_redelivered_object_is_not_read_again_and_a_rewritten_one_is() {
     let world = World::new();
     world.objects.put("a.json.gz", gzip(&ndjson(0..50)));
     world.forward(&["a.json.gz"], settings()).await.expect("first");
+    let opened = world.objects.opened("a.json.gz");
     let (again, _) = world.forward(&["a.json.gz"], settings()).await.expect("redelivered");
     assert_eq!((again.objects_already_forwarded, again.events_forwarded), (1, 0));
-    assert_eq!(world.objects.opened("a.json.gz"), 1, "its ETag is recorded complete: not opened again");
+    assert_eq!(world.objects.opened("a.json.gz"), opened, "its ETag is recorded complete: not opened again");
 
     // The same key written again with other content is another object.
     world.objects.put("a.json.gz", gzip(&ndjson(40..60)));
@@ -167,28 +168,51 @@ async fn a_redelivered_object_is_not_read_again_and_a_rewritten_one_is() {
 }
 
 #[tokio::test]
-async fn a_corrupt_object_fails_alone_and_is_retried_from_what_it_sent() {
+async fn a_damaged_gzip_fails_alone_and_sends_nothing_it_decoded() {
     let world = World::new();
     world.objects.put("a.json.gz", gzip(&ndjson(0..100)));
-    let mut corrupt = gzip(&ndjson(100..2_100));
-    let cut = corrupt.len() * 3 / 4;
-    corrupt.truncate(cut);
-    world.objects.put("b.json.gz", corrupt);
-    world.objects.put("c.json.gz", gzip(&ndjson(2_100..2_200)));
+    let mut flipped = gzip(&ndjson(100..2_100));
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x01;
+    world.objects.put("b.json.gz", flipped);
+    let mut cut = gzip(&ndjson(2_100..4_100));
+    cut.truncate(cut.len() * 3 / 4);
+    world.objects.put("c.json.gz", cut);
+    world.objects.put("d.json.gz", gzip(&ndjson(4_100..4_200)));
     let small = PushSettings { chunk_bytes: 10_000, ..settings() };
 
-    let (summary, failed) = world.forward(&["a.json.gz", "b.json.gz", "c.json.gz"], small).await.expect("run");
-    assert_eq!(failed, vec![1]);
-    assert_eq!((summary.objects_forwarded, summary.objects_failed), (2, 1));
-    assert!(summary.failures[0].error.contains("s3://audit-stream/b.json.gz"), "{:?}", summary.failures);
-    let received = world.sink.received.lock().expect("received").len();
-    assert!(received > 200, "what b held before the cut was sent: {received}");
+    let keys = ["a.json.gz", "b.json.gz", "c.json.gz", "d.json.gz"];
+    let (summary, failed) = world.forward(&keys, small).await.expect("run");
 
-    // Fixed (uploaded whole again under the same key): only the rest is sent.
-    world.objects.put("b.json.gz", gzip(&ndjson(100..2_100)));
-    let (retry, _) = world.forward(&["b.json.gz"], small).await.expect("retry");
-    assert_eq!(retry.objects_forwarded, 1);
-    assert_eq!(world.missing_and_repeated(2_200), (0, 0));
+    assert_eq!(failed, vec![1, 2]);
+    assert_eq!((summary.objects_forwarded, summary.objects_failed, summary.events_forwarded), (2, 2, 200));
+    assert!(summary.failures[0].error.contains("s3://audit-stream/b.json.gz"), "{:?}", summary.failures);
+    let mut received: Vec<String> = world.sink.received.lock().expect("received").keys().cloned().collect();
+    received.sort();
+    let mut expected: Vec<String> = (0..100).chain(4_100..4_200).map(|i| format!("doc-{i}")).collect();
+    expected.sort();
+    assert_eq!(received, expected, "only a and d arrived");
+}
+
+#[tokio::test]
+async fn a_plain_file_cut_off_is_retried_from_what_it_sent() {
+    let world = World::new();
+    let mut cut = ndjson(0..2_000);
+    cut.truncate(cut.len() * 3 / 4 + 7);
+    world.objects.put("a.json", cut);
+    let small = PushSettings { chunk_bytes: 10_000, ..settings() };
+
+    let (summary, failed) = world.forward(&["a.json"], small).await.expect("run");
+    assert_eq!((failed.len(), summary.objects_failed), (1, 1));
+    let received = world.sink.received.lock().expect("received").len();
+    assert!(received > 1_000, "the events before the cut were sent: {received}");
+
+    // Written whole again under the same key: another ETag, so read again from its start, and
+    // what was sent is recognised.
+    world.objects.put("a.json", ndjson(0..2_000));
+    let (retry, _) = world.forward(&["a.json"], small).await.expect("retry");
+    assert_eq!((retry.objects_forwarded, retry.duplicates_skipped as usize), (1, received));
+    assert_eq!(world.missing_and_repeated(2_000), (0, 0));
 }
 
 #[tokio::test]
