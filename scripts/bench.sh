@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The release binaries (and the arm64 Lambda bootstrap when cargo-lambda is there), then the
-# throughput table of scripts/bench.py.
+# throughput table of scripts/bench.py, and push mode's figures (scripts/bench_push.py, moto's S3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # GNU time measures each run's CPU and peak memory; Debian has it.
@@ -14,3 +14,4 @@ if command -v cargo-lambda >/dev/null; then
     || echo "the arm64 build failed; its size is left out" >&2
 fi
 python3 scripts/bench.py
+./scripts/with-moto.sh python3 scripts/bench_push.py

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use clap::Parser;
-use github_audit_sekoia_sim::{LiveLog, SimOptions, Simulator, Stall, generate_events, live_events, now_ms};
+use github_audit_sekoia_sim::{
+    LiveLog, SimOptions, Simulator, Stall, generate_events, live_events, now_ms, streamed_file,
+};
 
 #[derive(Parser)]
 #[command(about = "Simulated GitHub audit-log API and Sekoia intake on 127.0.0.1")]
@@ -55,6 +57,10 @@ struct Args {
     /// ... this many times faster than real time.
     #[arg(long, default_value_t = 2)]
     release_speed: u32,
+    /// Also write the starting events to this file as GitHub's audit-log stream writes them to
+    /// Amazon S3 (gzip JSON lines), for push mode.
+    #[arg(long)]
+    write_stream_file: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -75,14 +81,11 @@ async fn main() -> std::io::Result<()> {
     let sim = Simulator::start(options).await?;
     let now = now_ms();
     let span_ms = i64::try_from(args.span.as_millis()).unwrap_or(i64::MAX);
-    sim.github().add_events(generate_events(
-        args.events,
-        now - span_ms,
-        now - 1000,
-        args.git_share,
-        &args.org,
-        args.seed,
-    ));
+    let events = generate_events(args.events, now - span_ms, now - 1000, args.git_share, &args.org, args.seed);
+    if let Some(path) = &args.write_stream_file {
+        std::fs::write(path, streamed_file(&events))?;
+    }
+    sim.github().add_events(events);
     if let Some(per_second) = args.live_per_second {
         let stall = args.stall_after.map(|after| Stall {
             after: after.into(),
