@@ -638,6 +638,35 @@ mod tests {
         assert_eq!(load(&[("TARGETS", "org:a=s1,org:b")]).err().map(|e| e.variable), Some("GITHUB_TOKEN"));
     }
 
+    fn push(vars: &[(&str, &str)]) -> Result<PushConfig, ConfigError> {
+        PushConfig::load(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+    }
+
+    #[test]
+    fn push_mode_needs_no_github_setting_and_checks_its_own() {
+        let config = push(&[("SEKOIA_INTAKE_KEY", "k"), ("STREAM_BUCKET", "audit-stream")]).expect("valid");
+        assert_eq!(
+            (config.dedupe_window, config.stream_bucket.as_deref()),
+            (Duration::from_secs(3_600), Some("audit-stream"))
+        );
+        assert!(matches!(
+            push(&[("SECRET_ID", "s")]).expect("valid").intake_key,
+            IntakeKeyConfig::SecretsManager { .. }
+        ));
+        for (variable, value) in [
+            ("STREAM_DEDUPE_WINDOW", "0s"),
+            ("STREAM_DEDUPE_WINDOW", "an hour"),
+            ("STREAM_BUCKET", "Audit_Stream"),
+            ("STREAM_BUCKET", "ab"),
+            ("STREAM_BUCKET", "-audit"),
+            ("SEKOIA_INTAKE_URL", "http://intake.example.com"),
+        ] {
+            assert_eq!(push(&[(variable, value)]).err().map(|e| e.variable), Some(variable), "{value}");
+        }
+        assert!(!pull_targets_configured(|name| (name == "STREAM_BUCKET").then(|| "b".to_owned())));
+        assert!(pull_targets_configured(|name| (name == "TARGETS").then(|| "org:a".to_owned())));
+    }
+
     proptest::proptest! {
         #[test]
         fn any_target_text_parses_or_is_refused_without_panicking(text in ".{0,80}") {

@@ -171,6 +171,32 @@ impl StreamStore {
     }
 }
 
+/// A file as GitHub's audit-log stream writes it to Amazon S3 (a time-prefixed `<uuid>.json.gz`):
+/// the events as JSON lines, gzip-compressed.
+pub fn streamed_file(events: &[crate::SimEvent]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for event in events {
+        // Writing to memory cannot fail.
+        let _ = gzip.write_all(event.json.as_bytes());
+        let _ = gzip.write_all(b"\n");
+    }
+    gzip.finish().unwrap_or_default()
+}
+
+/// The key GitHub gives a streamed file written at `ms`.
+pub fn streamed_file_key(ms: i64, n: u64) -> String {
+    format!("{}/{n:08x}-0000-4000-8000-{n:012x}.json.gz", minute_path(ms))
+}
+
+/// `YYYY/MM/DD/HH/MM` in UTC, from epoch milliseconds.
+fn minute_path(ms: i64) -> String {
+    let instant = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    // 2026-11-22T10:04:05Z
+    let text = humantime::format_rfc3339_seconds(instant).to_string();
+    format!("{}/{}/{}/{}/{}", &text[0..4], &text[5..7], &text[8..10], &text[11..13], &text[14..16])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,30 +238,4 @@ mod tests {
         }
         assert_eq!(store.streams.len(), 1);
     }
-}
-
-/// A file as GitHub's audit-log stream writes it to Amazon S3 (a time-prefixed `<uuid>.json.gz`):
-/// the events as JSON lines, gzip-compressed.
-pub fn streamed_file(events: &[crate::SimEvent]) -> Vec<u8> {
-    use std::io::Write;
-    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    for event in events {
-        // Writing to memory cannot fail.
-        let _ = gzip.write_all(event.json.as_bytes());
-        let _ = gzip.write_all(b"\n");
-    }
-    gzip.finish().unwrap_or_default()
-}
-
-/// The key GitHub gives a streamed file written at `ms`.
-pub fn streamed_file_key(ms: i64, n: u64) -> String {
-    format!("{}/{n:08x}-0000-4000-8000-{n:012x}.json.gz", minute_path(ms))
-}
-
-/// `YYYY/MM/DD/HH/MM` in UTC, from epoch milliseconds.
-fn minute_path(ms: i64) -> String {
-    let instant = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    // 2026-11-22T10:04:05Z
-    let text = humantime::format_rfc3339_seconds(instant).to_string();
-    format!("{}/{}/{}/{}/{}", &text[0..4], &text[5..7], &text[8..10], &text[11..13], &text[14..16])
 }
