@@ -294,11 +294,15 @@ impl<'a> BucketRun<'a> {
             if position == 1 && !rules::is_audit_event(&text) {
                 return self.not_audit_events(object_key, progress).await;
             }
-            let raw = RawValue::from_string(text).map_err(|e| PushError::Object {
-                bucket: self.bucket.clone(),
-                key: object_key.to_owned(),
-                problem: format!("event {position} is not valid JSON ({e})"),
-            })?;
+            let raw = match RawValue::from_string(text) {
+                Ok(raw) => raw,
+                Err(err) => {
+                    // The events before it are sent and recorded; the file fails at this one.
+                    self.flush(&mut chunk, object_key, &mut progress, position - 1, budget).await?;
+                    let problem = format!("event {position} is not valid JSON ({err})");
+                    return Err(self.object_error(object_key, problem));
+                }
+            };
             let event = AuditEvent::from_raw(raw);
             if self.already_delivered(&event, &chunk).await? {
                 self.summary.duplicates_skipped += 1;

@@ -264,3 +264,19 @@ async fn events_older_than_the_dedupe_window_are_no_longer_looked_for() {
     assert_eq!(summary.duplicates_skipped, 0);
     assert_eq!(world.missing_and_repeated(10).1, 10, "outside the window, by design");
 }
+
+#[tokio::test]
+async fn an_event_that_is_not_json_fails_its_file_after_the_events_before_it_are_sent() {
+    let world = World::new();
+    let mut text = String::from_utf8(ndjson(0..10)).expect("text");
+    text.push_str("{\"action\":\"repo.create\",}\n");
+    text.push_str(&String::from_utf8(ndjson(10..20)).expect("text"));
+    world.objects.put("a.json", text.into_bytes());
+
+    let (summary, failed) = world.forward(&["a.json"], settings()).await.expect("run");
+
+    assert_eq!(failed, vec![0]);
+    assert!(summary.failures[0].error.contains("event 11 is not valid JSON"), "{:?}", summary.failures);
+    assert_eq!(world.missing_and_repeated(10), (0, 0));
+    assert_eq!(world.sink.received.lock().expect("received").len(), 10);
+}
