@@ -367,13 +367,7 @@ async fn forward_s3(overrides: &[(&str, Option<String>)], prefix: Option<&str>, 
         spinner.finish_and_clear();
     }
     if let Some(summary) = &total {
-        if emf {
-            println!("{}", push_emf_line(summary, now_ms()));
-        }
-        match serde_json::to_string(summary) {
-            Ok(line) => println!("{line}"),
-            Err(err) => eprintln!("cannot render the summary: {err}"),
-        }
+        print_last_line(summary, emf.then(|| push_emf_line(summary, now_ms())));
     }
     match (stopped, total) {
         (Some(err), _) => {
@@ -387,12 +381,17 @@ async fn forward_s3(overrides: &[(&str, Option<String>)], prefix: Option<&str>, 
 
 /// The summary as the last line on stdout; with `emf`, the metrics line just before it.
 fn print_summary(summary: &Summary, emf: bool, code: ExitCode) -> ExitCode {
-    if emf {
-        println!("{}", emf_line(summary, now_ms()));
+    print_last_line(summary, emf.then(|| emf_line(summary, now_ms())));
+    code
+}
+
+/// A summary as JSON on the last line of stdout, after its metrics line if there is one.
+fn print_last_line(summary: &impl serde::Serialize, metrics_line: Option<String>) {
+    if let Some(line) = metrics_line {
+        println!("{line}");
     }
     match serde_json::to_string(summary) {
         Ok(line) => println!("{line}"),
         Err(err) => eprintln!("cannot render the summary: {err}"),
     }
-    code
 }

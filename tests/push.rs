@@ -43,12 +43,17 @@ fn json_array(events: &[SimEvent]) -> Vec<u8> {
     format!("[{}]", events.iter().map(|e| e.json.as_str()).collect::<Vec<_>>().join(",\n")).into_bytes()
 }
 
-/// `forward-s3` through the CLI, with moto for S3 and files under the harness's state folder.
+/// A harness whose CLI reaches moto for S3 (and keeps its files under the harness's state folder).
+async fn push_harness(options: SimOptions) -> Harness {
+    let mut h = Harness::with_options(options).await;
+    h.extra_env.extend(moto_env());
+    h.extra_env.push(("LOG_LEVEL".into(), "warn".into()));
+    h
+}
+
+/// `forward-s3` through the CLI.
 async fn forward_s3(h: &Harness, bucket: &str) -> (std::process::ExitStatus, PushSummary) {
-    let env = moto_env();
-    let mut overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    overrides.push(("LOG_LEVEL", "warn"));
-    let output = h.run_cli(&["forward-s3", "--bucket", bucket], &overrides).await;
+    let output = h.run_cli(&["forward-s3", "--bucket", bucket], &[]).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let summary = stdout.lines().last().and_then(|line| serde_json::from_str(line).ok()).unwrap_or_else(|| {
         panic!("no summary; stderr: {}", String::from_utf8_lossy(&output.stderr));
@@ -58,7 +63,7 @@ async fn forward_s3(h: &Harness, bucket: &str) -> (std::process::ExitStatus, Pus
 
 #[tokio::test]
 async fn forward_s3_sends_every_event_once_from_overlapping_files_and_nothing_the_second_time() {
-    let h = Harness::start().await;
+    let h = push_harness(SimOptions::default()).await;
     let bucket = create_bucket().await;
     let events = events_between(600, Duration::from_secs(7_200), Duration::from_secs(3_600), 11);
     let start = events[0].timestamp_ms;
@@ -193,23 +198,19 @@ async fn the_function_fed_by_the_queue_forwards_each_object_once_and_hands_back_
 
 #[tokio::test]
 async fn a_kill_mid_object_repeats_at_most_the_body_in_flight() {
-    let h =
-        Harness::with_options(SimOptions { intake_latency: Duration::from_millis(400), ..SimOptions::default() }).await;
+    let h = push_harness(SimOptions { intake_latency: Duration::from_millis(400), ..SimOptions::default() }).await;
     let bucket = create_bucket().await;
     let events = events_between(30_000, Duration::from_secs(7_200), Duration::from_secs(600), 13);
     put(&bucket, &streamed_file_key(events[0].timestamp_ms, 1), streamed_file(&events)).await;
     let smallest = events.iter().map(|e| e.json.len()).min().expect("events");
     let per_body = CHUNK_BYTES / smallest + 1;
 
-    let env = moto_env();
-    let mut overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    overrides.push(("LOG_LEVEL", "warn"));
     let mut rng = fastrand::Rng::with_seed(13);
     let mut kills = 0;
     for _ in 0..3 {
         let before = h.received().values().sum::<u32>();
         let mut child = h
-            .cli(&["forward-s3", "--bucket", &bucket], &overrides)
+            .cli(&["forward-s3", "--bucket", &bucket], &[])
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("spawned");
@@ -235,18 +236,14 @@ async fn a_kill_mid_object_repeats_at_most_the_body_in_flight() {
 
 #[tokio::test]
 async fn forward_s3_longer_than_its_time_budget_goes_on_in_passes_and_counts_each_object_once() {
-    let h =
-        Harness::with_options(SimOptions { intake_latency: Duration::from_millis(300), ..SimOptions::default() }).await;
+    let h = push_harness(SimOptions { intake_latency: Duration::from_millis(300), ..SimOptions::default() }).await;
     let bucket = create_bucket().await;
     let events = events_between(45_000, Duration::from_secs(7_200), Duration::from_secs(600), 14);
     for (n, part) in events.chunks(15_000).enumerate() {
         put(&bucket, &streamed_file_key(part[0].timestamp_ms, n as u64), streamed_file(part)).await;
     }
-    let env = moto_env();
-    let mut overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    overrides.extend([("LOG_LEVEL", "warn"), ("MAX_RUN_SECONDS", "1")]);
 
-    let output = h.run_cli(&["forward-s3", "--bucket", &bucket], &overrides).await;
+    let output = h.run_cli(&["forward-s3", "--bucket", &bucket], &[("MAX_RUN_SECONDS", "1")]).await;
 
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let summary: PushSummary =

@@ -30,12 +30,9 @@ async fn forward_one_object(h: &Harness, count: usize, seed: u64) -> (f64, u64) 
     let ids: Vec<String> = events.iter().map(|e| e.document_id.clone()).collect();
     drop(events);
 
-    let env = moto_env();
-    let mut overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    overrides.push(("LOG_LEVEL", "warn"));
     let started = Instant::now();
     let mut child = h
-        .cli(&["forward-s3", "--bucket", &bucket], &overrides)
+        .cli(&["forward-s3", "--bucket", &bucket], &[("LOG_LEVEL", "warn")])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("spawned");
@@ -59,7 +56,8 @@ async fn forward_one_object(h: &Harness, count: usize, seed: u64) -> (f64, u64) 
 
 #[tokio::test]
 async fn an_object_ten_times_larger_takes_no_more_memory() {
-    let h = Harness::start().await;
+    let mut h = Harness::start().await;
+    h.extra_env.extend(moto_env());
     let (_, small_peak) = forward_one_object(&h, 20_000, 31).await;
     let (rate, large_peak) = forward_one_object(&h, 200_000, 32).await;
     eprintln!(

@@ -25,6 +25,13 @@ pub enum ReadError {
     Split(#[from] super::split::SplitError),
 }
 
+/// Concatenated gzip members are one file to gunzip too.
+fn gunzip<R: tokio::io::AsyncBufRead>(compressed: R) -> GzipDecoder<R> {
+    let mut decoder = GzipDecoder::new(compressed);
+    decoder.multiple_members(true);
+    decoder
+}
+
 /// What [`check`] found.
 pub enum Checked {
     /// Gzip, whole and sound: open the object again to read its events.
@@ -39,9 +46,7 @@ pub async fn check(bytes: Box<dyn AsyncRead + Send + Unpin>) -> Result<Checked, 
     if !buffered.fill_buf().await?.starts_with(&GZIP_MAGIC) {
         return Ok(Checked::Plain(Box::new(buffered)));
     }
-    let mut gunzip = GzipDecoder::new(buffered);
-    gunzip.multiple_members(true);
-    tokio::io::copy(&mut gunzip, &mut tokio::io::sink()).await?;
+    tokio::io::copy(&mut gunzip(buffered), &mut tokio::io::sink()).await?;
     Ok(Checked::SoundGzip)
 }
 
@@ -59,14 +64,8 @@ impl Events {
     pub async fn open(bytes: Box<dyn AsyncRead + Send + Unpin>, max_event_bytes: usize) -> Result<Self, ReadError> {
         let mut buffered = BufReader::with_capacity(READ_BYTES, bytes);
         let head = buffered.fill_buf().await?;
-        let reader: Box<dyn AsyncRead + Send + Unpin> = if head.starts_with(&GZIP_MAGIC) {
-            let mut gunzip = GzipDecoder::new(buffered);
-            // Concatenated gzip members are one file to gunzip too.
-            gunzip.multiple_members(true);
-            Box::new(gunzip)
-        } else {
-            Box::new(buffered)
-        };
+        let reader: Box<dyn AsyncRead + Send + Unpin> =
+            if head.starts_with(&GZIP_MAGIC) { Box::new(gunzip(buffered)) } else { Box::new(buffered) };
         Ok(Self {
             reader,
             splitter: Splitter::new(max_event_bytes),
