@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The template's checks: cfn-lint, `sam validate --lint`, checkov (each skip is annotated in the
-# template with why), and the expansion of the targets list. SAM and checkov live in their own
+# template with why), the expansion of the targets list, and the policy check: the stack's IAM
+# read the way AWS reads it, against the AWS calls the product makes (src/aws_calls.rs). SAM and checkov live in their own
 # virtual environments under target/tools (their dependencies clash with each other's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,3 +30,6 @@ json.dump(template, open(sys.argv[1], "w"))
 PY
 target/tools/checkov/bin/checkov --file "$push_variant" --framework cloudformation --compact --quiet --skip-download
 target/tools/sam/bin/python scripts/template_targets.py template.yaml
+cargo build --quiet --bin github-audit-sekoia
+target/debug/github-audit-sekoia permissions --json >target/tools/aws-calls.json
+target/tools/sam/bin/python scripts/policy_check.py template.yaml target/tools/aws-calls.json 2> >(grep -v "unpublished metrics" >&2)

@@ -54,9 +54,23 @@ if sorted(per_target) != ["LagAlarm", "Schedule"] or any(push_only[k].get("Condi
 if "StreamEventSource" not in push_only:
     problems.append("push mode has no event source mapping")
 
+# Fn::ForEach names each target's resources after its letters and digits alone: two items that
+# differ only in the rest must be refused (here by the expansion, at deploy by CloudFormation,
+# and by the function's own TARGETS parser, which says so first).
+try:
+    process_template(
+        yaml_parse(open(sys.argv[1]).read()),
+        {**parameters, "Targets": ["org:a-b", "org:ab"]},
+        PseudoParameterValues(region="eu-west-3", account_id="123456789012"),
+    )
+    problems.append("org:a-b and org:ab expanded without a conflict: one target's resources would replace the other's")
+except Exception as refusal:  # the processor's InvalidTemplateException
+    if "Scheduleorgab" not in str(refusal):
+        problems.append(f"org:a-b and org:ab were refused for another reason: {refusal}")
+
 if problems:
     sys.exit("template targets expansion: " + "; ".join(problems))
 print(
     f"template targets expansion OK: {len(inputs)} schedules and {len(dimensions)} lag alarms for {len(TARGETS)} targets;"
-    " none made with no target (push mode alone)"
+    " none made with no target (push mode alone); org:a-b beside org:ab refused"
 )

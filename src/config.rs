@@ -310,10 +310,14 @@ fn targets(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<TargetEntry>, Co
         }
         (Some(list), None, None) => {
             let mut entries = Vec::new();
-            for item in list.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+            let items: Vec<&str> = list.split(',').map(str::trim).filter(|item| !item.is_empty()).collect();
+            for (index, item) in items.iter().enumerate() {
                 let entry = TargetEntry::parse("TARGETS", item)?;
                 if entries.iter().any(|e: &TargetEntry| e.target == entry.target) {
                     return Err(problem("TARGETS", format!("lists {} twice", entry.spec())));
+                }
+                if let Some(other) = items[..index].iter().find(|other| resource_name(other) == resource_name(item)) {
+                    return Err(problem("TARGETS", format!("lists {other} and {item}, {SAME_RESOURCE_NAME}")));
                 }
                 entries.push(entry);
             }
@@ -337,6 +341,14 @@ fn targets(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<TargetEntry>, Co
             "is required (or GITHUB_ENTERPRISE, or TARGETS): the organization whose audit log to drain",
         )),
     }
+}
+
+/// The template's per-target resources are named after the item's letters and digits alone
+/// (`Fn::ForEach` drops the rest), so two items that differ only in the rest cannot share a stack.
+pub const SAME_RESOURCE_NAME: &str = "which differ only in characters other than letters and digits: a stack cannot hold both (their schedules and alarms would get one resource name); deploy one in another stack";
+
+fn resource_name(item: &str) -> String {
+    item.chars().filter(char::is_ascii_alphanumeric).collect()
 }
 
 pub const ENTERPRISE_NEEDS_A_TOKEN: &str = "is set, but the enterprise audit log takes classic personal access tokens only: use GITHUB_TOKEN (read:audit_log, enterprise admin)";
@@ -623,6 +635,16 @@ mod tests {
         // A caller cannot pick another secret, nor a target the deployment does not serve.
         assert_eq!(config.for_target("org:acme=someone-elses-secret").err().map(|e| e.variable), Some("target"));
         assert_eq!(config.for_target("org:initech").err().map(|e| e.variable), Some("target"));
+    }
+
+    #[test]
+    fn targets_whose_resource_names_collide_in_the_template_are_refused() {
+        for list in ["org:a-b,org:ab", "org:ab,org:a=b", "org:a.b,enterprise:x,org:a_b"] {
+            let err = load(&[("TARGETS", list), ("SECRET_ID", "s")]).expect_err(list);
+            assert_eq!(err.variable, "TARGETS");
+            assert!(err.problem.contains("one resource name"), "{list}: {}", err.problem);
+        }
+        assert!(load(&[("TARGETS", "org:a-b,org:a-c"), ("SECRET_ID", "s")]).is_ok());
     }
 
     #[test]

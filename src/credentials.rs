@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+use crate::aws_calls::SECRETS_GET_SECRET_VALUE;
 use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
@@ -107,7 +108,10 @@ impl SecretsManagerCredentials {
 impl CredentialSource for SecretsManagerCredentials {
     async fn fetch(&self) -> Result<Credentials, CredentialError> {
         let answer = self.client.get_secret_value().secret_id(&self.secret_id).send().await.map_err(|e| {
-            CredentialError::Unreachable { secret_id: self.secret_id.clone(), problem: crate::aws::aws_error(&e) }
+            CredentialError::Unreachable {
+                secret_id: self.secret_id.clone(),
+                problem: crate::aws::aws_error(&SECRETS_GET_SECRET_VALUE, &e),
+            }
         })?;
         let text = answer.secret_string().ok_or_else(|| CredentialError::Secret {
             secret_id: self.secret_id.clone(),

@@ -4,6 +4,7 @@
 //! [`ports`]. Each outside system has one adapter: [`github`], [`sekoia`], [`cursor`].
 
 mod aws;
+pub mod aws_calls;
 pub mod budget;
 pub mod check;
 pub mod checkpoint;

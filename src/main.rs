@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use github_audit_sekoia::aws_calls;
 use github_audit_sekoia::budget::Budget;
 use github_audit_sekoia::config::{Config, PushConfig};
 use github_audit_sekoia::connector::{Connector, RunError, RunRequest, TimeRange};
@@ -79,6 +80,13 @@ enum Command {
         /// Also print the run's figures as a CloudWatch Embedded Metric Format line
         #[arg(long)]
         emf: bool,
+    },
+    /// Every AWS call the stack makes (by this program, by Lambda for it, by the schedules and
+    /// by GitHub's stream) and the IAM actions AWS authorizes it by: what the template grants.
+    Permissions {
+        /// One JSON array instead of a Markdown table.
+        #[arg(long)]
+        json: bool,
     },
     /// Deliver a past time range again, under its own cursor, until it is complete.
     Backfill {
@@ -161,6 +169,23 @@ impl Settings {
     }
 }
 
+fn permissions(json: bool) -> ExitCode {
+    if !json {
+        print!("{}", aws_calls::markdown());
+        return ExitCode::SUCCESS;
+    }
+    match serde_json::to_string_pretty(aws_calls::AWS_CALLS) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot write the table: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -184,6 +209,7 @@ async fn main() -> ExitCode {
             ];
             return forward_s3(&overrides, prefix.as_deref(), emf).await;
         }
+        Command::Permissions { json } => return permissions(json),
         Command::Streams { settings, action } => {
             let config =
                 settings.config().and_then(|c| c.select(settings.target.as_deref())).map_err(|e| e.to_string());

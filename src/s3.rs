@@ -8,6 +8,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_s3::Client;
 
 use crate::aws::aws_error;
+use crate::aws_calls::{S3_GET_OBJECT, S3_LIST_OBJECTS_V2};
 use crate::ports::{ObjectBody, ObjectError, ObjectListing, ObjectRef, ObjectSource};
 
 pub struct S3Objects {
@@ -35,7 +36,12 @@ impl S3Objects {
 impl ObjectSource for S3Objects {
     async fn open(&self, object: &ObjectRef) -> Result<ObjectBody, ObjectError> {
         let answer = self.client.get_object().bucket(&object.bucket).key(&object.key).send().await.map_err(|e| {
-            ObjectError::Unreadable(format!("cannot get s3://{}/{}: {}", object.bucket, object.key, aws_error(&e)))
+            ObjectError::Unreadable(format!(
+                "cannot get s3://{}/{}: {}",
+                object.bucket,
+                object.key,
+                aws_error(&S3_GET_OBJECT, &e)
+            ))
         })?;
         let etag = answer.e_tag().unwrap_or_default().to_owned();
         Ok(ObjectBody { etag, bytes: Box::new(answer.body.into_async_read()) })
@@ -55,7 +61,9 @@ impl ObjectSource for S3Objects {
             .set_continuation_token(next)
             .send()
             .await
-            .map_err(|e| ObjectError::Listing(format!("cannot list s3://{bucket}: {}", aws_error(&e))))?;
+            .map_err(|e| {
+                ObjectError::Listing(format!("cannot list s3://{bucket}: {}", aws_error(&S3_LIST_OBJECTS_V2, &e)))
+            })?;
         let objects = answer
             .contents()
             .iter()

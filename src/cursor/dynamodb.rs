@@ -17,6 +17,9 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::aws::aws_error;
+use crate::aws_calls::{
+    AwsCall, DYNAMODB_BATCH_GET_ITEM, DYNAMODB_GET_ITEM, DYNAMODB_TRANSACT_WRITE_ITEMS, DYNAMODB_UPDATE_ITEM,
+};
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::delivered::DeliveredSet;
 use crate::ports::{CheckpointSave, CursorError, CursorStore, ObjectLedger, ObjectRecord};
@@ -106,10 +109,11 @@ impl DynamoCursorStore {
 
     fn storage_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
         &self,
+        call: &AwsCall,
         what: &str,
         err: aws_sdk_dynamodb::error::SdkError<E, R>,
     ) -> CursorError {
-        CursorError::Storage(format!("cannot {what} in DynamoDB table {}: {}", self.table, aws_error(&err)))
+        CursorError::Storage(format!("cannot {what} in DynamoDB table {}: {}", self.table, aws_error(call, &err)))
     }
 
     fn build_error(&self, err: impl std::fmt::Display) -> CursorError {
@@ -147,7 +151,9 @@ impl DynamoCursorStore {
             match self.client.transact_write_items().set_transact_items(Some(batch)).send().await {
                 Ok(_) => {}
                 Err(err) if is_condition_failure(&err) => return Err(CursorError::Conflict { key: key.to_owned() }),
-                Err(err) => return Err(self.storage_error("write the delivered record", err)),
+                Err(err) => {
+                    return Err(self.storage_error(&DYNAMODB_TRANSACT_WRITE_ITEMS, "write the delivered record", err));
+                }
             }
         }
         Ok(())
@@ -177,7 +183,7 @@ impl CursorStore for DynamoCursorStore {
         let item = match answer {
             Ok(output) => output.attributes.unwrap_or_default(),
             Err(err) if is_condition_failure(&err) => return Err(CursorError::Busy { key: key.to_owned() }),
-            Err(err) => return Err(self.storage_error("take the lease", err)),
+            Err(err) => return Err(self.storage_error(&DYNAMODB_UPDATE_ITEM, "take the lease", err)),
         };
         let problem = |p: String| {
             CursorError::Storage(format!(
@@ -212,7 +218,7 @@ impl CursorStore for DynamoCursorStore {
                     .request_items(&self.table, keys)
                     .send()
                     .await
-                    .map_err(|e| self.storage_error("read the delivered record", e))?;
+                    .map_err(|e| self.storage_error(&DYNAMODB_BATCH_GET_ITEM, "read the delivered record", e))?;
                 for item in output.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
                     let Some(AttributeValue::S(item_key)) = item.get(PARTITION_KEY) else { continue };
                     let Some(&start) = by_key.get(item_key) else { continue };
@@ -286,7 +292,7 @@ impl CursorStore for DynamoCursorStore {
         match answer {
             Ok(_) => {}
             Err(err) if is_condition_failure(&err) => return Err(CursorError::Conflict { key: key.to_owned() }),
-            Err(err) => return Err(self.storage_error("save the cursor", err)),
+            Err(err) => return Err(self.storage_error(&DYNAMODB_UPDATE_ITEM, "save the cursor", err)),
         }
         self.held
             .lock()
@@ -321,7 +327,7 @@ impl CursorStore for DynamoCursorStore {
         match answer {
             // Someone took over an expired lease: it is theirs now.
             Err(err) if is_condition_failure(&err) => Ok(()),
-            Err(err) => Err(self.storage_error("release the lease", err)),
+            Err(err) => Err(self.storage_error(&DYNAMODB_UPDATE_ITEM, "release the lease", err)),
             Ok(_) => Ok(()),
         }
     }
@@ -339,7 +345,7 @@ impl ObjectLedger for DynamoCursorStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| self.storage_error("read the record of an object", e))?;
+            .map_err(|e| self.storage_error(&DYNAMODB_GET_ITEM, "read the record of an object", e))?;
         let Some(item) = answer.item else { return Ok(None) };
         let problem = |p: String| {
             CursorError::Storage(format!(
