@@ -3,7 +3,7 @@ CARGO ?= cargo
 PYTHON ?= python3
 LAMBDA_BIN := github-audit-sekoia-lambda
 
-.PHONY: demo test lint tools bench build deploy deploy-cargo-lambda invoke-local clean
+.PHONY: demo test lint tools bench build deploy deploy-cargo-lambda smoke invoke-local clean
 
 ## Build, start the simulator, drain it into the simulated intake twice, show what arrived.
 demo:
@@ -47,6 +47,13 @@ build: tools
 deploy:
 	sam build --language-extensions --parameter-overrides Targets=org:placeholder
 	sam deploy --guided
+
+## After a deploy: the function's {"check": true} and a test notification through the alarm topic.
+## make smoke STACK=<stack name>   (standard AWS configuration; boto3 installed if missing)
+smoke:
+	@test -n "$(STACK)" || { echo "usage: make smoke STACK=<stack name>" >&2; exit 2; }
+	@$(PYTHON) -c "import boto3" 2>/dev/null || $(PYTHON) -m pip install --quiet boto3
+	$(PYTHON) scripts/smoke.py "$(STACK)"
 
 ## Without SAM: the function only; the table, the secret and the role must exist already.
 ## make deploy-cargo-lambda ROLE_ARN=… GITHUB_ORG=… SECRET_ID=… CURSOR_TABLE=…

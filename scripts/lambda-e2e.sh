@@ -97,3 +97,38 @@ assert stats["unique_events"] == 1500 + 200 and stats["duplicate_events"] == 0, 
 print(f"lambda e2e OK: {first['events_forwarded']} events through cargo lambda watch, second invocation sent nothing, check passed;"
       " a streamed file of 200 events forwarded once from an SQS batch delivered twice")
 PY
+
+# `make smoke` against what moto has: stacks (their outputs), the function (cargo lambda watch
+# answers Lambda's Invoke API), the errors alarm and its topic. moto's CloudFormation makes no
+# alarms and its CloudWatch keeps no alarm history, so the alarms are made directly and the
+# notification is reported unconfirmed. A topic under alias/aws/sns must fail the check.
+python3 - "$suffix" <<'PY'
+import json, sys, boto3
+suffix = sys.argv[1]
+cloudformation, sns, cloudwatch = boto3.client("cloudformation"), boto3.client("sns"), boto3.client("cloudwatch")
+for stack, key in ((f"smoke-{suffix}", None), (f"smoke-aws-sns-key-{suffix}", "alias/aws/sns")):
+    cloudformation.create_stack(StackName=stack, TemplateBody=json.dumps({
+        "Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"FunctionName": {"Value": "github-audit-sekoia-lambda"}}}))
+    topic = sns.create_topic(Name=f"{stack}-alarms", Attributes={"KmsMasterKeyId": key} if key else {})["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="soc@example.com")
+    cloudwatch.put_metric_alarm(AlarmName=f"{stack}-errors", Namespace="AWS/Lambda", MetricName="Errors",
+        Statistic="Sum", Period=900, EvaluationPeriods=1, Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold", AlarmActions=[topic])
+PY
+export AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port"
+python3 scripts/smoke.py "smoke-$suffix" >"$work/smoke.out" 2>&1 || { echo "make smoke failed on a good stack:" >&2; cat "$work/smoke.out" >&2; exit 1; }
+if python3 scripts/smoke.py "smoke-aws-sns-key-$suffix" >"$work/smoke-bad.out" 2>&1; then
+  echo "make smoke passed a topic under alias/aws/sns:" >&2; cat "$work/smoke-bad.out" >&2; exit 1
+fi
+python3 - "$work/smoke.out" "$work/smoke-bad.out" "smoke-$suffix-errors" <<'PY'
+import sys, boto3
+good, bad, alarm = open(sys.argv[1]).read(), open(sys.argv[2]).read(), sys.argv[3]
+for line in ("configuration:", "cursor", "smoke check passed", "soc@example.com"):
+    assert line in good, (line, good)
+assert "alias/aws/sns, which CloudWatch cannot use" in bad and "smoke check failed" in bad, bad
+state = boto3.client("cloudwatch").describe_alarms(AlarmNames=[alarm])["MetricAlarms"][0]["StateValue"]
+assert state == "OK", f"the smoke check left {alarm} in {state}"
+print("smoke check OK: the check invocation's lines printed, the alarm set to ALARM and back to OK;"
+      " a topic under alias/aws/sns refused")
+PY

@@ -16,6 +16,7 @@ import sys
 import time
 
 import boto3
+from botocore.exceptions import ClientError
 
 HISTORY_WAIT_SECONDS = 60
 
@@ -47,11 +48,6 @@ def invoke_check(lambda_client, function):
     return bool(report["ok"])
 
 
-def alarm_names(cloudformation, stack):
-    resources = cloudformation.describe_stack_resources(StackName=stack)["StackResources"]
-    return {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources if r["ResourceType"] == "AWS::CloudWatch::Alarm"}
-
-
 def topic_problems(sns, topic):
     """What would keep CloudWatch from publishing to `topic`, or nobody from reading it."""
     problems = []
@@ -76,7 +72,11 @@ def alarm_round_trip(cloudwatch, alarm):
     verdict = None
     deadline = time.time() + HISTORY_WAIT_SECONDS
     while verdict is None and time.time() < deadline:
-        items = cloudwatch.describe_alarm_history(AlarmName=alarm, HistoryItemType="Action")["AlarmHistoryItems"]
+        try:
+            items = cloudwatch.describe_alarm_history(AlarmName=alarm, HistoryItemType="Action")["AlarmHistoryItems"]
+        except ClientError as err:
+            say("warn", f"cannot read {alarm}'s history ({err.response['Error'].get('Code')}): the notification is not confirmed")
+            break
         for item in items:
             if item["Timestamp"].timestamp() < since:
                 continue
@@ -102,9 +102,12 @@ def main():
     say("ok  ", f"stack {stack}: function {function}")
     ok = invoke_check(session.client("lambda"), function)
 
-    alarms = alarm_names(cloudformation, stack)
-    alarm = alarms.get("ErrorsAlarm") or next(iter(alarms.values()), None)
-    actions = cloudwatch.describe_alarms(AlarmNames=[alarm])["MetricAlarms"][0]["AlarmActions"] if alarm else []
+    alarm = f"{stack}-errors"  # the template names it
+    found = cloudwatch.describe_alarms(AlarmNames=[alarm])["MetricAlarms"]
+    if not found:
+        say("FAIL", f"alarm {alarm} not found: is {stack} a github-audit-sekoia stack?")
+        return 1
+    actions = found[0]["AlarmActions"]
     if not actions:
         say("warn", "the alarms notify nobody: deploy with AlarmEmail or AlarmTopicArn to be told")
         return 0 if ok else 1

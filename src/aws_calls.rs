@@ -344,6 +344,23 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_shows_this_table_and_a_key_policy_that_lets_cloudwatch_notify() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+        assert!(
+            readme.contains(&markdown()),
+            "README.md's permission table differs from `github-audit-sekoia permissions`: paste its output"
+        );
+        let policy = readme
+            .split("```json\n")
+            .map(|block| block.split("```").next().unwrap_or_default())
+            .find(|block| block.contains("\"kms:*\""))
+            .expect("README.md has a key-policy example");
+        for principal in ["cloudwatch.amazonaws.com", "logs.<region>.amazonaws.com", "s3.amazonaws.com"] {
+            assert!(policy.contains(principal), "the README's key policy leaves out {principal}");
+        }
+    }
+
+    #[test]
     fn an_access_denied_hint_names_the_actions_and_the_key_permissions() {
         assert_eq!(
             DYNAMODB_TRANSACT_WRITE_ITEMS.needs(),
