@@ -11,11 +11,15 @@ demo:
 	./scripts/demo.sh
 
 ## Everything CI checks: the template (cfn-lint, sam validate --lint, checkov, the targets
-## expansion), formatting, lints, the function end to end, all tests (AWS is moto's server on a
+## expansion, the policy check), formatting, lints, the function end to end, forward-s3 under the
+## template's role with moto enforcing IAM, all tests (AWS is moto's server on a
 ## loopback port). Tests run last so their summary closes the log; the benchmarks are `make bench`.
 test: tools lint
 	./scripts/check-template.sh
 	./scripts/with-moto.sh ./scripts/lambda-e2e.sh
+	$(CARGO) build --quiet --bins -p github-audit-sekoia -p github-audit-sekoia-sim
+	./scripts/with-moto.sh target/tools/sam/bin/python scripts/iam_e2e.py template.yaml \
+	  target/debug/github-audit-sekoia target/debug/github-audit-sekoia-sim
 	$(CARGO) test -p github-audit-sekoia-sim --lib
 	./scripts/with-moto.sh $(CARGO) test -p github-audit-sekoia --lib --bins --tests
 

@@ -28,6 +28,7 @@ Usage: policy_check.py TEMPLATE PERMISSIONS_JSON
 import copy
 import fnmatch
 import json
+import logging
 import os
 import re
 import sys
@@ -39,6 +40,8 @@ from samtranslator.yaml_helper import yaml_parse
 
 REGION, ACCOUNT, PARTITION, STACK = "eu-west-3", "123456789012", "aws", "audit"
 os.environ["AWS_DEFAULT_REGION"] = REGION  # the SAM transform's pseudo parameters
+# The SAM transform's own usage metrics, which it warns about never publishing.
+logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
 KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 SECRET = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:github-audit-sekoia-AbCdEf"
 # AWS managed policies the SAM transform attaches, as AWS publishes them.
@@ -309,7 +312,7 @@ class Stack:
         raise SystemExit(f"policy check: no role of the stack has ARN {arn}")
 
     def placeholders(self):
-        names = {"Partition": PARTITION, "Region": REGION, "Account": ACCOUNT, **{k: v for k, v in self.parameters.items()}}
+        names = {"Partition": PARTITION, "Region": REGION, "Account": ACCOUNT, **self.parameters}
         props = self.function["Properties"]
         env = props["Environment"]["Variables"]
         names["CursorTable"] = env["CURSOR_TABLE"]
@@ -336,8 +339,7 @@ class Stack:
     def role_of(self, caller):
         if caller in ("code", "lambda"):
             return self.function_role
-        kind = {"git_hub_stream": "StreamRole", "scheduler": "ScheduleRole"}[caller]
-        return kind
+        return {"github_stream": "StreamRole", "scheduler": "ScheduleRole"}[caller]
 
     def resource_policy(self, arn):
         """The queue or bucket policy governing `arn`, if the stack sets one."""
@@ -368,9 +370,9 @@ def requests(call, stack):
 
 
 def aws_managed_key_requests(call, stack):
-    """Without KmsKeyArn a secret may still be under aws/secretsmanager (the default): Secrets
-    Manager decrypts it with the caller's permissions too, which the key's own policy allows
-    and the role must not deny."""
+    """Without KmsKeyArn the secret is still under a key, aws/secretsmanager by default, which
+    Secrets Manager uses with the caller's permissions too: that key's policy allows it, and the
+    role must not deny it (nor any other AWS-managed key a service may use for the stack)."""
     role = stack.role_of(call["caller"])
     via = {"kms:ViaService": f"{call['service']}.{REGION}.amazonaws.com", "aws:SecureTransport": "true"}
     for action in call["kms_actions"] if not stack.parameters.get("KmsKeyArn") else []:
@@ -416,7 +418,6 @@ def knowledge_rules(stack, roles, variant):
             for action in listed(statement["Action"]) if statement["Effect"] == "Allow" else []:
                 if action.lower() not in need.get(role, set()) and action not in MANAGED_EXTRAS:
                     problems.append(f"{role} allows {action}, which no AWS call of src/aws_calls.rs needs")
-    topics = {r["Properties"].get("KmsMasterKeyId"): logical for logical, r in stack.resources.items() if r["Type"] == "AWS::SNS::Topic"}
     for logical, resource in stack.resources.items():
         if resource["Type"] != "AWS::CloudWatch::Alarm":
             continue
@@ -425,7 +426,6 @@ def knowledge_rules(stack, roles, variant):
                 if topic["Type"] == "AWS::SNS::Topic" and action.endswith(f":{STACK}-{topic_logical}-1A2B3C4D"):
                     if "alias/aws/sns" in str(topic["Properties"].get("KmsMasterKeyId", "")):
                         problems.append(f"{logical} notifies {topic_logical}, under alias/aws/sns: CloudWatch cannot publish there")
-    del topics
     reserved = stack.function["Properties"].get("ReservedConcurrentExecutions")
     wanted = int(stack.parameters.get("MaxConcurrentRuns", 0))
     if (reserved is not None) != (wanted != 0) or (reserved is not None and int(reserved) != wanted):
@@ -443,8 +443,9 @@ def check(stack, roles, variant):
 
 
 def mutations_are_caught(stack, roles, variant):
-    """Each Allowed action removed, and a Deny added, must make the check fail."""
-    missed = []
+    """Each Allowed action removed, and a Deny added, must make the check fail: what it missed,
+    and how many mutations it tried."""
+    missed, tried = [], 0
     for role, statements in roles.items():
         for index, statement in enumerate(statements):
             if statement["Effect"] != "Allow":
@@ -458,13 +459,15 @@ def mutations_are_caught(stack, roles, variant):
                     mutated[role][index]["Action"] = kept
                 else:
                     del mutated[role][index]
+                tried += 1
                 if not check(stack, mutated, variant):
                     missed.append(f"{role} without {action}")
         mutated = copy.deepcopy(roles)
         mutated[role].append({"Effect": "Deny", "Action": "kms:Decrypt", "Resource": "*"})
+        tried += 1
         if not check(stack, mutated, variant):
             missed.append(f"{role} with a Deny added")
-    return [f"{variant}: the check did not notice {m}" for m in missed]
+    return [f"{variant}: the check did not notice {m}" for m in missed], tried
 
 
 def main():
@@ -478,9 +481,9 @@ def main():
         stack = Stack(resources, parameters)
         roles = {logical: role_statements(r) for logical, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
         problems += check(stack, roles, variant)
-        caught = mutations_are_caught(stack, roles, variant)
-        problems += caught
-        mutations += sum(1 for s in sum(roles.values(), []) if s["Effect"] == "Allow" for _ in listed(s["Action"])) + len(roles)
+        missed, tried = mutations_are_caught(stack, roles, variant)
+        problems += missed
+        mutations += tried
         for role, statements in sorted(roles.items()):
             actions = sorted({a for s in statements for a in listed(s["Action"])})
             report.append(f"  {variant} / {role}: {', '.join(actions)}")

@@ -17,6 +17,7 @@ pub enum Caller {
     /// Lambda, for the function (its logs, its event source, its failure destination).
     Lambda,
     /// GitHub's audit-log stream, with the stream role.
+    #[serde(rename = "github_stream")]
     GitHubStream,
     /// EventBridge Scheduler, with the schedule role.
     Scheduler,
