@@ -86,6 +86,62 @@ pub(crate) async fn send_within_grace(
     }
 }
 
+/// The most of a GitHub audit-log page read: 100 events of 160 KB each (GitHub's are a few KB;
+/// the intake takes none over 250 KB). A page over it is read again, like a broken one.
+pub(crate) const PAGE_CAP: usize = 16 << 20;
+
+/// The most of any other answer read (the intake's, the streaming and App APIs', error bodies).
+pub(crate) const ANSWER_CAP: usize = 1 << 20;
+
+/// Why an answer's body could not be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BodyError {
+    /// More than the cap: a broken proxy or a hostile host; the rest is never read.
+    #[error("{host} sent an answer of more than {cap} bytes ({size}); it was dropped unread past the cap")]
+    TooLarge { host: String, cap: usize, size: String },
+    #[error("reading {host}'s answer failed: {problem}")]
+    Broken { host: String, problem: String },
+}
+
+/// The body, read as it arrives and never past `cap` bytes (after decompression), so an answer
+/// of gigabytes costs `cap` at most.
+pub(crate) async fn read_capped(mut response: Response, cap: usize) -> Result<Vec<u8>, BodyError> {
+    let host = response.url().host_str().unwrap_or("the server").to_owned();
+    let too_large = |host: String, size: String| BodyError::TooLarge { host, cap, size };
+    if let Some(length) = response.content_length().filter(|&length| length > cap as u64) {
+        return Err(too_large(host, format!("{length} bytes announced")));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) =
+        response.chunk().await.map_err(|e| BodyError::Broken { host: host.clone(), problem: describe(&e) })?
+    {
+        if body.len() + chunk.len() > cap {
+            return Err(too_large(host, format!("over {} bytes read", body.len() + chunk.len())));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A JSON answer of at most `cap` bytes, as `T`; what went wrong otherwise, in words.
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(response: Response, cap: usize) -> Result<T, String> {
+    let body = read_capped(response, cap).await.map_err(|e| e.to_string())?;
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
+
+/// At most the first `cap` bytes of an answer as text (lossy), for a message: the rest is not
+/// read, and a body that breaks off gives what came before.
+pub(crate) async fn read_prefix(mut response: Response, cap: usize) -> String {
+    let mut body = Vec::new();
+    while body.len() < cap {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(cap - body.len())]),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
 /// A reqwest error without its source chain's noise; URLs carry no secrets here.
 pub(crate) fn describe(err: &reqwest::Error) -> String {
     let mut text = err.to_string();

@@ -86,7 +86,7 @@ impl SekoiaIntake {
             Ok(response) if response.status().is_success() => Ok(()),
             Ok(response) => {
                 let status = response.status();
-                let text: String = response.text().await.unwrap_or_default().chars().take(200).collect();
+                let text: String = http::read_prefix(response, http::ANSWER_CAP).await.chars().take(200).collect();
                 Err(ProbeFailure { status: Some(status), message: text.replace(key.expose(), "***") })
             }
             Err(Failure::OutOfTime) => {
@@ -204,11 +204,11 @@ impl SekoiaIntake {
                     if status.is_success() {
                         // The batch is stored once the status says so; an unreadable answer
                         // acknowledges it all.
-                        let answer = response.text().await.unwrap_or_default();
+                        let answer = http::read_prefix(response, http::ANSWER_CAP).await;
                         return Ok(Answer::Acknowledged(acknowledged_count(&answer)));
                     }
                     let retry_after = http::retry_after(&response);
-                    let text: String = response.text().await.unwrap_or_default().chars().take(200).collect();
+                    let text: String = http::read_prefix(response, http::ANSWER_CAP).await.chars().take(200).collect();
                     match status {
                         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(PostError::KeyRejected(status)),
                         StatusCode::PAYLOAD_TOO_LARGE => return Ok(Answer::TooLarge),

@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::budget::Budget;
 use crate::github::api_headers;
-use crate::http::{Failure, join_path, send_within};
+use crate::http::{self, ANSWER_CAP, Failure, join_path, send_within};
 use crate::secret::Secret;
 
 const REQUEST_TIME: Duration = Duration::from_secs(30);
@@ -257,15 +257,16 @@ impl StreamsApi {
             Err(Failure::Transient(why)) => return Err(StreamError::Transport(why)),
         };
         let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        if status.is_success() {
-            return Ok(if text.trim().is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&text).unwrap_or(Value::Null)
-            });
+        if !status.is_success() {
+            let text = http::read_prefix(response, ANSWER_CAP).await;
+            return Err(StreamError::GitHub { status, message: explain(status, &text) });
         }
-        Err(StreamError::GitHub { status, message: explain(status, &text) })
+        let body = http::read_capped(response, ANSWER_CAP).await.map_err(|e| StreamError::Transport(e.to_string()))?;
+        Ok(if body.trim_ascii().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).unwrap_or(Value::Null)
+        })
     }
 
     pub async fn key(&self) -> Result<StreamKey, StreamError> {

@@ -37,6 +37,21 @@ async fn github_server_errors_and_broken_pages_are_retried_without_loss() {
 }
 
 #[tokio::test]
+async fn endless_answers_from_github_and_the_intake_are_cut_at_their_caps_without_loss() {
+    let h = Harness::start().await;
+    h.add(events_between(1_000, 6 * HOUR, Duration::from_secs(1), 63));
+    h.sim.github().faults.extend([None, Some(Fault::HugeBody(256 << 20)), None]);
+    // The intake stored the batch, then answers without end: read up to its cap, acknowledged.
+    h.sim.intake().faults.extend([None, Some(Fault::HugeBody(256 << 20))]);
+
+    let summary = h.drain().await;
+
+    assert_eq!(summary.stop_reason, StopReason::Drained);
+    assert_eq!(h.sim.github().faults.remaining() + h.sim.intake().faults.remaining(), 0);
+    h.assert_exactly_once();
+}
+
+#[tokio::test]
 async fn seeded_random_faults_on_both_sides_lose_and_repeat_nothing() {
     let github_kinds =
         [Fault::Status(500), Fault::Status(502), Fault::BrokenBody, Fault::SecondaryLimit(Some(1)), Fault::Status(503)];

@@ -23,6 +23,9 @@ pub enum Fault {
     Delay(Duration),
     /// A 200 whose body breaks off half-way.
     BrokenBody,
+    /// A 200 whose body goes on for this many bytes (an open JSON array, then spaces), streamed
+    /// without a length: a broken proxy or a hostile host.
+    HugeBody(u64),
     /// GitHub: a normal page whose `rel="next"` link points to another host.
     ForeignNextLink,
     /// GitHub: 403 "API rate limit exceeded" with no rate-limit or retry header at all.
@@ -83,6 +86,15 @@ pub(super) fn drop_connection() -> ! {
 }
 
 /// A 200 that sends half of `body`, then breaks the connection.
+pub(super) fn huge_body(headers: HeaderMap, bytes: u64) -> Response {
+    static SPACES: [u8; 1 << 20] = [b' '; 1 << 20];
+    let chunks = bytes.div_ceil(SPACES.len() as u64);
+    let body = std::iter::once(Bytes::from_static(b"["))
+        .chain((0..chunks).map(|_| Bytes::from_static(&SPACES)))
+        .map(Ok::<_, std::io::Error>);
+    (StatusCode::OK, headers, Body::from_stream(tokio_stream::iter(body))).into_response()
+}
+
 pub(super) fn broken_body(headers: HeaderMap, body: String) -> Response {
     let body = Bytes::from(body.into_bytes());
     let chunks: Vec<Result<Bytes, std::io::Error>> = vec![

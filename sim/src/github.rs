@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::faults::broken_body;
+use super::faults::{broken_body, huge_body};
 use super::streams::StreamStore;
 use super::to_ms;
 use super::{Fault, FaultScript, SimClock, SimEvent, SimOptions, lock};
@@ -469,6 +469,7 @@ async fn audit_log(
     let body = format!("[{}]", texts.join(","));
     match fault {
         Some(Fault::BrokenBody) => broken_body(headers, body),
+        Some(Fault::HugeBody(bytes)) => huge_body(headers, bytes),
         _ => (StatusCode::OK, headers, body).into_response(),
     }
 }

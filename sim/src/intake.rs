@@ -15,7 +15,7 @@ use flate2::read::GzDecoder;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::faults::{broken_body, drop_connection};
+use super::faults::{broken_body, drop_connection, huge_body};
 use super::{Fault, FaultScript, lock};
 
 /// Sekoia's per-event limit, as its documentation states it (250 KiB).
@@ -185,6 +185,7 @@ async fn batch(State(state): State<Arc<Mutex<IntakeState>>>, headers: HeaderMap,
     match fault {
         // The intake stored the batch; only its answer is lost on the way back.
         Some(Fault::BrokenBody) => broken_body(HeaderMap::new(), answer.to_string()),
+        Some(Fault::HugeBody(bytes)) => huge_body(HeaderMap::new(), bytes),
         Some(Fault::StoreThenDrop) => {
             drop(state);
             drop_connection()

@@ -15,7 +15,7 @@ use url::Url;
 
 use crate::budget::Budget;
 use crate::credentials::{AppCredential, CredentialCache, CredentialError, GitHubCredential};
-use crate::http::{Failure, join_path, send_within};
+use crate::http::{self, Failure, join_path, send_within};
 use crate::secret::Secret;
 
 /// GitHub's own limit on an App JWT's lifetime.
@@ -156,8 +156,7 @@ impl Authorizer {
         };
         let response = self.app_request(self.client.get(self.url(&path)), jwt).await?;
         match response.status() {
-            s if s.is_success() => response
-                .json::<Installation>()
+            s if s.is_success() => http::read_json::<Installation>(response, http::ANSWER_CAP)
                 .await
                 .map_err(|e| app_error(format!("GitHub's installation answer is not understood: {e}"))),
             StatusCode::NOT_FOUND if id.is_some() => {
@@ -178,8 +177,7 @@ impl Authorizer {
         let response = self.app_request(self.client.post(url), jwt).await?;
         match response.status() {
             s if s.is_success() => {
-                let token: AccessToken = response
-                    .json()
+                let token: AccessToken = http::read_json(response, http::ANSWER_CAP)
                     .await
                     .map_err(|e| app_error(format!("GitHub's installation token answer is not understood: {e}")))?;
                 let expires_at = humantime::parse_rfc3339_weak(token.expires_at.trim_end_matches('Z'))

@@ -157,11 +157,11 @@ impl GitHubSource {
         if status.is_success() {
             let next = self.next_link(&response)?;
             // A cut-off or garbled page is read again, like any other transient failure.
-            let body = match response.text().await {
+            let body = match http::read_capped(response, http::PAGE_CAP).await {
                 Ok(body) => body,
-                Err(e) => return Ok(Answer::Retry(format!("reading GitHub's answer failed: {}", http::describe(&e)))),
+                Err(e) => return Ok(Answer::Retry(e.to_string())),
             };
-            let raw: Vec<Box<RawValue>> = match serde_json::from_str(&body) {
+            let raw: Vec<Box<RawValue>> = match serde_json::from_slice(&body) {
                 Ok(raw) => raw,
                 Err(e) => return Ok(Answer::Retry(format!("GitHub's answer is not a JSON array of events: {e}"))),
             };
@@ -257,7 +257,7 @@ pub(crate) fn api_headers(authorization: &Secret) -> Option<HeaderMap> {
 
 /// GitHub's `message` field, or the start of the body.
 async fn github_message(response: Response) -> String {
-    let body = response.text().await.unwrap_or_default();
+    let body = http::read_prefix(response, http::ANSWER_CAP).await;
     serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))

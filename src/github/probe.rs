@@ -7,7 +7,7 @@ use url::Url;
 use super::{api_headers, github_message};
 use crate::budget::Budget;
 use crate::config::Config;
-use crate::http::{Failure, ProbeFailure, join_path, send_within};
+use crate::http::{self, Failure, ProbeFailure, join_path, send_within};
 use crate::secret::Secret;
 
 /// What `GET /rate_limit` (free: it spends no request) tells about a credential.
@@ -73,8 +73,8 @@ pub async fn credential_facts(
 ) -> Result<CredentialFacts, ProbeFailure> {
     let response = get(client, join_path(api, "rate_limit"), authorization, budget).await?;
     let scopes = response.headers().get("x-oauth-scopes").and_then(|v| v.to_str().ok()).map(parse_scopes);
-    let body = response.text().await.unwrap_or_default();
-    let audit_log = serde_json::from_str::<RateLimitBody>(&body).ok().and_then(|b| b.resources.audit_log);
+    let audit_log =
+        http::read_json::<RateLimitBody>(response, http::ANSWER_CAP).await.ok().and_then(|b| b.resources.audit_log);
     Ok(CredentialFacts { scopes, audit_log })
 }
 
@@ -88,10 +88,11 @@ pub async fn audit_log_page(
     let mut page = join_path(&config.github_api_url, &config.target.audit_log_path());
     page.query_pairs_mut().append_pair("per_page", "1").append_pair("include", config.include.as_str());
     let response = get(client, page, authorization, budget).await?;
-    let body = response.text().await.unwrap_or_default();
-    match serde_json::from_str::<Vec<serde_json::Value>>(&body) {
+    match http::read_json::<Vec<serde_json::Value>>(response, http::PAGE_CAP).await {
         Ok(events) => Ok(events.len()),
-        Err(_) => Err(ProbeFailure { status: None, message: "the answer is not a JSON array of events".into() }),
+        Err(why) => {
+            Err(ProbeFailure { status: None, message: format!("the answer is not a JSON array of events: {why}") })
+        }
     }
 }
 
