@@ -1,7 +1,10 @@
 //! Forwards GitHub audit-log events to a Sekoia.io intake, exactly once.
 //!
-//! The drain ([`drain::drain`]) is the whole data path; it only knows the edge traits in
-//! [`ports`]. Each outside system has one adapter: [`github`], [`sekoia`], [`cursor`].
+//! Two data paths, both knowing only the edge traits in [`ports`]: the drain
+//! ([`drain::drain`]) pulls the audit log from GitHub's API; push mode ([`push`]) forwards the
+//! files GitHub's stream writes to S3. Each outside system has one adapter: [`github`],
+//! [`sekoia`], [`cursor`], [`credentials`], [`s3`], [`streams`]; [`aws_calls`] lists the AWS calls
+//! among them.
 
 mod aws;
 pub mod aws_calls;

@@ -1,5 +1,5 @@
-//! The edges the drain talks to. Each outside system has one adapter behind one trait; the
-//! drain never sees HTTP, files or AWS.
+//! The edges the data paths (the drain and push mode) talk to. Each outside system has one
+//! adapter behind one trait; neither path sees HTTP, files or AWS.
 
 use std::time::SystemTime;
 
