@@ -90,8 +90,12 @@ pub(crate) async fn send_within_grace(
 /// the intake takes none over 250 KB). A page over it is read again, like a broken one.
 pub(crate) const PAGE_CAP: usize = 16 << 20;
 
-/// The most of any other answer read (the intake's, the streaming and App APIs', error bodies).
+/// The most of any other answer read (the streaming and App APIs', error bodies).
 pub(crate) const ANSWER_CAP: usize = 1 << 20;
+
+/// The most of the intake's acknowledgement read: one `event_id` (a UUID, about 40 bytes with
+/// its quotes) per event of a 4 MiB body of the smallest events (about 100 bytes) is 1.7 MB.
+pub(crate) const INTAKE_ANSWER_CAP: usize = 8 << 20;
 
 /// Why an answer's body could not be used.
 #[derive(Debug, thiserror::Error)]

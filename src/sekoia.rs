@@ -204,7 +204,7 @@ impl SekoiaIntake {
                     if status.is_success() {
                         // The batch is stored once the status says so; an unreadable answer
                         // acknowledges it all.
-                        let answer = http::read_prefix(response, http::ANSWER_CAP).await;
+                        let answer = http::read_prefix(response, http::INTAKE_ANSWER_CAP).await;
                         return Ok(Answer::Acknowledged(acknowledged_count(&answer)));
                     }
                     let retry_after = http::retry_after(&response);
