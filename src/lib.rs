@@ -15,6 +15,7 @@ pub mod config;
 pub mod connector;
 pub mod credentials;
 pub mod cursor;
+pub mod deliver;
 pub mod drain;
 pub mod dry_run;
 pub mod event;

@@ -145,6 +145,8 @@ pub struct MemoryStore {
     buckets: Mutex<HashMap<i64, DeliveredSet>>,
     pub fail_at_save: Mutex<Option<usize>>,
     saves: AtomicUsize,
+    /// Buckets asked for by `load_buckets`, found or not.
+    pub buckets_asked: AtomicUsize,
 }
 
 impl MemoryStore {
@@ -168,6 +170,7 @@ impl CursorStore for MemoryStore {
     }
 
     async fn load_buckets(&self, _key: &str, starts: &[i64]) -> Result<Vec<(i64, DeliveredSet)>, CursorError> {
+        self.buckets_asked.fetch_add(starts.len(), Ordering::SeqCst);
         let buckets = self.buckets.lock().expect("buckets");
         Ok(starts.iter().filter_map(|s| buckets.get(s).map(|b| (*s, b.clone()))).collect())
     }

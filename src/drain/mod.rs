@@ -6,8 +6,9 @@
 //! 3. **deep sweep**: and once more when it is `LATE_SWEEP_AFTER` old (an indexing stall).
 //!
 //! Every read goes page by page: fetch → skip what was delivered → post → record and move the
-//! positions → save. The checkpoint only moves after the intake acknowledged a page, so a crash
-//! at any instant re-sends at most the page in flight. Re-read events are recognised by
+//! positions → save, the last three in [`crate::deliver`], the step push mode shares. The
+//! checkpoint only moves after the intake acknowledged a page, so a crash at any instant re-sends
+//! at most the page in flight. Re-read events are recognised by
 //! `_document_id` in the delivered record and skipped. The decisions live in [`plan`].
 
 pub mod plan;
@@ -23,11 +24,11 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::budget::Budget;
-use crate::checkpoint::delivered::{DeliveredRecord, DeliveredSet};
 use crate::checkpoint::{Checkpoint, Pass, Read};
+use crate::deliver::{Batch, DeliverError, Floors, Ledger};
 use crate::ports::{
-    AuditEvent, AuditLogSource, CheckpointSave, Clock, CursorError, CursorStore, IntakeSink, Page, PageRequest,
-    RateBudget, SinkError, SourceError,
+    AuditEvent, AuditLogSource, Clock, CursorError, CursorStore, IntakeSink, Page, PageRequest, RateBudget, SinkError,
+    SourceError,
 };
 use crate::timefmt::{ceil_to_second, floor_to_second, rfc3339_ms, rfc3339_seconds, to_ms};
 pub use plan::SweepAges;
@@ -169,9 +170,10 @@ pub async fn drain(edges: &Edges<'_>, plan: &DrainPlan, budget: Budget) -> Resul
         Err(CursorError::Busy { .. }) => Ok(StopReason::TargetBusy),
         Err(err) => Err(DrainError::Cursor(err)),
         Ok(stored) => {
-            let mut checkpoint = stored.unwrap_or_else(|| Checkpoint::starting_at(plan.start_ms));
-            let outcome = run.pump(edges, &mut checkpoint, plan).await;
-            run.checkpoint = Some(checkpoint);
+            let checkpoint = stored.unwrap_or_else(|| Checkpoint::starting_at(plan.start_ms));
+            let mut ledger = Ledger::open(key, edges.store, checkpoint);
+            let outcome = run.pump(edges, &mut ledger, plan).await;
+            run.checkpoint = Some(ledger.into_checkpoint());
             if let Err(err) = edges.store.release(key).await {
                 tracing::warn!("could not release the hold on {key}: {err}");
             }
@@ -248,19 +250,17 @@ impl Stretch {
     }
 }
 
-struct Run<'a> {
-    key: &'a str,
+struct Run {
     budget: Budget,
     started: Instant,
     /// As it stood when the run ended.
     checkpoint: Option<Checkpoint>,
     slowest_page: Duration,
-    newest_this_run: Option<i64>,
     summary: Summary,
 }
 
-impl<'a> Run<'a> {
-    fn new(key: &'a str, budget: Budget) -> Self {
+impl Run {
+    fn new(key: &str, budget: Budget) -> Self {
         let summary = Summary {
             target: key.to_owned(),
             stop_reason: StopReason::Failed,
@@ -287,40 +287,31 @@ impl<'a> Run<'a> {
             elapsed_seconds: 0.0,
             error: None,
         };
-        Self {
-            key,
-            budget,
-            started: Instant::now(),
-            checkpoint: None,
-            slowest_page: Duration::ZERO,
-            newest_this_run: None,
-            summary,
-        }
+        Self { budget, started: Instant::now(), checkpoint: None, slowest_page: Duration::ZERO, summary }
     }
 
     /// The three reads in turn, each to the end of its stretch unless the budget stops it.
     async fn pump(
         &mut self,
         edges: &Edges<'_>,
-        checkpoint: &mut Checkpoint,
+        ledger: &mut Ledger<'_>,
         plan: &DrainPlan,
     ) -> Result<StopReason, DrainError> {
-        if plan.until_ms.is_some_and(|until| checkpoint.positions.fresh_read_to_ms >= until) {
+        if plan.until_ms.is_some_and(|until| ledger.checkpoint.positions.fresh_read_to_ms >= until) {
             // A finished backfill: nothing left to read.
             return Ok(StopReason::Drained);
         }
         let reads = plan::reads(plan.sweeps);
         // A pass of a read since turned off would hold the record back for ever.
-        checkpoint.passes.retain(|pass| reads.contains(&pass.read));
-        let mut record = DeliveredRecord::new(&checkpoint.delivered_buckets, checkpoint.legacy_delivered.take());
-        let skipped = plan::skip_lagging_sweeps(&mut checkpoint.positions, plan.sweeps, edges.clock.now_ms());
+        ledger.checkpoint.passes.retain(|pass| reads.contains(&pass.read));
+        let skipped = plan::skip_lagging_sweeps(&mut ledger.checkpoint.positions, plan.sweeps, edges.clock.now_ms());
         self.report_skipped(skipped);
         for read in reads {
-            let Some(mut stretch) = self.next_stretch(edges, checkpoint, &mut record, read, plan).await? else {
+            let Some(mut stretch) = self.next_stretch(edges, ledger, read, plan).await? else {
                 continue;
             };
             tracing::debug!(?read, request = ?stretch.request, "reading");
-            if let Some(stop) = self.read(edges, checkpoint, &mut record, &mut stretch, plan).await? {
+            if let Some(stop) = self.read(edges, ledger, &mut stretch, plan).await? {
                 return Ok(stop);
             }
         }
@@ -331,19 +322,18 @@ impl<'a> Run<'a> {
     async fn next_stretch(
         &mut self,
         edges: &Edges<'_>,
-        checkpoint: &mut Checkpoint,
-        record: &mut DeliveredRecord,
+        ledger: &mut Ledger<'_>,
         read: Read,
         plan: &DrainPlan,
     ) -> Result<Option<Stretch>, DrainError> {
-        if let Some(pass) = checkpoint.take_pass(read) {
+        if let Some(pass) = ledger.checkpoint.take_pass(read) {
             if let (Read::WindowSweep | Read::DeepSweep, Some(until)) = (read, pass.until_ms) {
                 // What lies ahead decides how many pages the sweep asks for.
-                load_buckets(edges.store, self.key, record, pass.covered_to_ms, until).await?;
+                ledger.ensure_loaded(pass.covered_to_ms, until).await?;
             }
             return Ok(Some(Stretch::resume(pass)));
         }
-        let positions = &checkpoint.positions;
+        let positions = &ledger.checkpoint.positions;
         let Some(ages) = plan.sweeps.filter(|_| read != Read::Fresh) else {
             return Ok(Some(Stretch::new(read, positions.fresh_start_ms(), plan.until_ms)));
         };
@@ -351,7 +341,7 @@ impl<'a> Run<'a> {
         let Some((since, until)) = plan::sweep_bounds(read, positions, ages, now, plan.until_ms) else {
             return Ok(None);
         };
-        load_buckets(edges.store, self.key, record, since, until).await?;
+        ledger.ensure_loaded(since, until).await?;
         Ok(Some(Stretch::new(read, since, Some(until))))
     }
 
@@ -364,8 +354,7 @@ impl<'a> Run<'a> {
     async fn read(
         &mut self,
         edges: &Edges<'_>,
-        checkpoint: &mut Checkpoint,
-        record: &mut DeliveredRecord,
+        ledger: &mut Ledger<'_>,
         stretch: &mut Stretch,
         plan: &DrainPlan,
     ) -> Result<Option<StopReason>, DrainError> {
@@ -411,7 +400,7 @@ impl<'a> Run<'a> {
             // aside what the intake would refuse.
             let asked: Vec<&AuditEvent> = page.events.iter().filter(|e| self.asked_for(e, stretch)).collect();
             let (low, high) = timestamp_span(&asked, stretch.covered_to_ms);
-            load_buckets(edges.store, self.key, record, floor_to_second(low), high).await?;
+            ledger.ensure_loaded(floor_to_second(low), high).await?;
             let mut position = stretch.covered_to_ms;
             let mut to_send: Vec<&AuditEvent> = Vec::with_capacity(asked.len());
             let mut newly_seen: Vec<(i64, &AuditEvent)> = Vec::with_capacity(asked.len());
@@ -419,7 +408,7 @@ impl<'a> Run<'a> {
                 // An event without a timestamp is placed where the page stands.
                 let ts = event.timestamp_ms.unwrap_or(position);
                 position = position.max(ts);
-                if record.contains(ts, event) {
+                if ledger.record.contains(ts, event) {
                     self.summary.duplicates_skipped += 1;
                     continue;
                 }
@@ -445,7 +434,7 @@ impl<'a> Run<'a> {
                 (Some(_), Some(until))
                     if stretch.read != Read::Fresh
                         && !plan::sweep_goes_on(plan::SweepAhead {
-                            known: record.count_between(read_to, until),
+                            known: ledger.record.count_between(read_to, until),
                             page_events: page.events.len(),
                             page_span_ms: read_to - read_from,
                             span_ms: until - read_to,
@@ -476,8 +465,7 @@ impl<'a> Run<'a> {
                     None => None,
                 }
             };
-            let (delivered, ahead) =
-                tokio::join!(self.deliver(edges, checkpoint, record, stretch, plan, delivery), ahead);
+            let (delivered, ahead) = tokio::join!(self.deliver(edges, ledger, stretch, plan, delivery), ahead);
             if let Some(stop) = delivered? {
                 return Ok(Some(stop));
             }
@@ -523,52 +511,42 @@ impl<'a> Run<'a> {
         None
     }
 
-    /// Posts a page's new events, then records them, moves the positions and saves, in that
-    /// order: nothing moves unless the intake answered for every event.
+    /// Delivers a page ([`Ledger::deliver`]): its positions move, and its pass is kept for the
+    /// next page or the next run, only once the intake answered for its events.
     async fn deliver(
         &mut self,
         edges: &Edges<'_>,
-        checkpoint: &mut Checkpoint,
-        record: &mut DeliveredRecord,
+        ledger: &mut Ledger<'_>,
         stretch: &mut Stretch,
         plan: &DrainPlan,
         delivery: Delivery<'_>,
     ) -> Result<Option<StopReason>, DrainError> {
         let Delivery { to_send, newly_seen, read_from, read_to, requested_at, next } = delivery;
-        let unacknowledged = match edges.sink.send(&to_send, &self.budget).await {
-            Ok(unacknowledged) => unacknowledged.min(to_send.len()),
-            Err(SinkError::OutOfTime) => return Ok(Some(StopReason::Budget)),
-            Err(SinkError::Fatal(message)) => return Err(DrainError::Intake(message)),
+        let batch = Batch { send: &to_send, seen: newly_seen };
+        let move_positions = |checkpoint: &mut Checkpoint| {
+            let read_at = stretch.read_at_ms.map_or(requested_at, |earlier| earlier.min(requested_at));
+            plan::advance(&mut checkpoint.positions, plan.sweeps, read_from, read_to, read_at);
+            stretch.covered_to_ms = read_to;
+            stretch.read_at_ms = Some(requested_at);
+            let pass = next.map(|next_page| Pass {
+                read: stretch.read,
+                next_page,
+                covered_to_ms: read_to,
+                read_at_ms: requested_at,
+                until_ms: stretch.until_ms,
+            });
+            checkpoint.set_pass(stretch.read, pass);
+            let floor = plan::record_floor(&checkpoint.positions, plan.sweeps, &checkpoint.passes);
+            Floors { prune_before_ms: floor, unload_before_ms: read_to }
         };
-        self.summary.intake_unacknowledged += unacknowledged as u64;
-        self.summary.events_forwarded += (to_send.len() - unacknowledged) as u64;
-
-        for (ts, event) in newly_seen {
-            record.insert(ts, event);
-            self.newest_this_run = self.newest_this_run.max(Some(ts));
-        }
-        let positions = &mut checkpoint.positions;
-        positions.newest_event_ms = positions.newest_event_ms.max(self.newest_this_run);
-        let read_at = stretch.read_at_ms.map_or(requested_at, |earlier| earlier.min(requested_at));
-        plan::advance(positions, plan.sweeps, read_from, read_to, read_at);
-        stretch.covered_to_ms = read_to;
-        stretch.read_at_ms = Some(requested_at);
-        let pass = next.map(|next_page| Pass {
-            read: stretch.read,
-            next_page,
-            covered_to_ms: read_to,
-            read_at_ms: requested_at,
-            until_ms: stretch.until_ms,
-        });
-        checkpoint.set_pass(stretch.read, pass);
-
-        // The changed buckets of the record, then the checkpoint.
-        record.prune_before(plan::record_floor(&checkpoint.positions, plan.sweeps, &checkpoint.passes));
-        checkpoint.delivered_buckets = record.starts();
-        let (changed, removed) = record.changes();
-        edges.store.save(self.key, &CheckpointSave { checkpoint, changed, removed }).await?;
-        record.saved();
-        record.unload_before(read_to);
+        let delivered = match ledger.deliver(edges.sink, &self.budget, batch, move_positions).await {
+            Ok(delivered) => delivered,
+            Err(DeliverError::Sink(SinkError::OutOfTime)) => return Ok(Some(StopReason::Budget)),
+            Err(DeliverError::Sink(SinkError::Fatal(message))) => return Err(DrainError::Intake(message)),
+            Err(DeliverError::Store(err)) => return Err(DrainError::Cursor(err)),
+        };
+        self.summary.events_forwarded += delivered.acknowledged;
+        self.summary.intake_unacknowledged += delivered.unacknowledged;
         tracing::debug!(read = ?stretch.read, sent = to_send.len(), read_to = %rfc3339_ms(read_to), "page delivered");
         if let Some(progress) = edges.progress {
             progress(&self.summary);
@@ -721,26 +699,4 @@ fn timestamp_span(events: &[&AuditEvent], fallback: i64) -> (i64, i64) {
     let low = stamps.clone().min().unwrap_or(fallback).min(fallback);
     let high = stamps.max().unwrap_or(fallback).max(fallback);
     (low, high)
-}
-
-/// Brings the record's buckets for `[from_ms, to_ms]` into memory.
-async fn load_buckets(
-    store: &dyn CursorStore,
-    key: &str,
-    record: &mut DeliveredRecord,
-    from_ms: i64,
-    to_ms: i64,
-) -> Result<(), CursorError> {
-    let missing = record.unloaded_between(from_ms, to_ms);
-    if missing.is_empty() {
-        return Ok(());
-    }
-    for (start, set) in store.load_buckets(key, &missing).await? {
-        record.add_loaded(start, set);
-    }
-    // A bucket the store lacks (its save was cut short) is empty.
-    for start in missing {
-        record.add_loaded(start, DeliveredSet::default());
-    }
-    Ok(())
 }

@@ -26,10 +26,10 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::budget::Budget;
 use crate::checkpoint::Checkpoint;
-use crate::checkpoint::delivered::DeliveredRecord;
+use crate::deliver::{Batch, DeliverError, Floors, Ledger};
 use crate::ports::{
-    AuditEvent, CheckpointSave, Clock, CursorError, CursorStore, IntakeSink, ObjectLedger, ObjectRecord, ObjectRef,
-    ObjectSource, SinkError,
+    AuditEvent, Clock, CursorError, CursorStore, IntakeSink, ObjectLedger, ObjectRecord, ObjectRef, ObjectSource,
+    SinkError,
 };
 use crate::timefmt::rfc3339_ms;
 use read::{Checked, Events, ReadError};
@@ -149,6 +149,15 @@ pub enum PushError {
     Store(#[from] CursorError),
 }
 
+impl From<DeliverError> for PushError {
+    fn from(err: DeliverError) -> Self {
+        match err {
+            DeliverError::Sink(err) => PushError::Sink(err),
+            DeliverError::Store(err) => PushError::Store(err),
+        }
+    }
+}
+
 impl PushError {
     /// Whether the objects after this one can still be tried.
     pub fn is_object_only(&self) -> bool {
@@ -164,8 +173,7 @@ pub struct BucketRun<'a> {
     dedupe_window_ms: i64,
     chunk_bytes: usize,
     max_event_bytes: usize,
-    checkpoint: Checkpoint,
-    record: DeliveredRecord,
+    ledger: Ledger<'a>,
     summary: PushSummary,
     started: Instant,
 }
@@ -190,7 +198,7 @@ impl<'a> BucketRun<'a> {
             }
         };
         let checkpoint = checkpoint.unwrap_or_else(|| Checkpoint::starting_at(edges.clock.now_ms()));
-        let record = DeliveredRecord::new(&checkpoint.delivered_buckets, None);
+        let ledger = Ledger::open(&key, edges.store, checkpoint);
         let summary = PushSummary { target: key.clone(), ..PushSummary::default() };
         Ok(Self {
             edges,
@@ -199,8 +207,7 @@ impl<'a> BucketRun<'a> {
             dedupe_window_ms: i64::try_from(settings.dedupe_window.as_millis()).unwrap_or(i64::MAX),
             chunk_bytes: settings.chunk_bytes,
             max_event_bytes: edges.sink.max_event_bytes(),
-            checkpoint,
-            record,
+            ledger,
             summary,
             started: Instant::now(),
         })
@@ -325,13 +332,8 @@ impl<'a> BucketRun<'a> {
     /// In the delivered record (its buckets loaded as needed) or earlier in the same chunk.
     async fn already_delivered(&mut self, event: &AuditEvent, chunk: &Chunk) -> Result<bool, CursorError> {
         let Some(ts) = event.timestamp_ms else { return Ok(false) };
-        let unloaded = self.record.unloaded_between(ts, ts);
-        if !unloaded.is_empty() {
-            for (start, set) in self.edges.store.load_buckets(&self.key, &unloaded).await? {
-                self.record.add_loaded(start, set);
-            }
-        }
-        Ok(self.record.contains(ts, event) || chunk.holds(ts, event))
+        self.ledger.ensure_loaded(ts, ts).await?;
+        Ok(self.ledger.record.contains(ts, event) || chunk.holds(ts, event))
     }
 
     /// Sends the chunk, then saves the record and the object's progress up to `position`.
@@ -346,29 +348,23 @@ impl<'a> BucketRun<'a> {
         if chunk.events.is_empty() {
             return Ok(());
         }
-        let refs: Vec<&AuditEvent> = chunk.events.iter().collect();
-        let unacknowledged = self.edges.sink.send(&refs, budget).await?;
-        self.summary.events_forwarded += (refs.len() - unacknowledged.min(refs.len())) as u64;
-        self.summary.intake_unacknowledged += unacknowledged as u64;
-        let positions = &mut self.checkpoint.positions;
-        for event in &chunk.events {
-            if let Some(ts) = event.timestamp_ms {
-                self.record.insert(ts, event);
-                positions.newest_event_ms = Some(positions.newest_event_ms.map_or(ts, |n| n.max(ts)));
-            }
-        }
-        let now = self.edges.clock.now_ms();
-        let newest = positions.newest_event_ms.unwrap_or(now);
-        // A stream's positions all stand at its newest event: nothing is read by time.
-        positions.fresh_read_to_ms = newest.min(now);
-        positions.window_swept_to_ms = positions.fresh_read_to_ms;
-        positions.deep_swept_to_ms = positions.fresh_read_to_ms;
-        self.record.prune_before(newest.saturating_sub(self.dedupe_window_ms));
-        self.checkpoint.delivered_buckets = self.record.starts();
-        let (changed, removed) = self.record.changes();
-        self.edges.store.save(&self.key, &CheckpointSave { checkpoint: &self.checkpoint, changed, removed }).await?;
-        self.record.saved();
-        self.record.unload_before(chunk.oldest_ms.unwrap_or(newest));
+        let send: Vec<&AuditEvent> = chunk.events.iter().collect();
+        let seen = chunk.events.iter().filter_map(|event| event.timestamp_ms.map(|ts| (ts, event))).collect();
+        let (clock, window_ms, oldest_ms) = (self.edges.clock, self.dedupe_window_ms, chunk.oldest_ms);
+        let move_positions = |checkpoint: &mut Checkpoint| {
+            let now = clock.now_ms();
+            let positions = &mut checkpoint.positions;
+            let newest = positions.newest_event_ms.unwrap_or(now);
+            // A stream's positions all stand at its newest event: nothing is read by time.
+            positions.fresh_read_to_ms = newest.min(now);
+            positions.window_swept_to_ms = positions.fresh_read_to_ms;
+            positions.deep_swept_to_ms = positions.fresh_read_to_ms;
+            Floors { prune_before_ms: newest.saturating_sub(window_ms), unload_before_ms: oldest_ms.unwrap_or(newest) }
+        };
+        let delivered =
+            self.ledger.deliver(self.edges.sink, budget, Batch { send: &send, seen }, move_positions).await?;
+        self.summary.events_forwarded += delivered.acknowledged;
+        self.summary.intake_unacknowledged += delivered.unacknowledged;
         progress.events_done = position;
         self.edges.ledger.save_object(&self.key, object_key, progress).await?;
         *chunk = Chunk::default();
@@ -393,7 +389,7 @@ impl<'a> BucketRun<'a> {
             tracing::warn!(error = %err, "the bucket's lease was not given back; it expires on its own");
         }
         let now = self.edges.clock.now_ms();
-        if let Some(newest) = self.checkpoint.positions.newest_event_ms {
+        if let Some(newest) = self.ledger.checkpoint.positions.newest_event_ms {
             self.summary.newest_event = Some(rfc3339_ms(newest));
             self.summary.lag_seconds = Some((now - newest).max(0) as f64 / 1000.0);
         }

@@ -280,3 +280,21 @@ async fn an_event_that_is_not_json_fails_its_file_after_the_events_before_it_are
     assert_eq!(world.missing_and_repeated(10), (0, 0));
     assert_eq!(world.sink.received.lock().expect("received").len(), 10);
 }
+
+#[tokio::test]
+async fn a_bucket_the_checkpoint_lists_but_the_store_lacks_is_empty_and_asked_for_once() {
+    let world = World::new();
+    // A save cut short: the checkpoint names the minute's bucket, the store never got it.
+    let minute = T0 - T0.rem_euclid(crate::checkpoint::delivered::BUCKET_SPAN_MS);
+    let mut checkpoint = Checkpoint::starting_at(T0);
+    checkpoint.delivered_buckets = vec![minute];
+    world.store.put(checkpoint);
+    world.objects.put("a.json.gz", gzip(&ndjson(0..300)));
+
+    let (summary, _) = world.forward(&["a.json.gz"], settings()).await.expect("run");
+
+    assert_eq!(summary.events_forwarded, 300);
+    assert_eq!(world.missing_and_repeated(300), (0, 0));
+    let asked = world.store.buckets_asked.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(asked, 1, "the missing bucket is asked for once, not once per event of its minute");
+}

@@ -1,0 +1,216 @@
+//! The one step both data paths take with a batch of events, pull and push alike: where an
+//! acknowledged batch becomes a checkpoint.
+//!
+//! [`Ledger::deliver`] posts the batch, counts what the intake acknowledged, records the events
+//! as delivered, moves the positions (the caller says how), prunes the record, saves, and unloads
+//! what is behind: in that order, once, here. Nothing is recorded and no position moves unless
+//! the intake answered for the batch, so a crash between the post and the save sends the batch
+//! again and never loses it. Push mode saves its object's progress after this step returns.
+
+use crate::budget::Budget;
+use crate::checkpoint::Checkpoint;
+use crate::checkpoint::delivered::{DeliveredRecord, DeliveredSet};
+use crate::ports::{AuditEvent, CheckpointSave, CursorError, CursorStore, IntakeSink, SinkError};
+
+/// A cursor held by a run: its checkpoint and the delivered record beside it.
+pub struct Ledger<'a> {
+    key: String,
+    store: &'a dyn CursorStore,
+    pub checkpoint: Checkpoint,
+    pub record: DeliveredRecord,
+}
+
+/// One batch: the events to post, and every event newly seen with its `@timestamp` (those
+/// posted, and those set aside, such as oversize ones, which are recorded all the same).
+pub struct Batch<'e> {
+    pub send: &'e [&'e AuditEvent],
+    pub seen: Vec<(i64, &'e AuditEvent)>,
+}
+
+/// Where the record may forget and unload, once the positions moved.
+pub struct Floors {
+    /// Nothing older is looked for again: pruned from the store.
+    pub prune_before_ms: i64,
+    /// Nothing older is looked for by this run: dropped from memory.
+    pub unload_before_ms: i64,
+}
+
+/// What the intake made of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub acknowledged: u64,
+    /// Taken in the batch but not acknowledged (refused inside it): never sent again.
+    pub unacknowledged: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Store(#[from] CursorError),
+}
+
+impl<'a> Ledger<'a> {
+    /// The record knows which buckets the store holds; a v1 checkpoint's single set is carried on.
+    pub fn open(key: &str, store: &'a dyn CursorStore, mut checkpoint: Checkpoint) -> Self {
+        let record = DeliveredRecord::new(&checkpoint.delivered_buckets, checkpoint.legacy_delivered.take());
+        Self { key: key.to_owned(), store, checkpoint, record }
+    }
+
+    pub fn into_checkpoint(self) -> Checkpoint {
+        self.checkpoint
+    }
+
+    /// Brings the record's buckets for `[from_ms, to_ms]` into memory. A bucket the store lacks
+    /// (a save cut short, an item deleted) is empty, and is not asked for again.
+    pub async fn ensure_loaded(&mut self, from_ms: i64, to_ms: i64) -> Result<(), CursorError> {
+        let missing = self.record.unloaded_between(from_ms, to_ms);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for (start, set) in self.store.load_buckets(&self.key, &missing).await? {
+            self.record.add_loaded(start, set);
+        }
+        for start in missing {
+            self.record.add_loaded(start, DeliveredSet::default());
+        }
+        Ok(())
+    }
+
+    /// Posts, counts, records, moves the positions with `move_positions` (which says where the
+    /// record may forget), prunes, saves, unloads. Any error leaves the stored checkpoint as it
+    /// was before the batch.
+    pub async fn deliver(
+        &mut self,
+        sink: &dyn IntakeSink,
+        budget: &Budget,
+        batch: Batch<'_>,
+        move_positions: impl FnOnce(&mut Checkpoint) -> Floors,
+    ) -> Result<Delivered, DeliverError> {
+        let unacknowledged = sink.send(batch.send, budget).await?.min(batch.send.len());
+        let delivered = Delivered {
+            acknowledged: (batch.send.len() - unacknowledged) as u64,
+            unacknowledged: unacknowledged as u64,
+        };
+        let positions = &mut self.checkpoint.positions;
+        for (ts, event) in batch.seen {
+            self.record.insert(ts, event);
+            positions.newest_event_ms = positions.newest_event_ms.max(Some(ts));
+        }
+        let floors = move_positions(&mut self.checkpoint);
+        self.record.prune_before(floors.prune_before_ms);
+        self.checkpoint.delivered_buckets = self.record.starts();
+        let (changed, removed) = self.record.changes();
+        self.store.save(&self.key, &CheckpointSave { checkpoint: &self.checkpoint, changed, removed }).await?;
+        self.record.saved();
+        self.record.unload_before(floors.unload_before_ms);
+        Ok(delivered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use serde_json::value::RawValue;
+
+    use super::*;
+    use crate::drain::fakes::{MemoryStore, RecordingSink};
+
+    const MINUTE: i64 = 60_000;
+
+    fn event(id: &str, ts: i64) -> AuditEvent {
+        let text = format!(r#"{{"_document_id":"{id}","@timestamp":{ts},"action":"repo.create"}}"#);
+        AuditEvent::from_raw(RawValue::from_string(text).expect("JSON"))
+    }
+
+    /// Stores every batch, then answers with an error: what a lost answer looks like.
+    #[derive(Default)]
+    struct StoresThenFails(Mutex<usize>);
+
+    #[async_trait]
+    impl IntakeSink for StoresThenFails {
+        async fn send(&self, events: &[&AuditEvent], _: &Budget) -> Result<usize, SinkError> {
+            *self.0.lock().expect("lock") += events.len();
+            Err(SinkError::Fatal("the answer was lost".into()))
+        }
+
+        fn max_event_bytes(&self) -> usize {
+            250_000
+        }
+    }
+
+    fn to(ms: i64) -> impl FnOnce(&mut Checkpoint) -> Floors {
+        move |checkpoint| {
+            checkpoint.positions.fresh_read_to_ms = ms;
+            Floors { prune_before_ms: 0, unload_before_ms: 0 }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_acknowledged_batch_is_recorded_and_its_checkpoint_saved() {
+        let store = MemoryStore::default();
+        let mut ledger = Ledger::open("orgs/acme/web", &store, Checkpoint::starting_at(0));
+        let (a, b) = (event("a", 10 * MINUTE), event("b", 11 * MINUTE));
+        let batch = Batch { send: &[&a], seen: vec![(10 * MINUTE, &a), (11 * MINUTE, &b)] };
+
+        let (sink, budget) = (RecordingSink::default(), Budget::lasting(Duration::from_secs(5)));
+
+        let delivered = ledger.deliver(&sink, &budget, batch, to(12 * MINUTE)).await.expect("delivered");
+
+        assert_eq!(delivered, Delivered { acknowledged: 1, unacknowledged: 0 });
+        let saved = store.checkpoint().expect("saved");
+        assert_eq!(saved.positions.fresh_read_to_ms, 12 * MINUTE);
+        assert_eq!(saved.positions.newest_event_ms, Some(11 * MINUTE), "the set-aside event counts as seen");
+        assert!(ledger.record.contains(11 * MINUTE, &b), "recorded though not sent");
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_intake_did_not_answer_for_moves_nothing() {
+        let store = MemoryStore::default();
+        let mut ledger = Ledger::open("orgs/acme/web", &store, Checkpoint::starting_at(0));
+        let a = event("a", 10 * MINUTE);
+        let sink = StoresThenFails::default();
+        let batch = Batch { send: &[&a], seen: vec![(10 * MINUTE, &a)] };
+
+        let outcome = ledger.deliver(&sink, &Budget::lasting(Duration::from_secs(5)), batch, to(12 * MINUTE)).await;
+
+        assert!(matches!(outcome, Err(DeliverError::Sink(SinkError::Fatal(_)))));
+        assert_eq!(*sink.0.lock().expect("lock"), 1, "the intake stored it");
+        assert!(store.checkpoint().is_none(), "no checkpoint was saved: the next run sends it again");
+        assert!(!ledger.record.contains(10 * MINUTE, &a), "not recorded: it is not skipped as delivered");
+        assert_eq!(ledger.checkpoint.positions.fresh_read_to_ms, 0);
+    }
+
+    #[tokio::test]
+    async fn a_save_that_fails_is_an_error_and_the_stored_checkpoint_stays() {
+        let store = MemoryStore::default();
+        *store.fail_at_save.lock().expect("lock") = Some(1);
+        let mut ledger = Ledger::open("orgs/acme/web", &store, Checkpoint::starting_at(0));
+        let a = event("a", 10 * MINUTE);
+        let batch = Batch { send: &[&a], seen: vec![(10 * MINUTE, &a)] };
+
+        let outcome = ledger
+            .deliver(&RecordingSink::default(), &Budget::lasting(Duration::from_secs(5)), batch, to(12 * MINUTE))
+            .await;
+
+        assert!(matches!(outcome, Err(DeliverError::Store(_))));
+        assert!(store.checkpoint().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_bucket_the_store_lacks_is_empty_and_not_asked_for_again() {
+        let store = MemoryStore::default();
+        let mut checkpoint = Checkpoint::starting_at(0);
+        checkpoint.delivered_buckets = vec![10 * MINUTE];
+        let mut ledger = Ledger::open("s3/audit-stream", &store, checkpoint);
+
+        ledger.ensure_loaded(10 * MINUTE, 10 * MINUTE + 1).await.expect("loaded");
+
+        assert!(!ledger.record.contains(10 * MINUTE, &event("a", 10 * MINUTE)));
+        assert!(ledger.record.unloaded_between(10 * MINUTE, 10 * MINUTE + 1).is_empty());
+    }
+}
