@@ -52,7 +52,7 @@ pub struct BucketPass {
 impl BucketPass {
     /// Stopped by the run's time budget alone: a new pass goes on where this one stopped.
     pub fn out_of_time(&self) -> bool {
-        matches!(self.stopped, Some(ForwardError::Push(PushError::Sink(crate::ports::SinkError::OutOfTime))))
+        self.summary.stop_reason == crate::drain::StopReason::Budget
     }
 }
 

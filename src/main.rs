@@ -372,14 +372,13 @@ async fn forward_s3(overrides: &[(&str, Option<String>)], prefix: Option<&str>, 
     };
     let mut total: Option<PushSummary> = None;
     let stopped = loop {
-        let mut pass = match forwarder.forward_bucket(&bucket, prefix, &Budget::lasting(max_run), Some(&show)).await {
+        let pass = match forwarder.forward_bucket(&bucket, prefix, &Budget::lasting(max_run), Some(&show)).await {
             Ok(pass) => pass,
             Err(err) => break Some(err),
         };
         let again = pass.out_of_time();
         if again {
             tracing::info!("the run's time budget ran out; a new pass goes on where it stopped");
-            pass.summary.forget_object_in_flight();
         }
         match &mut total {
             Some(total) => total.absorb(pass.summary),

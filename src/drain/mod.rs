@@ -83,10 +83,12 @@ pub struct BackfillProgress {
     pub complete: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
-    /// Every read due was done: everything visible was delivered.
+    /// Every read due was done: everything visible was delivered (push mode: every object given
+    /// was tried).
+    #[default]
     Drained,
     /// The time budget is nearly spent; the next run goes on from the checkpoint.
     Budget,

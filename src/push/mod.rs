@@ -27,9 +27,10 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::budget::Budget;
 use crate::checkpoint::Checkpoint;
 use crate::deliver::{Batch, DeliverError, Floors, Ledger};
+use crate::drain::StopReason;
 use crate::ports::{
-    AuditEvent, Clock, CursorError, CursorStore, IntakeSink, ObjectLedger, ObjectRecord, ObjectRef, ObjectSource,
-    SinkError,
+    AuditEvent, Clock, CursorError, CursorStore, IntakeSink, ObjectBody, ObjectLedger, ObjectRecord, ObjectRef,
+    ObjectSource, SinkError,
 };
 use crate::timefmt::rfc3339_ms;
 use read::{Checked, Events, ReadError};
@@ -43,6 +44,8 @@ pub const CHUNK_BYTES: usize = 4 * 1024 * 1024;
 const LEASE_RETRY: Duration = Duration::from_millis(500);
 /// Kept after the budget for the save that follows the body in flight.
 const LEASE_GRACE: Duration = Duration::from_secs(10);
+/// No object is started with less than this left of the budget.
+const OBJECT_RESERVE: Duration = Duration::from_secs(1);
 
 pub struct PushEdges<'a> {
     pub objects: &'a dyn ObjectSource,
@@ -77,6 +80,10 @@ impl PushSettings {
 pub struct PushSummary {
     /// `s3/BUCKET`: the cursor, and the metrics' `Target`.
     pub target: String,
+    /// `drained`: every object given was tried; `budget`: the time budget ran out first (the
+    /// rest is resumed by the next run); `failed`: the intake or the store failed.
+    #[serde(default)]
+    pub stop_reason: StopReason,
     pub objects_forwarded: u64,
     /// Recorded as forwarded already (a redelivered notification, a second listing).
     pub objects_already_forwarded: u64,
@@ -110,16 +117,9 @@ impl PushSummary {
         self.elapsed_seconds += later.elapsed_seconds;
         self.failures.extend(later.failures);
         self.target = later.target;
+        self.stop_reason = later.stop_reason;
         self.newest_event = later.newest_event.or(self.newest_event.take());
         self.lag_seconds = later.lag_seconds.or(self.lag_seconds);
-    }
-
-    /// The object in flight when the time budget ran out is not a failure: the next pass
-    /// resumes it.
-    pub fn forget_object_in_flight(&mut self) {
-        if self.failures.pop().is_some() {
-            self.objects_failed -= 1;
-        }
     }
 }
 
@@ -142,17 +142,29 @@ pub enum PushError {
     /// This object alone: unreadable, corrupt or cut off. The others go on.
     #[error("s3://{bucket}/{key}: {problem}")]
     Object { bucket: String, key: String, problem: String },
-    /// The intake or the store failed, or time ran out: nothing more can be forwarded now.
+    /// The intake or the store failed: nothing more can be forwarded now.
     #[error(transparent)]
-    Sink(#[from] SinkError),
+    Sink(SinkError),
     #[error(transparent)]
     Store(#[from] CursorError),
+    /// The run's time budget ran out: a stop, not a failure; the next run resumes here.
+    #[error("the run's time budget ran out; the next run resumes here")]
+    OutOfTime,
+}
+
+impl From<SinkError> for PushError {
+    fn from(err: SinkError) -> Self {
+        match err {
+            SinkError::OutOfTime => PushError::OutOfTime,
+            err => PushError::Sink(err),
+        }
+    }
 }
 
 impl From<DeliverError> for PushError {
     fn from(err: DeliverError) -> Self {
         match err {
-            DeliverError::Sink(err) => PushError::Sink(err),
+            DeliverError::Sink(err) => err.into(),
             DeliverError::Store(err) => PushError::Store(err),
         }
     }
@@ -225,10 +237,17 @@ impl<'a> BucketRun<'a> {
                 tracing::info!(object = object_key, "skipped: the object holds no audit events");
                 self.summary.objects_skipped += 1;
             }
+            Err(PushError::OutOfTime) => {
+                tracing::info!(object = object_key, "the run's time budget ran out; the next run resumes this object");
+                self.summary.stop_reason = StopReason::Budget;
+            }
             Err(err) => {
                 tracing::warn!(object = object_key, error = %err, "object not forwarded");
                 self.summary.objects_failed += 1;
                 self.summary.failures.push(ObjectFailure { key: object_key.to_owned(), error: err.to_string() });
+                if !err.is_object_only() {
+                    self.summary.stop_reason = StopReason::Failed;
+                }
             }
         }
         if let Some(progress) = self.edges.progress {
@@ -238,18 +257,21 @@ impl<'a> BucketRun<'a> {
     }
 
     async fn forward_object(&mut self, object: &ObjectRef, budget: &Budget) -> Result<ObjectOutcome, PushError> {
+        if !budget.allows(Duration::ZERO, OBJECT_RESERVE) {
+            return Err(PushError::OutOfTime);
+        }
         let object_key = object.key.as_str();
         let stored = self.edges.ledger.load_object(&self.key, object_key).await?;
         // Known complete from the notification's or the listing's ETag: not even opened.
         if resume(stored.as_ref(), object.etag.as_deref()) == Resume::Done {
             return Ok(ObjectOutcome::AlreadyForwarded);
         }
-        let body = self.edges.objects.open(object).await.map_err(|e| self.object_error(object_key, e))?;
+        let body = self.open_within(object, budget).await?;
         let etag = body.etag;
-        let bytes = match read::check(body.bytes).await.map_err(|e| self.object_error(object_key, e))? {
+        let bytes = match read::check(body.bytes).await.map_err(|e| self.read_error(object_key, e, budget))? {
             Checked::Plain(bytes) => bytes,
             Checked::SoundGzip => {
-                let again = self.edges.objects.open(object).await.map_err(|e| self.object_error(object_key, e))?;
+                let again = self.open_within(object, budget).await?;
                 if rules::normalize_etag(&again.etag) != rules::normalize_etag(&etag) {
                     return Err(self.object_error(object_key, "it was written again while being read; retried later"));
                 }
@@ -266,7 +288,7 @@ impl<'a> BucketRun<'a> {
             },
         };
         let mut events =
-            Events::open(bytes, self.max_event_bytes).await.map_err(|e| self.object_error(object_key, e))?;
+            Events::open(bytes, self.max_event_bytes).await.map_err(|e| self.read_error(object_key, e, budget))?;
         let mut chunk = Chunk::default();
         let mut position: u64 = 0;
         loop {
@@ -275,6 +297,7 @@ impl<'a> BucketRun<'a> {
                 Ok(None) => break,
                 // Not even one object at its start: not an audit-log file.
                 Err(ReadError::Split(_)) if position == 0 => return self.not_audit_events(object_key, progress).await,
+                Err(ReadError::Io(_)) if budget.remaining().is_zero() => return Err(PushError::OutOfTime),
                 Err(err) => {
                     // What was read before the fault is sent and recorded: a retry skips it.
                     self.flush(&mut chunk, object_key, &mut progress, position, budget).await?;
@@ -379,6 +402,22 @@ impl<'a> BucketRun<'a> {
         Ok(ObjectOutcome::NotAuditEvents)
     }
 
+    /// Opens an object, its bytes bounded by the budget's deadline: a slow or stalled S3 stops
+    /// the run in time, never past it.
+    async fn open_within(&self, object: &ObjectRef, budget: &Budget) -> Result<ObjectBody, PushError> {
+        match tokio::time::timeout_at(budget.deadline(), self.edges.objects.open(object)).await {
+            Err(_) => Err(PushError::OutOfTime),
+            Ok(Err(err)) => Err(self.object_error(&object.key, err)),
+            Ok(Ok(body)) => Ok(ObjectBody { etag: body.etag, bytes: read::until(body.bytes, budget.deadline()) }),
+        }
+    }
+
+    /// A read that failed once the budget was spent failed for that reason: the object is
+    /// resumed by the next run, not failed.
+    fn read_error(&self, key: &str, err: ReadError, budget: &Budget) -> PushError {
+        if budget.remaining().is_zero() { PushError::OutOfTime } else { self.object_error(key, err) }
+    }
+
     fn object_error(&self, key: &str, err: impl std::fmt::Display) -> PushError {
         PushError::Object { bucket: self.bucket.clone(), key: key.to_owned(), problem: err.to_string() }
     }
@@ -458,8 +497,11 @@ pub async fn forward_objects(
     let mut stopped: Option<String> = None;
     for (index, object) in objects.iter().enumerate() {
         if let Some(reason) = &stopped {
-            run.summary.objects_failed += 1;
-            run.summary.failures.push(ObjectFailure { key: object.key.clone(), error: reason.clone() });
+            // Handed back to be tried again; a failure only when a failure stopped the run.
+            if run.summary.stop_reason == StopReason::Failed {
+                run.summary.objects_failed += 1;
+                run.summary.failures.push(ObjectFailure { key: object.key.clone(), error: reason.clone() });
+            }
             failed.push(index);
             continue;
         }

@@ -7,9 +7,13 @@
 //! sends nothing, and the SIEM never receives an event the stream did not write.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use async_compression::tokio::bufread::GzipDecoder;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 use super::split::{Piece, Splitter};
 
@@ -23,6 +27,27 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Split(#[from] super::split::SplitError),
+}
+
+/// An object's bytes that stop at `deadline`: a read still waiting then fails (`TimedOut`), so a
+/// slow or stalled download never outlives the run's budget.
+pub fn until(bytes: Box<dyn AsyncRead + Send + Unpin>, deadline: Instant) -> Box<dyn AsyncRead + Send + Unpin> {
+    Box::new(UntilDeadline { bytes, deadline: Box::pin(tokio::time::sleep_until(deadline)) })
+}
+
+struct UntilDeadline {
+    bytes: Box<dyn AsyncRead + Send + Unpin>,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl AsyncRead for UntilDeadline {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            let out_of_time = std::io::Error::new(std::io::ErrorKind::TimedOut, "the run's time budget ran out");
+            return Poll::Ready(Err(out_of_time));
+        }
+        Pin::new(&mut self.bytes).poll_read(cx, buf)
+    }
 }
 
 /// Concatenated gzip members are one file to gunzip too.

@@ -298,3 +298,72 @@ async fn a_bucket_the_checkpoint_lists_but_the_store_lacks_is_empty_and_asked_fo
     let asked = world.store.buckets_asked.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(asked, 1, "the missing bucket is asked for once, not once per event of its minute");
 }
+
+/// S3 at its slowest: answers after `delay`, then sends `head` and nothing more, ever.
+struct SlowObjects {
+    delay: Duration,
+    head: Vec<u8>,
+}
+
+/// A download that stalls: no byte, no end.
+struct Stalled;
+
+impl tokio::io::AsyncRead for Stalled {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Pending
+    }
+}
+
+#[async_trait]
+impl ObjectSource for SlowObjects {
+    async fn open(&self, _: &ObjectRef) -> Result<ObjectBody, ObjectError> {
+        tokio::time::sleep(self.delay).await;
+        let bytes = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(self.head.clone()), Stalled);
+        Ok(ObjectBody { etag: "\"slow\"".into(), bytes: Box::new(bytes) })
+    }
+
+    async fn list(&self, _: &str, _: Option<&str>, _: Option<String>) -> Result<ObjectListing, ObjectError> {
+        Ok(ObjectListing::default())
+    }
+}
+
+/// Forwards `a` and `b` from `objects` within a budget of 1.5 s: the summary, the objects
+/// handed back, and how long it took.
+async fn forward_slowly(objects: &SlowObjects) -> (PushSummary, Vec<usize>, Duration) {
+    let world = World::new();
+    let edges = PushEdges {
+        objects,
+        sink: &world.sink,
+        store: &world.store,
+        ledger: &world.store,
+        clock: &world.clock,
+        progress: None,
+    };
+    let refs: Vec<ObjectRef> = ["a.json", "b.json"]
+        .iter()
+        .map(|k| ObjectRef { bucket: BUCKET.into(), key: (*k).into(), etag: None })
+        .collect();
+    let started = Instant::now();
+    let budget = Budget::lasting(Duration::from_millis(1_500));
+    let (summary, failed) = forward_objects(&edges, BUCKET, &refs, &settings(), &budget).await.expect("run");
+    (summary, failed, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_slow_s3_stops_the_run_on_its_budget_as_a_stop_not_a_failure() {
+    for (what, objects) in [
+        ("an answer that never comes in time", SlowObjects { delay: Duration::from_secs(30), head: Vec::new() }),
+        ("a download that stalls", SlowObjects { delay: Duration::ZERO, head: ndjson(0..20) }),
+    ] {
+        let (summary, failed, took) = forward_slowly(&objects).await;
+
+        assert_eq!(summary.stop_reason, StopReason::Budget, "{what}");
+        assert_eq!((summary.objects_failed, summary.objects_forwarded), (0, 0), "{what}: {summary:?}");
+        assert_eq!(failed, vec![0, 1], "{what}: both objects are handed back to be tried again");
+        assert!(took < Duration::from_millis(2_500), "{what}: the run took {took:?} on a 1.5 s budget");
+    }
+}
