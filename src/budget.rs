@@ -4,6 +4,11 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+/// A cursor's lease outlives the budget by this much, so the run can still save the batch in
+/// flight and release the lease itself, yet a crashed Lambda's lease lapses before its deadline
+/// (`lambda::SAFETY_MARGIN` after the budget).
+const LEASE_GRACE: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
     deadline: Instant,
@@ -21,6 +26,11 @@ impl Budget {
             Ok(left) => Self::lasting(left.saturating_sub(margin)),
             Err(_) => Self::lasting(fallback),
         }
+    }
+
+    /// Until when a run with this budget holds its cursor's lease.
+    pub fn lease_until(&self) -> SystemTime {
+        SystemTime::now() + self.remaining() + LEASE_GRACE
     }
 
     pub fn deadline(&self) -> Instant {

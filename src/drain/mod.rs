@@ -18,7 +18,7 @@ pub(crate) mod fakes;
 #[cfg(test)]
 mod tests;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -35,9 +35,6 @@ pub use plan::SweepAges;
 
 /// Never start a page with less than this left (plus twice the slowest page so far).
 const MIN_CYCLE_RESERVE: Duration = Duration::from_millis(500);
-/// A lease outlives the budget by this much, so the run can still release it itself, yet a
-/// crashed Lambda's lease lapses before its deadline (`lambda::SAFETY_MARGIN` after the budget).
-const LEASE_GRACE: Duration = Duration::from_secs(10);
 /// The summary lists at most this many oversize `_document_id`s (the log has them all).
 const MAX_REPORTED_OVERSIZE: usize = 100;
 /// Sweeps leave the rate budget of this many fresh reads (as long as this run's) unspent, so
@@ -167,8 +164,7 @@ pub struct DrainFailure {
 pub async fn drain(edges: &Edges<'_>, plan: &DrainPlan, budget: Budget) -> Result<Summary, DrainFailure> {
     let key = plan.key.as_str();
     let mut run = Run::new(key, budget);
-    let held_until = SystemTime::now() + budget.remaining() + LEASE_GRACE;
-    let outcome = match edges.store.acquire(key, held_until).await {
+    let outcome = match edges.store.acquire(key, budget.lease_until()).await {
         Err(CursorError::Busy { .. }) => Ok(StopReason::TargetBusy),
         Err(err) => Err(DrainError::Cursor(err)),
         Ok(stored) => {

@@ -18,7 +18,7 @@ pub mod split;
 mod tests;
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -42,8 +42,6 @@ use split::Piece;
 pub const CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// A lease another run holds is asked for again this often while the budget lasts.
 const LEASE_RETRY: Duration = Duration::from_millis(500);
-/// Kept after the budget for the save that follows the body in flight.
-const LEASE_GRACE: Duration = Duration::from_secs(10);
 /// No object is started with less than this left of the budget.
 const OBJECT_RESERVE: Duration = Duration::from_secs(1);
 
@@ -200,8 +198,7 @@ impl<'a> BucketRun<'a> {
     ) -> Result<BucketRun<'a>, PushError> {
         let key = rules::cursor_key(bucket);
         let checkpoint = loop {
-            let held_until = SystemTime::now() + budget.remaining() + LEASE_GRACE;
-            match edges.store.acquire(&key, held_until).await {
+            match edges.store.acquire(&key, budget.lease_until()).await {
                 Ok(checkpoint) => break checkpoint,
                 Err(CursorError::Busy { .. }) if budget.allows(LEASE_RETRY, Duration::ZERO) => {
                     tokio::time::sleep(LEASE_RETRY).await;
