@@ -32,6 +32,8 @@ pub enum ForwardError {
     Push(#[from] PushError),
     #[error("{0}")]
     Listing(String),
+    #[error("a pass of {0} s (MAX_RUN_SECONDS) forwarded nothing before its time ran out: raise MAX_RUN_SECONDS")]
+    NoProgress(u64),
 }
 
 pub struct Forwarder {
@@ -53,6 +55,12 @@ impl BucketPass {
     /// Stopped by the run's time budget alone: a new pass goes on where this one stopped.
     pub fn out_of_time(&self) -> bool {
         self.summary.stop_reason == crate::drain::StopReason::Budget
+    }
+
+    /// Whether the pass got anywhere: an event sent, or an object done with.
+    pub fn made_progress(&self) -> bool {
+        let s = &self.summary;
+        s.events_forwarded + s.objects_forwarded + s.objects_already_forwarded + s.objects_skipped > 0
     }
 }
 

@@ -14,7 +14,7 @@ use github_audit_sekoia::budget::Budget;
 use github_audit_sekoia::config::{Config, PushConfig};
 use github_audit_sekoia::connector::{Connector, RunError, RunRequest, TimeRange};
 use github_audit_sekoia::drain::{StopReason, Summary};
-use github_audit_sekoia::forwarder::Forwarder;
+use github_audit_sekoia::forwarder::{ForwardError, Forwarder};
 use github_audit_sekoia::metrics::{emf_line, push_emf_line};
 use github_audit_sekoia::push::PushSummary;
 use github_audit_sekoia::timefmt::now_ms;
@@ -377,16 +377,18 @@ async fn forward_s3(overrides: &[(&str, Option<String>)], prefix: Option<&str>, 
             Err(err) => break Some(err),
         };
         let again = pass.out_of_time();
-        if again {
-            tracing::info!("the run's time budget ran out; a new pass goes on where it stopped");
-        }
+        let stuck = again && !pass.made_progress();
         match &mut total {
             Some(total) => total.absorb(pass.summary),
             None => total = Some(pass.summary),
         }
+        if stuck {
+            break Some(ForwardError::NoProgress(max_run.as_secs()));
+        }
         if !again {
             break pass.stopped;
         }
+        tracing::info!("the run's time budget ran out; a new pass goes on where it stopped");
     };
     if let Some(spinner) = spinner {
         spinner.finish_and_clear();

@@ -256,3 +256,18 @@ async fn forward_s3_longer_than_its_time_budget_goes_on_in_passes_and_counts_eac
     );
     h.assert_exactly(&ids(&events));
 }
+
+#[tokio::test]
+async fn forward_s3_whose_passes_get_nowhere_stops_saying_so_instead_of_looping() {
+    // An intake slower than a whole pass: no body is ever acknowledged within one.
+    let h = push_harness(SimOptions { intake_latency: Duration::from_secs(20), ..SimOptions::default() }).await;
+    let bucket = create_bucket().await;
+    let events = events_between(100, Duration::from_secs(600), Duration::from_secs(60), 15);
+    put(&bucket, &streamed_file_key(events[0].timestamp_ms, 1), streamed_file(&events)).await;
+
+    let output = h.run_cli(&["forward-s3", "--bucket", &bucket], &[("MAX_RUN_SECONDS", "1")]).await;
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("forwarded nothing before its time ran out: raise MAX_RUN_SECONDS"), "{stderr}");
+}

@@ -42,8 +42,9 @@ use split::Piece;
 pub const CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// A lease another run holds is asked for again this often while the budget lasts.
 const LEASE_RETRY: Duration = Duration::from_millis(500);
-/// No object is started with less than this left of the budget.
-const OBJECT_RESERVE: Duration = Duration::from_secs(1);
+/// No object is started with less than this left of the budget (the CLI's passes may be as
+/// short as a second, and each must get on with its object).
+const OBJECT_RESERVE: Duration = Duration::from_millis(100);
 
 pub struct PushEdges<'a> {
     pub objects: &'a dyn ObjectSource,
