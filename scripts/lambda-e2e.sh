@@ -121,6 +121,7 @@ python3 scripts/smoke.py "smoke-$suffix" >"$work/smoke.out" 2>&1 || { echo "make
 if python3 scripts/smoke.py "smoke-aws-sns-key-$suffix" >"$work/smoke-bad.out" 2>&1; then
   echo "make smoke passed a topic under alias/aws/sns:" >&2; cat "$work/smoke-bad.out" >&2; exit 1
 fi
+cat "$work/smoke.out"
 python3 - "$work/smoke.out" "$work/smoke-bad.out" "smoke-$suffix-errors" <<'PY'
 import sys, boto3
 good, bad, alarm = open(sys.argv[1]).read(), open(sys.argv[2]).read(), sys.argv[3]

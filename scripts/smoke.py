@@ -39,12 +39,12 @@ def invoke_check(lambda_client, function):
         say("FAIL", f"{function} failed the check invocation: {body}")
         return False
     report = json.loads(body)
-    lines = [("configuration", report["configuration"])]
-    lines += [(t["target"], c) for t in report.get("targets", []) for c in t["checks"]]
+    lines = [("", report["configuration"])]
+    lines += [(f"{t['target']}: ", c) for t in report.get("targets", []) for c in t["checks"]]
     for scope, verdict in lines:
         mark = {"pass": "ok  ", "fail": "FAIL", "skip": "skip"}[verdict["status"]]
         remedy = f" -> {verdict['remedy']}" if verdict.get("remedy") else ""
-        say(mark, f"{scope}: {verdict['check']}: {verdict['detail']}{remedy}")
+        say(mark, f"{scope}{verdict['check']}: {verdict['detail']}{remedy}")
     return bool(report["ok"])
 
 
@@ -75,7 +75,7 @@ def alarm_round_trip(cloudwatch, alarm):
         try:
             items = cloudwatch.describe_alarm_history(AlarmName=alarm, HistoryItemType="Action")["AlarmHistoryItems"]
         except ClientError as err:
-            say("warn", f"cannot read {alarm}'s history ({err.response['Error'].get('Code')}): the notification is not confirmed")
+            say("warn", f"cannot read {alarm}'s history ({err.response['Error'].get('Code')})")
             break
         for item in items:
             if item["Timestamp"].timestamp() < since:
@@ -87,6 +87,9 @@ def alarm_round_trip(cloudwatch, alarm):
                 break
         if verdict is None:
             time.sleep(2)
+    else:
+        if verdict is None:
+            say("warn", f"{alarm}'s history shows no notification within {HISTORY_WAIT_SECONDS} s")
     cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="smoke test done: make smoke")
     return verdict
 
@@ -121,8 +124,8 @@ def main():
         say("ok  ", f"{alarm} set to ALARM and back to OK: CloudWatch published to {', '.join(actions)}. "
             f"Expect one e-mail per confirmed subscription, subject 'ALARM: \"{alarm}\" in {session.region_name}'.")
     elif verdict is None:
-        say("warn", f"{alarm} set to ALARM and back to OK; CloudWatch's history showed no notification within "
-            f"{HISTORY_WAIT_SECONDS} s: check the mailbox for 'ALARM: \"{alarm}\"' before trusting the alarms")
+        say("warn", f"{alarm} set to ALARM and back to OK, the notification not confirmed: "
+            f"check the mailbox for 'ALARM: \"{alarm}\"' before trusting the alarms")
     else:
         ok = False
     say("ok  " if ok else "FAIL", "smoke check " + ("passed" if ok else "failed"))
