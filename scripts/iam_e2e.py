@@ -32,7 +32,7 @@ boto = boto3.session.Session(region_name=REGION)
 
 def function_role_statements():
     """The function role's inline statements for push mode (the managed policy is Lambda's logs)."""
-    resources = policy_check.expand(open(TEMPLATE).read(), policy_check.VARIANTS["push mode"])
+    resources, _ = policy_check.expand(open(TEMPLATE).read(), policy_check.VARIANTS["push mode"])
     role = resources["ConnectorFunctionRole"]["Properties"]
     bucket = resources["ConnectorFunction"]["Properties"]["Environment"]["Variables"]["STREAM_BUCKET"]
     return [s for p in role["Policies"] for s in policy_check.listed(p["PolicyDocument"]["Statement"])], bucket

@@ -85,6 +85,7 @@ class StaticPolicies:
 
 
 def expand(template_text, overrides):
+    """The stack's resources as CloudFormation would make them, and the parameters they were made with."""
     template = yaml_parse(template_text)
     parameters = {name: spec.get("Default") for name, spec in template["Parameters"].items()}
     parameters.update(BASE)
@@ -100,7 +101,7 @@ def expand(template_text, overrides):
     sam_parameters = {k: (",".join(v) if isinstance(v, list) else v) for k, v in parameters.items()}
     sam_parameters.update({"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::StackName": STACK, "AWS::Partition": PARTITION})
     translated = transform(expanded, sam_parameters, StaticPolicies())
-    return Resolver(translated, parameters).resolved()
+    return Resolver(translated, parameters).resolved(), parameters
 
 
 class Resolver:
@@ -406,13 +407,13 @@ def needed(stack, calls):
     return out
 
 
-def knowledge_rules(stack, roles, variant):
+def knowledge_rules(stack, calls, roles, variant):
     problems = []
     for role, statements in roles.items():
         for statement in statements:
             if statement["Effect"] == "Deny":
                 problems.append(f"{role} has a Deny statement ({statement.get('Sid', 'no Sid')}): it beats every Allow")
-    need = needed(stack, CALLS)
+    need = needed(stack, calls)
     for role, statements in roles.items():
         for statement in statements:
             for action in listed(statement["Action"]) if statement["Effect"] == "Allow" else []:
@@ -438,11 +439,11 @@ def knowledge_rules(stack, roles, variant):
     return [f"{variant}: {p}" for p in problems]
 
 
-def check(stack, roles, variant):
-    return evaluate(stack, CALLS, roles) + knowledge_rules(stack, roles, variant)
+def check(stack, calls, roles, variant):
+    return evaluate(stack, calls, roles) + knowledge_rules(stack, calls, roles, variant)
 
 
-def mutations_are_caught(stack, roles, variant):
+def mutations_are_caught(stack, calls, roles, variant):
     """Each Allowed action removed, and a Deny added, must make the check fail: what it missed,
     and how many mutations it tried."""
     missed, tried = [], 0
@@ -460,28 +461,26 @@ def mutations_are_caught(stack, roles, variant):
                 else:
                     del mutated[role][index]
                 tried += 1
-                if not check(stack, mutated, variant):
+                if not check(stack, calls, mutated, variant):
                     missed.append(f"{role} without {action}")
         mutated = copy.deepcopy(roles)
         mutated[role].append({"Effect": "Deny", "Action": "kms:Decrypt", "Resource": "*"})
         tried += 1
-        if not check(stack, mutated, variant):
+        if not check(stack, calls, mutated, variant):
             missed.append(f"{role} with a Deny added")
     return [f"{variant}: the check did not notice {m}" for m in missed], tried
 
 
 def main():
     template_text = open(sys.argv[1]).read()
-    global CALLS
-    CALLS = json.load(open(sys.argv[2]))
+    calls = json.load(open(sys.argv[2]))
     problems, mutations, report = [], 0, []
     for variant, overrides in VARIANTS.items():
-        resources = expand(template_text, overrides)
-        parameters = {**{k: v.get("Default") for k, v in yaml_parse(template_text)["Parameters"].items()}, **BASE, **overrides}
+        resources, parameters = expand(template_text, overrides)
         stack = Stack(resources, parameters)
         roles = {logical: role_statements(r) for logical, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
-        problems += check(stack, roles, variant)
-        missed, tried = mutations_are_caught(stack, roles, variant)
+        problems += check(stack, calls, roles, variant)
+        missed, tried = mutations_are_caught(stack, calls, roles, variant)
         problems += missed
         mutations += tried
         for role, statements in sorted(roles.items()):
@@ -489,11 +488,10 @@ def main():
             report.append(f"  {variant} / {role}: {', '.join(actions)}")
     if problems:
         sys.exit("policy check:\n  " + "\n  ".join(sorted(set(problems))))
-    print(f"policy check OK: {len(CALLS)} AWS calls against {len(VARIANTS)} variants of the stack; "
+    print(f"policy check OK: {len(calls)} AWS calls against {len(VARIANTS)} variants of the stack; "
           f"{mutations} mutations (an action removed, a Deny added) each caught")
     print("\n".join(report))
 
 
-CALLS = []
 if __name__ == "__main__":
     main()

@@ -85,7 +85,7 @@ pub(super) fn drop_connection() -> ! {
     std::panic::resume_unwind(Box::new("simulated: the connection drops before any answer"))
 }
 
-/// A 200 that sends half of `body`, then breaks the connection.
+/// A 200 that streams `bytes` of an open JSON array, never held in memory.
 pub(super) fn huge_body(headers: HeaderMap, bytes: u64) -> Response {
     static SPACES: [u8; 1 << 20] = [b' '; 1 << 20];
     let chunks = bytes.div_ceil(SPACES.len() as u64);
@@ -95,6 +95,7 @@ pub(super) fn huge_body(headers: HeaderMap, bytes: u64) -> Response {
     (StatusCode::OK, headers, Body::from_stream(tokio_stream::iter(body))).into_response()
 }
 
+/// A 200 that sends half of `body`, then breaks the connection.
 pub(super) fn broken_body(headers: HeaderMap, body: String) -> Response {
     let body = Bytes::from(body.into_bytes());
     let chunks: Vec<Result<Bytes, std::io::Error>> = vec![

@@ -295,11 +295,13 @@ impl<'a> BucketRun<'a> {
                 Ok(None) => break,
                 // Not even one object at its start: not an audit-log file.
                 Err(ReadError::Split(_)) if position == 0 => return self.not_audit_events(object_key, progress).await,
-                Err(ReadError::Io(_)) if budget.remaining().is_zero() => return Err(PushError::OutOfTime),
                 Err(err) => {
-                    // What was read before the fault is sent and recorded: a retry skips it.
-                    self.flush(&mut chunk, object_key, &mut progress, position, budget).await?;
-                    return Err(self.object_error(object_key, err));
+                    let err = self.read_error(object_key, err, budget);
+                    if err.is_object_only() {
+                        // What was read before the fault is sent and recorded: a retry skips it.
+                        self.flush(&mut chunk, object_key, &mut progress, position, budget).await?;
+                    }
+                    return Err(err);
                 }
             };
             position += 1;
