@@ -119,7 +119,7 @@ async fn play(scenario: &Scenario, seed: u64) -> Outcome {
         let now = clock.now_ms();
         if now >= steady_from && now < start + span.as_millis() as i64 {
             requests += spent;
-            delivered += summary.events_forwarded;
+            delivered += summary.figures.events_forwarded;
             per_run.push(spent);
         }
         clock.advance(scenario.schedule);

@@ -13,7 +13,7 @@ use crate::connector::load_aws;
 use crate::credentials::{CredentialCache, CredentialError, Credentials, SecretsManagerCredentials, StaticCredentials};
 use crate::cursor::{DynamoCursorStore, FileCursorStore, StateStore};
 use crate::http::{self, ClientError};
-use crate::metrics::push_emf_line;
+use crate::metrics::emf_line;
 use crate::ports::{ObjectRef, ObjectSource, SystemClock};
 use crate::push::{PushEdges, PushError, PushProgress, PushSettings, PushSummary, forward_objects};
 use crate::s3::S3Objects;
@@ -54,13 +54,13 @@ pub struct BucketPass {
 impl BucketPass {
     /// Stopped by the run's time budget alone: a new pass goes on where this one stopped.
     pub fn out_of_time(&self) -> bool {
-        self.summary.stop_reason == crate::drain::StopReason::Budget
+        self.summary.figures.stop_reason == crate::summary::StopReason::Budget
     }
 
     /// Whether the pass got anywhere: an event sent, or an object done with.
     pub fn made_progress(&self) -> bool {
         let s = &self.summary;
-        s.events_forwarded + s.objects_forwarded + s.objects_already_forwarded + s.objects_skipped > 0
+        s.figures.events_forwarded + s.objects_forwarded + s.objects_already_forwarded + s.objects_skipped > 0
     }
 }
 
@@ -189,7 +189,7 @@ impl Forwarder {
             match forward_objects(&edges, &bucket, &objects, &settings, budget).await {
                 Ok((summary, failed)) => {
                     failures.extend(failed.into_iter().map(|i| entries[i].0.clone()));
-                    println!("{}", push_emf_line(&summary, now_ms()));
+                    println!("{}", emf_line(&summary, now_ms()));
                     summaries.push(summary);
                 }
                 Err(err) => {

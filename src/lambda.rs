@@ -150,7 +150,7 @@ pub async fn handle(connector: &Connector, event: LambdaEvent<Value>) -> Result<
     match &summary {
         Ok(summary) => println!("{}", emf_line(summary, now_ms())),
         Err(RunError::Drain(failure)) => {
-            println!("{}", emf_line(&failure.summary, now_ms()));
+            println!("{}", emf_line(failure.summary.as_ref(), now_ms()));
             tracing::error!(error = %failure.error, "invocation failed");
         }
         Err(err) => tracing::error!(error = %err, "invocation failed"),

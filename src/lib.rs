@@ -30,4 +30,5 @@ pub mod s3;
 pub mod secret;
 pub mod sekoia;
 pub mod streams;
+pub mod summary;
 pub mod timefmt;

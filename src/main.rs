@@ -13,10 +13,11 @@ use github_audit_sekoia::aws_calls;
 use github_audit_sekoia::budget::Budget;
 use github_audit_sekoia::config::{Config, PushConfig};
 use github_audit_sekoia::connector::{Connector, RunError, RunRequest, TimeRange};
-use github_audit_sekoia::drain::{StopReason, Summary};
+use github_audit_sekoia::drain::Summary;
 use github_audit_sekoia::forwarder::{ForwardError, Forwarder};
-use github_audit_sekoia::metrics::{emf_line, push_emf_line};
+use github_audit_sekoia::metrics::emf_line;
 use github_audit_sekoia::push::PushSummary;
+use github_audit_sekoia::summary::StopReason;
 use github_audit_sekoia::timefmt::now_ms;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -245,7 +246,7 @@ async fn run(settings: &Settings, dry_run: bool) -> Result<Summary, RunError> {
     let show = move |summary: &Summary| {
         ticker.set_message(format!(
             "{} events forwarded, {} pages, {} duplicates skipped",
-            summary.events_forwarded, summary.pages, summary.duplicates_skipped
+            summary.figures.events_forwarded, summary.pages, summary.figures.duplicates_skipped
         ));
     };
     let outcome = connector.run_watched(&request, Some(&show)).await;
@@ -303,7 +304,7 @@ async fn backfill(settings: &Settings, since: &str, until: &str) -> Result<Summa
                 return Ok(summary);
             }
         }
-        match summary.stop_reason {
+        match summary.figures.stop_reason {
             StopReason::RateLimited => {
                 let wait = summary
                     .rate_limit_reset
@@ -365,8 +366,8 @@ async fn forward_s3(overrides: &[(&str, Option<String>)], prefix: Option<&str>, 
                 summary.objects_already_forwarded,
                 summary.objects_skipped,
                 summary.objects_failed,
-                summary.events_forwarded,
-                summary.duplicates_skipped
+                summary.figures.events_forwarded,
+                summary.figures.duplicates_skipped
             ));
         }
     };
@@ -394,7 +395,7 @@ async fn forward_s3(overrides: &[(&str, Option<String>)], prefix: Option<&str>, 
         spinner.finish_and_clear();
     }
     if let Some(summary) = &total {
-        print_last_line(summary, emf.then(|| push_emf_line(summary, now_ms())));
+        print_last_line(summary, emf.then(|| emf_line(summary, now_ms())));
     }
     match (stopped, total) {
         (Some(err), _) => {

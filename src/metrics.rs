@@ -3,63 +3,30 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::drain::{StopReason, Summary};
-use crate::push::PushSummary;
+use crate::summary::RunReport;
 
 pub const NAMESPACE: &str = "GitHubAuditSekoia";
 
-const STOP_REASONS: [(StopReason, &str); 5] = [
-    (StopReason::Drained, "StopDrained"),
-    (StopReason::Budget, "StopBudget"),
-    (StopReason::RateLimited, "StopRateLimited"),
-    (StopReason::TargetBusy, "StopTargetBusy"),
-    (StopReason::Failed, "StopFailed"),
-];
+/// One figure of the line: its name, CloudWatch unit and value.
+pub type Metric = (&'static str, &'static str, Value);
 
-/// The run's figures under the dimension `Target`, stamped `timestamp_ms`. A figure the run
-/// could not know (no lag for a run that held no cursor, no rate budget before GitHub answered)
-/// is left out rather than sent as 0.
-pub fn emf_line(summary: &Summary, timestamp_ms: i64) -> String {
-    let mut metrics: Vec<(&str, &str, Value)> = vec![
-        ("EventsForwarded", "Count", json!(summary.events_forwarded)),
-        ("PagesFetched", "Count", json!(summary.pages)),
-        ("DuplicatesSkipped", "Count", json!(summary.duplicates_skipped)),
-        ("OversizeEvents", "Count", json!(summary.oversize_events)),
-        ("IntakeUnacknowledged", "Count", json!(summary.intake_unacknowledged)),
-        ("RunSeconds", "Seconds", json!(summary.elapsed_seconds)),
+/// A run's figures under the dimension `Target` (a cursor, or `s3/BUCKET`), stamped
+/// `timestamp_ms`: those both modes share, then the mode's own. A figure the run could not know
+/// (no lag for a run that held no cursor, no rate budget before GitHub answered) is left out
+/// rather than sent as 0.
+pub fn emf_line(report: &dyn RunReport, timestamp_ms: i64) -> String {
+    let figures = report.figures();
+    let mut metrics: Vec<Metric> = vec![
+        ("EventsForwarded", "Count", json!(figures.events_forwarded)),
+        ("DuplicatesSkipped", "Count", json!(figures.duplicates_skipped)),
+        ("OversizeEvents", "Count", json!(figures.oversize_events)),
+        ("IntakeUnacknowledged", "Count", json!(figures.intake_unacknowledged)),
+        ("RunSeconds", "Seconds", json!(figures.elapsed_seconds)),
     ];
-    if let Some(lag) = summary.lag_seconds {
+    if let Some(lag) = figures.lag_seconds {
         metrics.push(("LagSeconds", "Seconds", json!(lag)));
     }
-    if let Some(left) = summary.rate_limit_remaining {
-        metrics.push(("RateLimitRemaining", "Count", json!(left)));
-    }
-    for (reason, name) in STOP_REASONS {
-        metrics.push((name, "Count", json!(u8::from(summary.stop_reason == reason))));
-    }
-    line_of(&summary.target, metrics, timestamp_ms)
-}
-
-/// A push-mode run's figures for one bucket, under the dimension `Target` = `s3/BUCKET`.
-pub fn push_emf_line(summary: &PushSummary, timestamp_ms: i64) -> String {
-    let mut metrics: Vec<(&str, &str, Value)> = vec![
-        ("ObjectsForwarded", "Count", json!(summary.objects_forwarded)),
-        ("ObjectsAlreadyForwarded", "Count", json!(summary.objects_already_forwarded)),
-        ("ObjectsSkipped", "Count", json!(summary.objects_skipped)),
-        ("ObjectsFailed", "Count", json!(summary.objects_failed)),
-        ("EventsForwarded", "Count", json!(summary.events_forwarded)),
-        ("DuplicatesSkipped", "Count", json!(summary.duplicates_skipped)),
-        ("OversizeEvents", "Count", json!(summary.oversize_events)),
-        ("IntakeUnacknowledged", "Count", json!(summary.intake_unacknowledged)),
-        ("RunSeconds", "Seconds", json!(summary.elapsed_seconds)),
-    ];
-    if let Some(lag) = summary.lag_seconds {
-        metrics.push(("LagSeconds", "Seconds", json!(lag)));
-    }
-    line_of(&summary.target, metrics, timestamp_ms)
-}
-
-fn line_of(target: &str, metrics: Vec<(&str, &str, Value)>, timestamp_ms: i64) -> String {
+    metrics.extend(report.mode_metrics());
     let declared: Vec<Value> = metrics.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect();
     let mut line = Map::new();
     line.insert(
@@ -69,7 +36,7 @@ fn line_of(target: &str, metrics: Vec<(&str, &str, Value)>, timestamp_ms: i64) -
             "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["Target"]], "Metrics": declared}],
         }),
     );
-    line.insert("Target".into(), json!(target));
+    line.insert("Target".into(), json!(figures.target));
     for (name, _, value) in metrics {
         line.insert(name.into(), value);
     }
@@ -79,6 +46,9 @@ fn line_of(target: &str, metrics: Vec<(&str, &str, Value)>, timestamp_ms: i64) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::drain::Summary;
+    use crate::push::PushSummary;
+    use crate::summary::{Figures, StopReason};
 
     fn summary(stop_reason: StopReason) -> Summary {
         let text = json!({
@@ -91,7 +61,7 @@ mod tests {
             "elapsed_seconds": 1.75, "error": null,
         });
         let mut summary: Summary = serde_json::from_value(text).expect("a summary");
-        summary.stop_reason = stop_reason;
+        summary.figures.stop_reason = stop_reason;
         summary
     }
 
@@ -134,16 +104,14 @@ mod tests {
 
     #[test]
     fn a_push_line_counts_objects_and_events_under_the_bucket() {
-        let summary = PushSummary {
-            target: "s3/audit-stream".into(),
-            objects_forwarded: 3,
-            objects_skipped: 1,
+        let figures = Figures {
             events_forwarded: 900,
             duplicates_skipped: 12,
             lag_seconds: Some(4.5),
-            ..PushSummary::default()
+            ..Figures::new("s3/audit-stream", StopReason::Drained)
         };
-        let line: Value = serde_json::from_str(&push_emf_line(&summary, 5)).expect("json");
+        let summary = PushSummary { figures, objects_forwarded: 3, objects_skipped: 1, ..PushSummary::default() };
+        let line: Value = serde_json::from_str(&emf_line(&summary, 5)).expect("json");
         let directive = &line["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(
             (directive["Namespace"].as_str(), line["Target"].as_str()),
@@ -164,7 +132,7 @@ mod tests {
     #[test]
     fn figures_the_run_could_not_know_are_left_out() {
         let mut busy = summary(StopReason::TargetBusy);
-        busy.lag_seconds = None;
+        busy.figures.lag_seconds = None;
         busy.rate_limit_remaining = None;
         let line: Value = serde_json::from_str(&emf_line(&busy, 0)).expect("json");
         assert!(line.get("LagSeconds").is_none() && line.get("RateLimitRemaining").is_none());

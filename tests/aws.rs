@@ -14,9 +14,10 @@ use github_audit_sekoia::checkpoint::delivered::{DeliveredRecord, DeliveredSet};
 use github_audit_sekoia::config::Config;
 use github_audit_sekoia::connector::{Connector, RunError};
 use github_audit_sekoia::cursor::{DynamoCursorStore, PARTITION_KEY};
-use github_audit_sekoia::drain::{StopReason, Summary};
+use github_audit_sekoia::drain::Summary;
 use github_audit_sekoia::lambda::{SAFETY_MARGIN, handle};
 use github_audit_sekoia::ports::{AuditEvent, CheckpointSave, CursorError, CursorStore};
+use github_audit_sekoia::summary::StopReason;
 use github_audit_sekoia::timefmt::to_ms;
 use github_audit_sekoia_sim::SimOptions;
 use lambda_runtime::LambdaEvent;
@@ -80,15 +81,15 @@ async fn a_scheduled_invocation_drains_into_the_intake_and_keeps_its_cursor_in_d
             .expect("the connector starts");
 
     let first = handled(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("first invocation");
-    assert_eq!(first.stop_reason, StopReason::Drained);
-    assert_eq!(first.events_forwarded, 3_000);
+    assert_eq!(first.figures.stop_reason, StopReason::Drained);
+    assert_eq!(first.figures.events_forwarded, 3_000);
     assert!(item_exists(&table, "orgs/acme/web").await);
 
     let rule_envelope = json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
     let second =
         handled(&connector, invocation(rule_envelope, Duration::from_secs(120))).await.expect("second invocation");
-    assert_eq!(second.events_forwarded, 0);
-    assert!(second.duplicates_skipped > 0, "the window was re-read from the DynamoDB checkpoint");
+    assert_eq!(second.figures.events_forwarded, 0);
+    assert!(second.figures.duplicates_skipped > 0, "the window was re-read from the DynamoDB checkpoint");
     h.assert_exactly_once();
 }
 
@@ -107,7 +108,7 @@ async fn a_rotated_secret_is_read_again_when_github_rejects_the_cached_token() {
     h.add(events_between(200, Duration::from_secs(250), Duration::from_secs(1), 33));
 
     let second = handled(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("second invocation");
-    assert_eq!(second.events_forwarded, 200);
+    assert_eq!(second.figures.events_forwarded, 200);
     h.assert_exactly_once();
 }
 
@@ -129,7 +130,7 @@ async fn a_rotated_intake_key_is_read_again_when_the_intake_rejects_the_cached_o
     h.add(events_between(150, Duration::from_secs(250), Duration::from_secs(1), 38));
 
     let second = handled(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("second invocation");
-    assert_eq!(second.events_forwarded, 150);
+    assert_eq!(second.figures.events_forwarded, 150);
     h.assert_exactly_once();
 }
 
@@ -263,7 +264,7 @@ async fn a_version_1_item_is_carried_on_without_resending_and_rewritten_as_versi
             .expect("the connector starts");
     let summary = handled(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("invocation");
 
-    assert_eq!(summary.events_forwarded, 50, "only what version 1 had not delivered");
+    assert_eq!(summary.figures.events_forwarded, 50, "only what version 1 had not delivered");
     h.assert_exactly(&late_ids);
     let item = client
         .get_item()
@@ -293,9 +294,9 @@ async fn a_concurrent_invocation_on_the_same_org_stops_cleanly_without_sending()
         handled(&other, invocation(json!({}), Duration::from_secs(120))).await
     });
     let (a, b) = (a.expect("first"), b.expect("second"));
-    assert_eq!(a.stop_reason, StopReason::Drained);
-    assert_eq!(b.stop_reason, StopReason::TargetBusy);
-    assert_eq!(b.events_forwarded, 0);
+    assert_eq!(a.figures.stop_reason, StopReason::Drained);
+    assert_eq!(b.figures.stop_reason, StopReason::TargetBusy);
+    assert_eq!(b.figures.events_forwarded, 0);
     h.assert_exactly_once();
 }
 
@@ -341,6 +342,6 @@ async fn a_backfill_split_across_invocations_ends_complete_without_loss_or_dupli
     assert!(!item_exists(&table, "orgs/acme/web").await, "the scheduled cursor was not touched");
 
     let again = handled(&connector, invocation(payload, Duration::from_secs(60))).await.expect("after completion");
-    assert_eq!((again.pages, again.events_forwarded), (0, 0), "a complete backfill reads nothing");
+    assert_eq!((again.pages, again.figures.events_forwarded), (0, 0), "a complete backfill reads nothing");
     assert_eq!(again.backfill.map(|b| b.complete), Some(true));
 }

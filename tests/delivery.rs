@@ -8,8 +8,8 @@ use std::time::Duration;
 use base64::Engine;
 use common::{CrashBeforeSave, Harness, PAGE, events_between};
 use github_audit_sekoia::checkpoint::delivered::DeliveredSet;
-use github_audit_sekoia::drain::StopReason;
 use github_audit_sekoia::ports::AuditEvent;
+use github_audit_sekoia::summary::StopReason;
 use github_audit_sekoia::timefmt::now_ms;
 use github_audit_sekoia_sim::SimOptions;
 use serde_json::value::RawValue;
@@ -28,8 +28,8 @@ async fn twenty_thousand_events_with_many_ties_arrive_exactly_once() {
 
     let summary = h.drain().await;
 
-    assert_eq!(summary.stop_reason, StopReason::Drained);
-    assert_eq!(summary.events_forwarded, 20_000);
+    assert_eq!(summary.figures.stop_reason, StopReason::Drained);
+    assert_eq!(summary.figures.events_forwarded, 20_000);
     assert_eq!(summary.fresh_pages, 200, "history is read once");
     h.assert_exactly_once();
 }
@@ -49,8 +49,8 @@ async fn a_second_run_sends_nothing_new() {
     h.add(events_between(1_500, HOUR, Duration::from_secs(1), 3));
     h.drain().await;
     let summary = h.drain().await;
-    assert_eq!(summary.events_forwarded, 0);
-    assert_eq!(summary.stop_reason, StopReason::Drained);
+    assert_eq!(summary.figures.events_forwarded, 0);
+    assert_eq!(summary.figures.stop_reason, StopReason::Drained);
     h.assert_exactly_once();
 }
 
@@ -61,7 +61,7 @@ async fn new_events_after_a_run_are_delivered_by_the_next() {
     h.drain().await;
     h.add(events_between(700, Duration::from_secs(119), Duration::from_secs(1), 5));
     let summary = h.drain().await;
-    assert_eq!(summary.events_forwarded, 700);
+    assert_eq!(summary.figures.events_forwarded, 700);
     h.assert_exactly_once();
 }
 
@@ -72,8 +72,8 @@ async fn a_run_stopped_by_its_budget_resumes_where_it_stopped() {
     let mut reasons = Vec::new();
     for _ in 0..20 {
         let summary = h.drain_with(&h.store(), Duration::from_millis(1_200), None).await.expect("drain");
-        reasons.push(summary.stop_reason);
-        if summary.stop_reason == StopReason::Drained {
+        reasons.push(summary.figures.stop_reason);
+        if summary.figures.stop_reason == StopReason::Drained {
             break;
         }
     }
@@ -117,7 +117,7 @@ async fn events_indexed_late_inside_the_window_are_delivered_once_by_the_window_
     h.add(late);
 
     let first = h.drain().await;
-    assert_eq!(first.events_forwarded, 800);
+    assert_eq!(first.figures.events_forwarded, 800);
     h.sim.github().reveal_all();
     // Once they are a window old, the window sweep reads their stretch again (a remainder
     // under a page may wait for the next run).
@@ -125,8 +125,8 @@ async fn events_indexed_late_inside_the_window_are_delivered_once_by_the_window_
     let second = h.drain().await;
     let third = h.drain().await;
 
-    assert_eq!(second.events_forwarded + third.events_forwarded, 150);
-    assert!(second.sweep_pages > 0 && second.duplicates_skipped > 0, "the window was swept and recognised");
+    assert_eq!(second.figures.events_forwarded + third.figures.events_forwarded, 150);
+    assert!(second.sweep_pages > 0 && second.figures.duplicates_skipped > 0, "the window was swept and recognised");
     h.assert_exactly_once();
 }
 
@@ -144,8 +144,8 @@ async fn a_full_page_of_one_second_split_by_a_rate_limit_stop_loses_nothing() {
         h.sim.github().set_rate_limit_remaining(89, Duration::from_secs(3600));
         let summary = h.drain().await;
         runs += 1;
-        if summary.stop_reason != StopReason::Drained {
-            assert_eq!(summary.stop_reason, StopReason::RateLimited);
+        if summary.figures.stop_reason != StopReason::Drained {
+            assert_eq!(summary.figures.stop_reason, StopReason::RateLimited);
             assert!(summary.rate_limit_reset.is_some());
         }
         assert!(runs < 40, "no progress");
@@ -164,14 +164,14 @@ async fn an_oversize_event_is_reported_and_does_not_block_the_cursor() {
     h.add(events);
 
     let summary = h.drain().await;
-    assert_eq!(summary.oversize_events, 1);
+    assert_eq!(summary.figures.oversize_events, 1);
     assert_eq!(summary.oversize_document_ids, vec![big_id.clone()]);
-    assert_eq!(summary.events_forwarded, 249);
-    assert_eq!(summary.stop_reason, StopReason::Drained);
+    assert_eq!(summary.figures.events_forwarded, 249);
+    assert_eq!(summary.figures.stop_reason, StopReason::Drained);
     assert!(!h.received().contains_key(&big_id));
 
     let again = h.drain().await;
-    assert_eq!(again.oversize_events, 0, "reported once, not on every run");
+    assert_eq!(again.figures.oversize_events, 0, "reported once, not on every run");
 }
 
 #[tokio::test]
@@ -212,7 +212,7 @@ async fn a_version_1_state_file_is_carried_on_without_loss_or_resending() {
 
     let summary = h.drain().await;
 
-    assert_eq!(summary.events_forwarded, 120, "only what version 1 had not delivered");
+    assert_eq!(summary.figures.events_forwarded, 120, "only what version 1 had not delivered");
     h.assert_exactly(&new_ids);
     let rewritten = std::fs::read_to_string(h.store().path_for("orgs/acme/web")).expect("state file");
     assert!(rewritten.contains("\"format\": 2"), "{rewritten}");

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Harness, PAGE, events_between, summary};
-use github_audit_sekoia::drain::StopReason;
+use github_audit_sekoia::summary::StopReason;
 use github_audit_sekoia_sim::{Fault, SimOptions};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -31,7 +31,7 @@ async fn github_server_errors_and_broken_pages_are_retried_without_loss() {
 
     let summary = h.drain().await;
 
-    assert_eq!(summary.stop_reason, StopReason::Drained);
+    assert_eq!(summary.figures.stop_reason, StopReason::Drained);
     assert_eq!(h.sim.github().faults.remaining(), 0, "every scripted fault was met");
     h.assert_exactly_once();
 }
@@ -46,7 +46,7 @@ async fn endless_answers_from_github_and_the_intake_are_cut_at_their_caps_withou
 
     let summary = h.drain().await;
 
-    assert_eq!(summary.stop_reason, StopReason::Drained);
+    assert_eq!(summary.figures.stop_reason, StopReason::Drained);
     assert_eq!(h.sim.github().faults.remaining() + h.sim.intake().faults.remaining(), 0);
     h.assert_exactly_once();
 }
@@ -64,7 +64,7 @@ async fn seeded_random_faults_on_both_sides_lose_and_repeat_nothing() {
 
         let summary = h.drain().await;
 
-        assert_eq!(summary.stop_reason, StopReason::Drained, "seed {seed}");
+        assert_eq!(summary.figures.stop_reason, StopReason::Drained, "seed {seed}");
         h.assert_exactly_once();
     }
 }
@@ -78,7 +78,7 @@ async fn a_primary_rate_limit_that_resets_within_the_budget_is_waited_out() {
     let started = Instant::now();
     let summary = h.drain_with(&h.store(), Duration::from_secs(60), None).await.expect("drain");
 
-    assert_eq!(summary.stop_reason, StopReason::Drained);
+    assert_eq!(summary.figures.stop_reason, StopReason::Drained);
     assert!(started.elapsed() >= Duration::from_secs(1), "it waited for the reset");
     h.assert_exactly_once();
 }
@@ -90,19 +90,19 @@ async fn a_primary_rate_limit_beyond_the_budget_stops_cleanly_and_the_next_run_r
     h.sim.github().faults.extend([None, None, Some(Fault::RateLimitExhausted(HOUR))]);
 
     let stopped = h.drain().await;
-    assert_eq!(stopped.stop_reason, StopReason::RateLimited);
-    assert_eq!(stopped.events_forwarded, 200, "the two pages before the limit were delivered");
+    assert_eq!(stopped.figures.stop_reason, StopReason::RateLimited);
+    assert_eq!(stopped.figures.events_forwarded, 200, "the two pages before the limit were delivered");
     let reset = stopped.rate_limit_reset.expect("the summary says when the limit resets");
     let reset = humantime::parse_rfc3339(&reset).expect("a time");
     assert!(reset > std::time::SystemTime::now() + Duration::from_secs(3000));
     // Quiet: a run while the limit lasts spends one request to learn that, no more.
     let requests = h.sim.github().requests;
     let again = h.drain().await;
-    assert_eq!((again.stop_reason, h.sim.github().requests), (StopReason::RateLimited, requests + 1));
+    assert_eq!((again.figures.stop_reason, h.sim.github().requests), (StopReason::RateLimited, requests + 1));
 
     h.sim.github().set_rate_limit_remaining(1_750, HOUR);
     let resumed = h.drain().await;
-    assert_eq!(resumed.stop_reason, StopReason::Drained);
+    assert_eq!(resumed.figures.stop_reason, StopReason::Drained);
     h.assert_exactly_once();
 }
 
@@ -115,7 +115,7 @@ async fn a_secondary_rate_limit_waits_for_its_retry_after() {
     let started = Instant::now();
     let summary = h.drain().await;
 
-    assert_eq!(summary.stop_reason, StopReason::Drained);
+    assert_eq!(summary.figures.stop_reason, StopReason::Drained);
     assert!(started.elapsed() >= Duration::from_secs(2), "retry-after was honoured");
     h.assert_exactly_once();
 }
@@ -129,7 +129,7 @@ async fn the_rate_limit_reserve_is_left_for_other_tools() {
 
     let summary = h.drain().await;
 
-    assert_eq!(summary.stop_reason, StopReason::RateLimited);
+    assert_eq!(summary.figures.stop_reason, StopReason::RateLimited);
     assert_eq!(summary.pages, 5, "15 left, 10 kept for others");
 }
 
@@ -144,8 +144,8 @@ async fn answers_that_need_a_human_fail_with_what_to_fix_and_keep_the_cursor() {
 
         let message = failure.to_string();
         assert!(message.contains(hint), "{status}: {message}");
-        assert_eq!(failure.summary.stop_reason, StopReason::Failed);
-        assert_eq!(failure.summary.events_forwarded, 100, "the page before was delivered and saved");
+        assert_eq!(failure.summary.figures.stop_reason, StopReason::Failed);
+        assert_eq!(failure.summary.figures.events_forwarded, 100, "the page before was delivered and saved");
         h.drain().await;
         h.assert_exactly_once();
     }
@@ -166,7 +166,7 @@ async fn intake_errors_are_retried_honouring_retry_after() {
 
     let summary = h.drain().await;
 
-    assert_eq!(summary.stop_reason, StopReason::Drained);
+    assert_eq!(summary.figures.stop_reason, StopReason::Drained);
     h.assert_exactly_once();
 }
 
@@ -180,7 +180,7 @@ async fn a_lost_intake_answer_repeats_that_batch_only() {
 
     let summary = h.drain().await;
 
-    assert_eq!(summary.stop_reason, StopReason::Drained);
+    assert_eq!(summary.figures.stop_reason, StopReason::Drained);
     let received = h.received();
     let missing = h.sim.github().events().iter().filter(|e| !received.contains_key(&e.document_id)).count();
     let repeated: Vec<u32> = received.values().copied().filter(|n| *n > 1).collect();
@@ -197,8 +197,8 @@ async fn an_intake_that_takes_smaller_bodies_gets_halves() {
 
     let summary = h.drain().await;
 
-    assert_eq!(summary.stop_reason, StopReason::Drained);
-    assert_eq!(summary.events_forwarded, 400);
+    assert_eq!(summary.figures.stop_reason, StopReason::Drained);
+    assert_eq!(summary.figures.events_forwarded, 400);
     assert!(h.sim.intake().stats.rejected_batches > 0, "the intake did refuse the first bodies");
     h.assert_exactly_once();
 }
@@ -217,7 +217,7 @@ async fn a_single_event_the_intake_refuses_under_our_limit_fails_the_run_and_los
 
     let message = failure.to_string();
     assert!(message.contains(&big_id) && message.contains("SEKOIA_INTAKE_URL"), "{message}");
-    assert_eq!(failure.summary.events_forwarded, 100, "the page before it was delivered");
+    assert_eq!(failure.summary.figures.events_forwarded, 100, "the page before it was delivered");
     assert!(!h.received().contains_key(&big_id));
     // The intake's limit is raised (as the operator would fix it): everything arrives, and what
     // the intake took of the failed page before the refusal arrives a second time.
@@ -244,13 +244,17 @@ async fn events_the_intake_refuses_inside_an_accepted_batch_are_reported_not_cou
 
     let summary = h.drain().await;
 
-    assert_eq!(summary.intake_unacknowledged, refused.len() as u64);
-    assert_eq!(summary.events_forwarded, 300 - refused.len() as u64);
+    assert_eq!(summary.figures.intake_unacknowledged, refused.len() as u64);
+    assert_eq!(summary.figures.events_forwarded, 300 - refused.len() as u64);
     let received = h.received();
     assert!(refused.iter().all(|id| !received.contains_key(id)));
     assert_eq!(received.len(), 300 - refused.len());
     let again = h.drain().await;
-    assert_eq!((again.events_forwarded, again.intake_unacknowledged), (0, 0), "reported once, not resent");
+    assert_eq!(
+        (again.figures.events_forwarded, again.figures.intake_unacknowledged),
+        (0, 0),
+        "reported once, not resent"
+    );
 }
 
 #[tokio::test]
@@ -262,8 +266,8 @@ async fn a_rate_limit_said_only_in_the_message_stops_the_run_cleanly() {
     // A minute's wait does not fit a ten-second budget: the run stops, it does not fail.
     let summary = h.drain_with(&h.store(), Duration::from_secs(10), None).await.expect("a clean stop");
 
-    assert_eq!(summary.stop_reason, StopReason::RateLimited);
-    assert_eq!(summary.events_forwarded, 100);
+    assert_eq!(summary.figures.stop_reason, StopReason::RateLimited);
+    assert_eq!(summary.figures.events_forwarded, 100);
     h.drain().await;
     h.assert_exactly_once();
 }
@@ -276,7 +280,7 @@ async fn absurd_rate_limit_headers_are_clamped_and_stop_the_run_cleanly() {
 
     let summary = h.drain().await;
 
-    assert_eq!(summary.stop_reason, StopReason::RateLimited);
+    assert_eq!(summary.figures.stop_reason, StopReason::RateLimited);
     let reset = humantime::parse_rfc3339(&summary.rate_limit_reset.expect("a reset time")).expect("a time");
     assert!(reset <= std::time::SystemTime::now() + Duration::from_secs(24 * 3600 + 60), "clamped to a day");
     h.drain().await;
@@ -293,7 +297,7 @@ async fn empty_pages_that_keep_linking_on_stop_the_read_until_the_next_run() {
     let first = h.drain().await;
 
     assert_eq!(first.pages, 5, "two pages, then three empty ones, and the read waits");
-    assert_eq!(first.events_forwarded, 200);
+    assert_eq!(first.figures.events_forwarded, 200);
     h.drain().await;
     h.assert_exactly_once();
 }
@@ -307,7 +311,7 @@ async fn a_next_link_to_another_host_is_refused() {
     let failure = h.drain_with(&h.store(), Duration::from_secs(60), None).await.expect_err("refused");
 
     assert!(failure.to_string().contains("evil.example.com"), "{failure}");
-    assert_eq!(failure.summary.events_forwarded, 100);
+    assert_eq!(failure.summary.figures.events_forwarded, 100);
     h.drain().await;
     h.assert_exactly_once();
 }
@@ -320,8 +324,12 @@ async fn a_slow_github_ends_the_run_at_its_budget_and_the_next_run_goes_on() {
 
     let summary = h.drain_with(&h.store(), Duration::from_secs(2), None).await.expect("drain");
 
-    assert_eq!(summary.stop_reason, StopReason::Budget);
-    assert!(summary.elapsed_seconds < 3.0, "no request outlived the budget: {}", summary.elapsed_seconds);
+    assert_eq!(summary.figures.stop_reason, StopReason::Budget);
+    assert!(
+        summary.figures.elapsed_seconds < 3.0,
+        "no request outlived the budget: {}",
+        summary.figures.elapsed_seconds
+    );
     h.drain().await;
     h.assert_exactly_once();
 }
@@ -414,7 +422,7 @@ async fn a_stored_link_edited_to_another_host_is_discarded_and_the_token_goes_no
     h.add(events_between(300, Duration::from_secs(3000), Duration::from_secs(1), 81));
     // A run that can afford two pages stops inside that second, keeping GitHub's link.
     h.sim.github().set_rate_limit_remaining(89, HOUR);
-    assert_eq!(h.drain().await.stop_reason, StopReason::RateLimited);
+    assert_eq!(h.drain().await.figures.stop_reason, StopReason::RateLimited);
 
     let path = h.store().path_for("orgs/acme/web");
     let stored = std::fs::read_to_string(&path).expect("the checkpoint");
@@ -425,7 +433,7 @@ async fn a_stored_link_edited_to_another_host_is_discarded_and_the_token_goes_no
 
     let resumed = h.drain().await;
 
-    assert_eq!(resumed.stop_reason, StopReason::Drained);
+    assert_eq!(resumed.figures.stop_reason, StopReason::Drained);
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing went to the other host");
     h.assert_exactly_once();
 }

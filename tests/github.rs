@@ -8,7 +8,8 @@ use std::time::Duration;
 use common::{Harness, events_between};
 use github_audit_sekoia::budget::Budget;
 use github_audit_sekoia::connector::{Connector, RunError, RunRequest};
-use github_audit_sekoia::drain::{StopReason, Summary};
+use github_audit_sekoia::drain::Summary;
+use github_audit_sekoia::summary::StopReason;
 use github_audit_sekoia::timefmt::now_ms;
 use github_audit_sekoia_sim::{SimApp, SimOptions, generate_events};
 use rsa::RsaPrivateKey;
@@ -104,7 +105,7 @@ async fn an_installation_token_is_replaced_before_it_expires_not_on_every_page()
 
     let summary = run(&Connector::new(h.config()).await.expect("the connector starts"), request()).await;
 
-    assert_eq!(summary.stop_reason, StopReason::Drained);
+    assert_eq!(summary.figures.stop_reason, StopReason::Drained);
     h.assert_exactly_once();
     let requests = h.sim.github().installation_token_requests;
     assert!((2..=10).contains(&requests), "{requests} token requests for {} pages", summary.pages);
@@ -122,7 +123,7 @@ async fn a_revoked_installation_token_is_replaced_after_a_401() {
     h.add(events_between(100, Duration::from_secs(250), Duration::from_secs(1), 45));
     let second = run(&connector, request()).await;
 
-    assert_eq!(second.events_forwarded, 100);
+    assert_eq!(second.figures.events_forwarded, 100);
     h.assert_exactly_once();
     assert_eq!(h.sim.github().installation_token_requests, 2);
 }
@@ -151,7 +152,7 @@ async fn an_enterprise_audit_log_drains_under_its_own_cursor() {
 
     let summary = run(&Connector::new(h.config()).await.expect("the connector starts"), request()).await;
 
-    assert_eq!(summary.target, "enterprises/acme-corp/web");
+    assert_eq!(summary.figures.target, "enterprises/acme-corp/web");
     h.assert_exactly(&expected);
     assert!(h.store().path_for("enterprises/acme-corp/web").exists());
 }
@@ -183,8 +184,8 @@ async fn ghes_under_api_v3_with_page_number_links_loses_and_repeats_nothing() {
     let first = run(&Connector::new(h.config()).await.expect("the connector starts"), request()).await;
     let second = run(&Connector::new(h.config()).await.expect("the connector starts"), request()).await;
 
-    assert_eq!((first.pages, first.events_forwarded), (18, 1_750));
-    assert_eq!(second.events_forwarded, 0);
+    assert_eq!((first.pages, first.figures.events_forwarded), (18, 1_750));
+    assert_eq!(second.figures.events_forwarded, 0);
     h.assert_exactly_once();
 }
 
@@ -200,7 +201,7 @@ async fn web_git_and_all_are_each_honoured_with_their_own_cursor() {
 
     h.extra_env.push(("GITHUB_INCLUDE".to_owned(), "git".to_owned()));
     let git = run(&Connector::new(h.config()).await.expect("the connector starts"), request()).await;
-    assert_eq!(git.target, "orgs/acme/git");
+    assert_eq!(git.figures.target, "orgs/acme/git");
     h.assert_exactly(&git_ids);
 
     h.extra_env.push(("GITHUB_INCLUDE".to_owned(), "web".to_owned()));
@@ -210,7 +211,7 @@ async fn web_git_and_all_are_each_honoured_with_their_own_cursor() {
     // `all` has a cursor of its own: starting fresh, it delivers every event once more.
     h.extra_env.push(("GITHUB_INCLUDE".to_owned(), "all".to_owned()));
     let all = run(&Connector::new(h.config()).await.expect("the connector starts"), request()).await;
-    assert_eq!(all.events_forwarded, 3_000);
+    assert_eq!(all.figures.events_forwarded, 3_000);
     assert!(h.received().values().all(|n| *n == 2));
 }
 
@@ -226,14 +227,17 @@ async fn two_organizations_from_one_deployment_keep_independent_cursors() {
 
     let first = run(&connector, request()).await;
     let other = run(&connector, RunRequest { org: Some("globex".to_owned()), ..request() }).await;
-    assert_eq!((first.target.as_str(), first.events_forwarded), ("orgs/acme/web", 800));
-    assert_eq!((other.target.as_str(), other.events_forwarded), ("orgs/globex/web", 600));
+    assert_eq!((first.figures.target.as_str(), first.figures.events_forwarded), ("orgs/acme/web", 800));
+    assert_eq!((other.figures.target.as_str(), other.figures.events_forwarded), ("orgs/globex/web", 600));
 
     let new = events_between(50, Duration::from_secs(200), Duration::from_secs(1), 51);
     expected.extend(new.iter().map(|e| e.document_id.clone()));
     h.sim.github().add_events_to("orgs/globex", new);
-    assert_eq!(run(&connector, request()).await.events_forwarded, 0, "acme has nothing new");
-    assert_eq!(run(&connector, RunRequest { org: Some("globex".to_owned()), ..request() }).await.events_forwarded, 50);
+    assert_eq!(run(&connector, request()).await.figures.events_forwarded, 0, "acme has nothing new");
+    assert_eq!(
+        run(&connector, RunRequest { org: Some("globex".to_owned()), ..request() }).await.figures.events_forwarded,
+        50
+    );
     h.assert_exactly(&expected);
 }
 

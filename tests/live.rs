@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Harness, PAGE, summary};
-use github_audit_sekoia::drain::{StopReason, Summary};
+use github_audit_sekoia::drain::Summary;
+use github_audit_sekoia::summary::StopReason;
 use github_audit_sekoia::timefmt::now_ms;
 use github_audit_sekoia_sim::{LiveLog, SimOptions, Stall};
 use tokio::sync::Mutex;
@@ -49,7 +50,7 @@ async fn through_a_stall(deep_sweep_after: &str) -> (usize, u32, u64) {
         seed: 81,
     });
     let summaries = schedule(&h, Duration::from_millis(250), start + 13_000).await;
-    assert!(summaries.iter().all(|s| s.stop_reason == StopReason::Drained));
+    assert!(summaries.iter().all(|s| s.figures.stop_reason == StopReason::Drained));
     let (missing, repeated) = h.missing_and_repeated(&ids);
     (missing, repeated, summaries.iter().map(|s| s.deep_sweep_pages).sum())
 }
@@ -106,8 +107,8 @@ async fn a_run_starved_of_rate_budget_keeps_its_fresh_read_and_the_sweeps_wait()
     // Over a second later: a whole second more is due for the window sweep.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     let starved = h.drain().await;
-    assert_eq!(starved.stop_reason, StopReason::RateLimited);
-    assert!(starved.fresh_pages >= 1 && starved.events_forwarded > 0, "new events still flow: {starved:?}");
+    assert_eq!(starved.figures.stop_reason, StopReason::RateLimited);
+    assert!(starved.fresh_pages >= 1 && starved.figures.events_forwarded > 0, "new events still flow: {starved:?}");
     assert_eq!(starved.sweep_pages + starved.deep_sweep_pages, 0, "the sweeps waited");
 
     h.sim.github().set_rate_limit_remaining(1_750, Duration::from_secs(3600));

@@ -80,12 +80,12 @@ async fn forward_s3_sends_every_event_once_from_overlapping_files_and_nothing_th
     assert!(status.success(), "{first:?}");
     h.assert_exactly(&ids(&events));
     assert_eq!((first.objects_forwarded, first.objects_skipped, first.objects_failed), (4, 1, 0), "{first:?}");
-    assert_eq!((first.events_forwarded, first.duplicates_skipped), (600, 350));
-    assert_eq!(first.target, format!("s3/{bucket}"));
+    assert_eq!((first.figures.events_forwarded, first.figures.duplicates_skipped), (600, 350));
+    assert_eq!(first.figures.target, format!("s3/{bucket}"));
 
     let (status, second) = forward_s3(&h, &bucket).await;
     assert!(status.success());
-    assert_eq!((second.objects_already_forwarded, second.events_forwarded), (5, 0), "{second:?}");
+    assert_eq!((second.objects_already_forwarded, second.figures.events_forwarded), (5, 0), "{second:?}");
     h.assert_exactly(&ids(&events));
 }
 
@@ -250,7 +250,7 @@ async fn forward_s3_longer_than_its_time_budget_goes_on_in_passes_and_counts_eac
         serde_json::from_str(String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default())
             .expect("summary");
     assert_eq!(
-        (summary.objects_forwarded, summary.objects_failed, summary.events_forwarded),
+        (summary.objects_forwarded, summary.objects_failed, summary.figures.events_forwarded),
         (3, 0, 45_000),
         "{summary:?}"
     );

@@ -21,15 +21,18 @@ mod tests;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio::time::Instant;
 
 use crate::budget::Budget;
-use crate::checkpoint::{Checkpoint, Pass, Read};
+use crate::checkpoint::{Checkpoint, Pass, Positions, Read};
 use crate::deliver::{Batch, DeliverError, Floors, Ledger};
+use crate::metrics::Metric;
 use crate::ports::{
     AuditEvent, AuditLogSource, Clock, CursorError, CursorStore, IntakeSink, Page, PageRequest, RateBudget, SinkError,
     SourceError,
 };
+use crate::summary::{Figures, RunReport, StopReason, log_finished};
 use crate::timefmt::{ceil_to_second, floor_to_second, rfc3339_ms, rfc3339_seconds, to_ms};
 pub use plan::SweepAges;
 
@@ -80,54 +83,25 @@ pub struct BackfillProgress {
     pub complete: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    /// Every read due was done: everything visible was delivered (push mode: every object given
-    /// was tried).
-    #[default]
-    Drained,
-    /// The time budget is nearly spent; the next run goes on from the checkpoint.
-    Budget,
-    /// GitHub's rate limit (less the reserve) is spent until `rate_limit_reset`, or what is
-    /// left is kept for fresh reads and the sweeps wait.
-    RateLimited,
-    /// Another run holds this target; this one did nothing.
-    TargetBusy,
-    /// A fatal error; `error` says what to fix. Everything acknowledged before it is checkpointed.
-    Failed,
-}
-
 /// What one run did: printed by the CLI, returned by the Lambda.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Summary {
-    pub target: String,
-    pub stop_reason: StopReason,
-    pub events_forwarded: u64,
+    #[serde(flatten)]
+    pub figures: Figures,
     /// Requests answered with a page, all reads together.
     pub pages: u64,
     pub fresh_pages: u64,
     pub sweep_pages: u64,
     pub deep_sweep_pages: u64,
-    pub duplicates_skipped: u64,
-    pub oversize_events: u64,
     pub oversize_document_ids: Vec<String>,
-    /// Events the intake took in a batch without acknowledging them (refused inside it); not
-    /// counted in `events_forwarded`, each batch logged with its `_document_id` range.
-    pub intake_unacknowledged: u64,
     /// Events GitHub returned outside the time range asked for; not forwarded by that read.
     pub out_of_range_events: u64,
-    /// The newest `@timestamp` ever delivered.
-    pub newest_event: Option<String>,
     /// The fresh read has read everything before this.
     pub fresh_read_to: Option<String>,
     /// Everything before this was read again once it was `LATE_ARRIVAL_WINDOW` old.
     pub window_swept_to: Option<String>,
     /// Everything before this was read again once it was `LATE_SWEEP_AFTER` old.
     pub deep_swept_to: Option<String>,
-    /// How far behind the audit log the connector stands: now less what the fresh read has read
-    /// up to (the newest event while catching up; the end of the log, so near 0, when idle).
-    pub lag_seconds: Option<f64>,
     /// GitHub requests left before `RATE_LIMIT_RESERVE`, as of the last answer.
     pub rate_limit_remaining: Option<u64>,
     pub rate_limit_reset: Option<String>,
@@ -139,8 +113,44 @@ pub struct Summary {
     pub deep_sweep_skipped_until: Option<String>,
     /// Only for backfills.
     pub backfill: Option<BackfillProgress>,
-    pub elapsed_seconds: f64,
     pub error: Option<String>,
+}
+
+const STOP_METRICS: [(StopReason, &str); 5] = [
+    (StopReason::Drained, "StopDrained"),
+    (StopReason::Budget, "StopBudget"),
+    (StopReason::RateLimited, "StopRateLimited"),
+    (StopReason::TargetBusy, "StopTargetBusy"),
+    (StopReason::Failed, "StopFailed"),
+];
+
+impl RunReport for Summary {
+    fn figures(&self) -> &Figures {
+        &self.figures
+    }
+
+    fn mode_metrics(&self) -> Vec<Metric> {
+        let mut metrics: Vec<Metric> = vec![("PagesFetched", "Count", json!(self.pages))];
+        if let Some(left) = self.rate_limit_remaining {
+            metrics.push(("RateLimitRemaining", "Count", json!(left)));
+        }
+        for (reason, name) in STOP_METRICS {
+            metrics.push((name, "Count", json!(u8::from(self.figures.stop_reason == reason))));
+        }
+        metrics
+    }
+
+    fn mode_detail(&self) -> String {
+        let rate = self.rate_limit_remaining.map_or(String::new(), |left| format!(", {left} GitHub requests left"));
+        format!(
+            "{} pages ({} fresh, {} window sweep, {} deep sweep), fresh read to {}{rate}",
+            self.pages,
+            self.fresh_pages,
+            self.sweep_pages,
+            self.deep_sweep_pages,
+            self.fresh_read_to.as_deref().unwrap_or("-"),
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -259,32 +269,7 @@ struct Run {
 
 impl Run {
     fn new(key: &str, budget: Budget) -> Self {
-        let summary = Summary {
-            target: key.to_owned(),
-            stop_reason: StopReason::Failed,
-            events_forwarded: 0,
-            pages: 0,
-            fresh_pages: 0,
-            sweep_pages: 0,
-            deep_sweep_pages: 0,
-            duplicates_skipped: 0,
-            oversize_events: 0,
-            oversize_document_ids: Vec::new(),
-            intake_unacknowledged: 0,
-            out_of_range_events: 0,
-            newest_event: None,
-            fresh_read_to: None,
-            window_swept_to: None,
-            deep_swept_to: None,
-            lag_seconds: None,
-            rate_limit_remaining: None,
-            rate_limit_reset: None,
-            window_sweep_skipped_until: None,
-            deep_sweep_skipped_until: None,
-            backfill: None,
-            elapsed_seconds: 0.0,
-            error: None,
-        };
+        let summary = Summary { figures: Figures::new(key, StopReason::Failed), ..Summary::default() };
         Self { budget, started: Instant::now(), checkpoint: None, slowest_page: Duration::ZERO, summary }
     }
 
@@ -407,7 +392,7 @@ impl Run {
                 let ts = event.timestamp_ms.unwrap_or(position);
                 position = position.max(ts);
                 if ledger.record.contains(ts, event) {
-                    self.summary.duplicates_skipped += 1;
+                    self.summary.figures.duplicates_skipped += 1;
                     continue;
                 }
                 newly_seen.push((ts, event));
@@ -543,8 +528,8 @@ impl Run {
             Err(DeliverError::Sink(SinkError::Fatal(message))) => return Err(DrainError::Intake(message)),
             Err(DeliverError::Store(err)) => return Err(DrainError::Cursor(err)),
         };
-        self.summary.events_forwarded += delivered.acknowledged;
-        self.summary.intake_unacknowledged += delivered.unacknowledged;
+        self.summary.figures.events_forwarded += delivered.acknowledged;
+        self.summary.figures.intake_unacknowledged += delivered.unacknowledged;
         tracing::debug!(read = ?stretch.read, sent = to_send.len(), read_to = %rfc3339_ms(read_to), "page delivered");
         if let Some(progress) = edges.progress {
             progress(&self.summary);
@@ -609,7 +594,7 @@ impl Run {
             bytes = event.json().len(),
             "event not delivered: larger than the intake accepts; it does not block the cursor, fetch it from GitHub by its _document_id"
         );
-        self.summary.oversize_events += 1;
+        self.summary.figures.oversize_events += 1;
         if self.summary.oversize_document_ids.len() < MAX_REPORTED_OVERSIZE {
             self.summary.oversize_document_ids.push(id);
         }
@@ -621,51 +606,41 @@ impl Run {
         plan: &DrainPlan,
         clock: &dyn Clock,
     ) -> Result<Summary, DrainFailure> {
-        self.summary.elapsed_seconds = (self.started.elapsed().as_millis() as f64) / 1000.0;
-        let now = clock.now_ms();
-        if let Some(checkpoint) = &self.checkpoint {
-            let p = checkpoint.positions;
-            if plan.until_ms.is_none() {
-                self.summary.lag_seconds = Some((now - p.fresh_read_to_ms).max(0) as f64 / 1000.0);
-            }
-            self.summary.newest_event = p.newest_event_ms.map(rfc3339_ms);
-            self.summary.fresh_read_to = Some(rfc3339_ms(p.fresh_read_to_ms));
-            if plan.sweeps.is_some() {
-                self.summary.window_swept_to = Some(rfc3339_ms(p.window_swept_to_ms));
-            }
-            if plan.sweeps.is_some_and(|s| s.deep_ms.is_some()) {
-                self.summary.deep_swept_to = Some(rfc3339_ms(p.deep_swept_to_ms));
-            }
-            if let Some(until_ms) = plan.until_ms {
-                self.summary.backfill = Some(backfill_progress(plan.start_ms, until_ms, p.fresh_read_to_ms));
-            }
+        self.summary.figures.elapsed_seconds = (self.started.elapsed().as_millis() as f64) / 1000.0;
+        if let Some(positions) = self.checkpoint.as_ref().map(|checkpoint| checkpoint.positions) {
+            self.report_positions(&positions, plan, clock.now_ms());
         }
         match outcome {
             Ok(reason) => {
-                self.summary.stop_reason = reason;
-                let s = &self.summary;
-                tracing::info!(
-                    stop_reason = ?reason,
-                    events_forwarded = s.events_forwarded,
-                    fresh_pages = s.fresh_pages,
-                    sweep_pages = s.sweep_pages,
-                    deep_sweep_pages = s.deep_sweep_pages,
-                    duplicates_skipped = s.duplicates_skipped,
-                    oversize_events = s.oversize_events,
-                    intake_unacknowledged = s.intake_unacknowledged,
-                    lag_seconds = s.lag_seconds,
-                    rate_limit_remaining = s.rate_limit_remaining,
-                    fresh_read_to = s.fresh_read_to.as_deref(),
-                    elapsed_seconds = s.elapsed_seconds,
-                    "run finished"
-                );
+                self.summary.figures.stop_reason = reason;
+                log_finished(&self.summary);
                 Ok(self.summary)
             }
             Err(error) => {
                 self.summary.error = Some(error.to_string());
-                tracing::error!(events_forwarded = self.summary.events_forwarded, error = %error, "run failed");
+                log_finished(&self.summary);
+                tracing::error!(error = %error, "run failed");
                 Err(DrainFailure { error, summary: Box::new(self.summary) })
             }
+        }
+    }
+
+    /// Where the run left the positions, as the summary tells them.
+    fn report_positions(&mut self, p: &Positions, plan: &DrainPlan, now: i64) {
+        let summary = &mut self.summary;
+        if plan.until_ms.is_none() {
+            summary.figures.lag_seconds = Some((now - p.fresh_read_to_ms).max(0) as f64 / 1000.0);
+        }
+        summary.figures.newest_event = p.newest_event_ms.map(rfc3339_ms);
+        summary.fresh_read_to = Some(rfc3339_ms(p.fresh_read_to_ms));
+        if plan.sweeps.is_some() {
+            summary.window_swept_to = Some(rfc3339_ms(p.window_swept_to_ms));
+        }
+        if plan.sweeps.is_some_and(|s| s.deep_ms.is_some()) {
+            summary.deep_swept_to = Some(rfc3339_ms(p.deep_swept_to_ms));
+        }
+        if let Some(until_ms) = plan.until_ms {
+            summary.backfill = Some(backfill_progress(plan.start_ms, until_ms, p.fresh_read_to_ms));
         }
     }
 }

@@ -96,7 +96,7 @@ async fn a_stall_of_three_windows_loses_nothing_with_the_deep_sweep_and_loses_ev
 
         let summaries = world.schedule(&plan(deep), MINUTE, T0 + 2 * D + D + 3 * W).await;
 
-        assert!(summaries.iter().all(|s| s.stop_reason == StopReason::Drained));
+        assert!(summaries.iter().all(|s| s.figures.stop_reason == StopReason::Drained));
         assert_eq!(world.repeated(), 0);
         missing.push(world.missing());
         if deep {
@@ -125,7 +125,7 @@ async fn a_first_run_over_old_history_reads_each_event_once() {
     world.log.add(live(100, T0 - 48 * D - 1_000, 48 * D, 0, 3));
     let plan = DrainPlan { start_ms: T0 - 49 * D, ..plan(true) };
     let summary = world.run(&plan).await.expect("drain");
-    assert_eq!(summary.events_forwarded, 4_800);
+    assert_eq!(summary.figures.events_forwarded, 4_800);
     assert_eq!(summary.fresh_pages, 48, "4,800 events in pages of 100");
     assert_eq!((summary.sweep_pages, summary.deep_sweep_pages), (0, 0));
     world.assert_exactly_once();
@@ -136,8 +136,8 @@ async fn a_first_run_over_old_history_reads_each_event_once() {
     clock.advance(5 * MINUTE);
     let quiet = world.schedule(&plan, 5 * MINUTE, T0 + 2 * D).await;
     let first = &quiet[0];
-    assert_eq!((first.fresh_pages, first.sweep_pages, first.events_forwarded), (1, 1, 0));
-    assert!(quiet.iter().all(|s| s.pages <= 3 && s.events_forwarded == 0));
+    assert_eq!((first.fresh_pages, first.sweep_pages, first.figures.events_forwarded), (1, 1, 0));
+    assert!(quiet.iter().all(|s| s.pages <= 3 && s.figures.events_forwarded == 0));
     let an_hour_on = &quiet[13..];
     assert!(an_hour_on.iter().all(|s| s.pages == 1), "{:?}", an_hour_on.iter().map(|s| s.pages).collect::<Vec<_>>());
 }
@@ -165,8 +165,8 @@ async fn a_starved_run_keeps_its_fresh_read_and_the_sweeps_wait_for_budget() {
     *world.log.left.lock().expect("left") = Some(2);
     let starved = world.schedule(&plan(true), MINUTE, T0 + 100 * MINUTE).await;
     assert!(starved.iter().all(|s| s.fresh_pages >= 1 && s.sweep_pages + s.deep_sweep_pages == 0));
-    assert!(starved.iter().all(|s| s.stop_reason == StopReason::RateLimited));
-    let fresh_lag = starved.last().and_then(|s| s.lag_seconds).unwrap_or(f64::MAX);
+    assert!(starved.iter().all(|s| s.figures.stop_reason == StopReason::RateLimited));
+    let fresh_lag = starved.last().and_then(|s| s.figures.lag_seconds).unwrap_or(f64::MAX);
     assert!(fresh_lag < 120.0, "new events keep flowing: lag {fresh_lag} s");
 
     *world.log.left.lock().expect("left") = None;

@@ -21,17 +21,19 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use serde_json::value::RawValue;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::budget::Budget;
 use crate::checkpoint::Checkpoint;
 use crate::deliver::{Batch, DeliverError, Floors, Ledger};
-use crate::drain::StopReason;
+use crate::metrics::Metric;
 use crate::ports::{
     AuditEvent, Clock, CursorError, CursorStore, IntakeSink, ObjectBody, ObjectLedger, ObjectRecord, ObjectRef,
     ObjectSource, SinkError,
 };
+use crate::summary::{Figures, RunReport, StopReason, log_finished};
 use crate::timefmt::rfc3339_ms;
 use read::{Checked, Events, ReadError};
 use rules::{Resume, resume};
@@ -74,51 +76,54 @@ impl PushSettings {
     }
 }
 
-/// What one run did with a bucket's objects.
+/// What one run did with a bucket's objects. Its stop reason: `drained`, every object given was
+/// tried; `budget`, the time budget ran out first (the rest is resumed by the next run);
+/// `failed`, the intake or the store failed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PushSummary {
-    /// `s3/BUCKET`: the cursor, and the metrics' `Target`.
-    pub target: String,
-    /// `drained`: every object given was tried; `budget`: the time budget ran out first (the
-    /// rest is resumed by the next run); `failed`: the intake or the store failed.
-    #[serde(default)]
-    pub stop_reason: StopReason,
+    #[serde(flatten)]
+    pub figures: Figures,
     pub objects_forwarded: u64,
     /// Recorded as forwarded already (a redelivered notification, a second listing).
     pub objects_already_forwarded: u64,
     /// Holding no audit events (GitHub's endpoint checks): recorded, never retried.
     pub objects_skipped: u64,
     pub objects_failed: u64,
-    pub events_forwarded: u64,
-    pub duplicates_skipped: u64,
-    pub oversize_events: u64,
-    pub intake_unacknowledged: u64,
-    /// The newest `@timestamp` forwarded from this bucket, ever.
-    pub newest_event: Option<String>,
-    /// Now less the newest `@timestamp` forwarded.
-    pub lag_seconds: Option<f64>,
-    pub elapsed_seconds: f64,
     /// Each failed object and why (retried: by the queue, or the next `forward-s3`).
     pub failures: Vec<ObjectFailure>,
 }
 
 impl PushSummary {
-    /// Adds a later pass over the same bucket; its newest event and lag are the current ones.
+    /// Adds a later pass over the same bucket.
     pub fn absorb(&mut self, later: PushSummary) {
+        self.figures.absorb(later.figures);
         self.objects_forwarded += later.objects_forwarded;
         self.objects_already_forwarded += later.objects_already_forwarded;
         self.objects_skipped += later.objects_skipped;
         self.objects_failed += later.objects_failed;
-        self.events_forwarded += later.events_forwarded;
-        self.duplicates_skipped += later.duplicates_skipped;
-        self.oversize_events += later.oversize_events;
-        self.intake_unacknowledged += later.intake_unacknowledged;
-        self.elapsed_seconds += later.elapsed_seconds;
         self.failures.extend(later.failures);
-        self.target = later.target;
-        self.stop_reason = later.stop_reason;
-        self.newest_event = later.newest_event.or(self.newest_event.take());
-        self.lag_seconds = later.lag_seconds.or(self.lag_seconds);
+    }
+}
+
+impl RunReport for PushSummary {
+    fn figures(&self) -> &Figures {
+        &self.figures
+    }
+
+    fn mode_metrics(&self) -> Vec<Metric> {
+        vec![
+            ("ObjectsForwarded", "Count", json!(self.objects_forwarded)),
+            ("ObjectsAlreadyForwarded", "Count", json!(self.objects_already_forwarded)),
+            ("ObjectsSkipped", "Count", json!(self.objects_skipped)),
+            ("ObjectsFailed", "Count", json!(self.objects_failed)),
+        ]
+    }
+
+    fn mode_detail(&self) -> String {
+        format!(
+            "objects: {} forwarded, {} already forwarded, {} holding no audit events, {} failed",
+            self.objects_forwarded, self.objects_already_forwarded, self.objects_skipped, self.objects_failed
+        )
     }
 }
 
@@ -209,7 +214,7 @@ impl<'a> BucketRun<'a> {
         };
         let checkpoint = checkpoint.unwrap_or_else(|| Checkpoint::starting_at(edges.clock.now_ms()));
         let ledger = Ledger::open(&key, edges.store, checkpoint);
-        let summary = PushSummary { target: key.clone(), ..PushSummary::default() };
+        let summary = PushSummary { figures: Figures::new(&key, StopReason::Drained), ..PushSummary::default() };
         Ok(Self {
             edges,
             bucket: bucket.to_owned(),
@@ -237,14 +242,14 @@ impl<'a> BucketRun<'a> {
             }
             Err(PushError::OutOfTime) => {
                 tracing::info!(object = object_key, "the run's time budget ran out; the next run resumes this object");
-                self.summary.stop_reason = StopReason::Budget;
+                self.summary.figures.stop_reason = StopReason::Budget;
             }
             Err(err) => {
                 tracing::warn!(object = object_key, error = %err, "object not forwarded");
                 self.summary.objects_failed += 1;
                 self.summary.failures.push(ObjectFailure { key: object_key.to_owned(), error: err.to_string() });
                 if !err.is_object_only() {
-                    self.summary.stop_reason = StopReason::Failed;
+                    self.summary.figures.stop_reason = StopReason::Failed;
                 }
             }
         }
@@ -317,7 +322,7 @@ impl<'a> BucketRun<'a> {
                         bytes,
                         "event over the intake's limit, not sent"
                     );
-                    self.summary.oversize_events += 1;
+                    self.summary.figures.oversize_events += 1;
                     continue;
                 }
             };
@@ -335,7 +340,7 @@ impl<'a> BucketRun<'a> {
             };
             let event = AuditEvent::from_raw(raw);
             if self.already_delivered(&event, &chunk).await? {
-                self.summary.duplicates_skipped += 1;
+                self.summary.figures.duplicates_skipped += 1;
                 continue;
             }
             chunk.push(event);
@@ -386,8 +391,8 @@ impl<'a> BucketRun<'a> {
         };
         let delivered =
             self.ledger.deliver(self.edges.sink, budget, Batch { send: &send, seen }, move_positions).await?;
-        self.summary.events_forwarded += delivered.acknowledged;
-        self.summary.intake_unacknowledged += delivered.unacknowledged;
+        self.summary.figures.events_forwarded += delivered.acknowledged;
+        self.summary.figures.intake_unacknowledged += delivered.unacknowledged;
         progress.events_done = position;
         self.edges.ledger.save_object(&self.key, object_key, progress).await?;
         *chunk = Chunk::default();
@@ -429,25 +434,11 @@ impl<'a> BucketRun<'a> {
         }
         let now = self.edges.clock.now_ms();
         if let Some(newest) = self.ledger.checkpoint.positions.newest_event_ms {
-            self.summary.newest_event = Some(rfc3339_ms(newest));
-            self.summary.lag_seconds = Some((now - newest).max(0) as f64 / 1000.0);
+            self.summary.figures.newest_event = Some(rfc3339_ms(newest));
+            self.summary.figures.lag_seconds = Some((now - newest).max(0) as f64 / 1000.0);
         }
-        self.summary.elapsed_seconds = self.started.elapsed().as_secs_f64();
-        let s = &self.summary;
-        tracing::info!(
-            target = %s.target,
-            objects_forwarded = s.objects_forwarded,
-            objects_already_forwarded = s.objects_already_forwarded,
-            objects_skipped = s.objects_skipped,
-            objects_failed = s.objects_failed,
-            events_forwarded = s.events_forwarded,
-            duplicates_skipped = s.duplicates_skipped,
-            oversize_events = s.oversize_events,
-            intake_unacknowledged = s.intake_unacknowledged,
-            lag_seconds = s.lag_seconds,
-            elapsed_seconds = s.elapsed_seconds,
-            "objects forwarded"
-        );
+        self.summary.figures.elapsed_seconds = self.started.elapsed().as_secs_f64();
+        log_finished(&self.summary);
         self.summary
     }
 }
@@ -498,7 +489,7 @@ pub async fn forward_objects(
     for (index, object) in objects.iter().enumerate() {
         if let Some(reason) = &stopped {
             // Handed back to be tried again; a failure only when a failure stopped the run.
-            if run.summary.stop_reason == StopReason::Failed {
+            if run.summary.figures.stop_reason == StopReason::Failed {
                 run.summary.objects_failed += 1;
                 run.summary.failures.push(ObjectFailure { key: object.key.clone(), error: reason.clone() });
             }

@@ -146,8 +146,11 @@ async fn the_same_events_in_two_objects_arrive_once_and_count_as_duplicates() {
 
     assert!(failed.is_empty(), "{summary:?}");
     assert_eq!(world.missing_and_repeated(500), (0, 0));
-    assert_eq!((summary.objects_forwarded, summary.events_forwarded, summary.duplicates_skipped), (2, 500, 100));
-    assert_eq!(summary.newest_event.as_deref(), Some(crate::timefmt::rfc3339_ms(T0 + 4_990).as_str()));
+    assert_eq!(
+        (summary.objects_forwarded, summary.figures.events_forwarded, summary.figures.duplicates_skipped),
+        (2, 500, 100)
+    );
+    assert_eq!(summary.figures.newest_event.as_deref(), Some(crate::timefmt::rfc3339_ms(T0 + 4_990).as_str()));
 }
 
 #[tokio::test]
@@ -157,13 +160,16 @@ async fn a_redelivered_object_is_not_read_again_and_a_rewritten_one_is() {
     world.forward(&["a.json.gz"], settings()).await.expect("first");
     let opened = world.objects.opened("a.json.gz");
     let (again, _) = world.forward(&["a.json.gz"], settings()).await.expect("redelivered");
-    assert_eq!((again.objects_already_forwarded, again.events_forwarded), (1, 0));
+    assert_eq!((again.objects_already_forwarded, again.figures.events_forwarded), (1, 0));
     assert_eq!(world.objects.opened("a.json.gz"), opened, "its ETag is recorded complete: not opened again");
 
     // The same key written again with other content is another object.
     world.objects.put("a.json.gz", gzip(&ndjson(40..60)));
     let (rewritten, _) = world.forward(&["a.json.gz"], settings()).await.expect("rewritten");
-    assert_eq!((rewritten.objects_forwarded, rewritten.events_forwarded, rewritten.duplicates_skipped), (1, 10, 10));
+    assert_eq!(
+        (rewritten.objects_forwarded, rewritten.figures.events_forwarded, rewritten.figures.duplicates_skipped),
+        (1, 10, 10)
+    );
     assert_eq!(world.missing_and_repeated(60), (0, 0));
 }
 
@@ -185,7 +191,7 @@ async fn a_damaged_gzip_fails_alone_and_sends_nothing_it_decoded() {
     let (summary, failed) = world.forward(&keys, small).await.expect("run");
 
     assert_eq!(failed, vec![1, 2]);
-    assert_eq!((summary.objects_forwarded, summary.objects_failed, summary.events_forwarded), (2, 2, 200));
+    assert_eq!((summary.objects_forwarded, summary.objects_failed, summary.figures.events_forwarded), (2, 2, 200));
     assert!(summary.failures[0].error.contains("s3://audit-stream/b.json.gz"), "{:?}", summary.failures);
     let mut received: Vec<String> = world.sink.received.lock().expect("received").keys().cloned().collect();
     received.sort();
@@ -211,7 +217,7 @@ async fn a_plain_file_cut_off_is_retried_from_what_it_sent() {
     // what was sent is recognised.
     world.objects.put("a.json", ndjson(0..2_000));
     let (retry, _) = world.forward(&["a.json"], small).await.expect("retry");
-    assert_eq!((retry.objects_forwarded, retry.duplicates_skipped as usize), (1, received));
+    assert_eq!((retry.objects_forwarded, retry.figures.duplicates_skipped as usize), (1, received));
     assert_eq!(world.missing_and_repeated(2_000), (0, 0));
 }
 
@@ -261,7 +267,7 @@ async fn events_older_than_the_dedupe_window_are_no_longer_looked_for() {
 
     let (summary, _) = world.forward(&["a.json", "b.json", "c.json"], window).await.expect("run");
 
-    assert_eq!(summary.duplicates_skipped, 0);
+    assert_eq!(summary.figures.duplicates_skipped, 0);
     assert_eq!(world.missing_and_repeated(10).1, 10, "outside the window, by design");
 }
 
@@ -293,7 +299,7 @@ async fn a_bucket_the_checkpoint_lists_but_the_store_lacks_is_empty_and_asked_fo
 
     let (summary, _) = world.forward(&["a.json.gz"], settings()).await.expect("run");
 
-    assert_eq!(summary.events_forwarded, 300);
+    assert_eq!(summary.figures.events_forwarded, 300);
     assert_eq!(world.missing_and_repeated(300), (0, 0));
     let asked = world.store.buckets_asked.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(asked, 1, "the missing bucket is asked for once, not once per event of its minute");
@@ -361,7 +367,7 @@ async fn a_slow_s3_stops_the_run_on_its_budget_as_a_stop_not_a_failure() {
     ] {
         let (summary, failed, took) = forward_slowly(&objects).await;
 
-        assert_eq!(summary.stop_reason, StopReason::Budget, "{what}");
+        assert_eq!(summary.figures.stop_reason, StopReason::Budget, "{what}");
         assert_eq!((summary.objects_failed, summary.objects_forwarded), (0, 0), "{what}: {summary:?}");
         assert_eq!(failed, vec![0, 1], "{what}: both objects are handed back to be tried again");
         assert!(took < Duration::from_millis(2_500), "{what}: the run took {took:?} on a 1.5 s budget");
