@@ -29,22 +29,14 @@ use crate::checkpoint::{Checkpoint, Pass, Positions, Read};
 use crate::deliver::{Batch, DeliverError, Floors, Ledger};
 use crate::metrics::Metric;
 use crate::ports::{
-    AuditEvent, AuditLogSource, Clock, CursorError, CursorStore, IntakeSink, Page, PageRequest, RateBudget, SinkError,
-    SourceError,
+    AuditEvent, AuditLogSource, Clock, CursorError, CursorStore, IntakeSink, Page, PageRequest, SinkError, SourceError,
 };
 use crate::summary::{Figures, RunReport, StopReason, log_finished};
 use crate::timefmt::{ceil_to_second, floor_to_second, rfc3339_ms, rfc3339_seconds, to_ms};
 pub use plan::SweepAges;
 
-/// Never start a page with less than this left (plus twice the slowest page so far).
-const MIN_CYCLE_RESERVE: Duration = Duration::from_millis(500);
 /// The summary lists at most this many oversize `_document_id`s (the log has them all).
 const MAX_REPORTED_OVERSIZE: usize = 100;
-/// Sweeps leave the rate budget of this many fresh reads (as long as this run's) unspent, so
-/// that a starved token keeps new events flowing and sweeps wait for the reset.
-const FRESH_READS_KEPT_FROM_SWEEPS: u64 = 3;
-/// Empty pages in a row that still link to a next one, before a read waits for the next run.
-const MAX_EMPTY_PAGES: u32 = 3;
 
 /// What to drain: one cursor over one stretch of the audit log.
 #[derive(Debug, Clone)]
@@ -344,144 +336,150 @@ impl Run {
         let mut prefetched: Option<Fetched> = None;
         loop {
             let page_started = Instant::now();
-
-            // 1. Fetch one page, unless it was fetched while the last one was delivered.
-            let (requested_at, fetched) = match prefetched.take() {
-                Some(fetched) => fetched,
-                None => {
-                    if let Some(stop) = self.gate(edges.source, stretch.read) {
-                        return Ok(Some(stop));
-                    }
-                    fetch(edges, &stretch.request, self.budget).await
-                }
+            let (requested_at, page) = match self.take_page(edges, stretch, prefetched.take()).await? {
+                Taken::Page(requested_at, page) => (requested_at, page),
+                Taken::Again => continue,
+                Taken::Stop(stop) => return Ok(Some(stop)),
             };
-            let page = match fetched {
-                Ok(page) => page,
-                Err(SourceError::RateLimited { reset_at }) => {
-                    self.summary.rate_limit_reset = reset_at.map(|t| rfc3339_seconds(to_ms(t)));
-                    return Ok(Some(StopReason::RateLimited));
-                }
-                Err(SourceError::OutOfTime) => return Ok(Some(StopReason::Budget)),
-                Err(SourceError::LinkRefused(message)) => {
-                    tracing::warn!("{message}; discarding it and reading the stretch again from its position");
-                    stretch.restart();
-                    continue;
-                }
-                Err(SourceError::Fatal(message)) if stretch.resumed => {
-                    // A link saved by an earlier run may have expired: read the stretch anew.
-                    tracing::warn!("could not continue the previous pass ({message}); re-reading from its position");
-                    stretch.restart();
-                    continue;
-                }
-                Err(SourceError::Fatal(message)) => return Err(DrainError::GitHub(message)),
-            };
-            stretch.resumed = false;
-            self.count_page(stretch.read);
-
-            // 2. Skip what is outside the stretch asked for (GitHub misbehaving must not move a
-            // position or forward what was not asked for) and what was delivered before; set
-            // aside what the intake would refuse.
-            let asked: Vec<&AuditEvent> = page.events.iter().filter(|e| self.asked_for(e, stretch)).collect();
-            let (low, high) = timestamp_span(&asked, stretch.covered_to_ms);
-            ledger.ensure_loaded(floor_to_second(low), high).await?;
-            let mut position = stretch.covered_to_ms;
-            let mut to_send: Vec<&AuditEvent> = Vec::with_capacity(asked.len());
-            let mut newly_seen: Vec<(i64, &AuditEvent)> = Vec::with_capacity(asked.len());
-            for event in asked {
-                // An event without a timestamp is placed where the page stands.
-                let ts = event.timestamp_ms.unwrap_or(position);
-                position = position.max(ts);
-                if ledger.record.contains(ts, event) {
-                    self.summary.figures.duplicates_skipped += 1;
-                    continue;
-                }
-                newly_seen.push((ts, event));
-                if event.json().len() > edges.sink.max_event_bytes() {
-                    self.report_oversize(event);
-                } else {
-                    to_send.push(event);
-                }
-            }
-
-            // 3. How far this page reads, and whether the read goes on after it.
-            // With a next page, events up to the last one's instant are read (more may share
-            // it); without, the whole stretch is, as GitHub showed it.
-            let read_from = stretch.covered_to_ms;
-            let read_to = match (&page.next, stretch.until_ms) {
-                (Some(_), _) => position,
-                (None, Some(until)) => until,
-                (None, None) => requested_at,
-            }
-            .max(read_from);
-            let next = match (page.next, stretch.until_ms) {
-                (Some(_), Some(until))
-                    if stretch.read != Read::Fresh
-                        && !plan::sweep_goes_on(plan::SweepAhead {
-                            known: ledger.record.count_between(read_to, until),
-                            page_events: page.events.len(),
-                            page_span_ms: read_to - read_from,
-                            span_ms: until - read_to,
-                        }) =>
-                {
-                    None
-                }
-                (next, _) => next,
-            };
-            // A page with nothing on it but a next link moves nothing: a few in a row, and the
-            // read waits for the next run, keeping GitHub's link.
-            stretch.empty_pages = if page.events.is_empty() { stretch.empty_pages + 1 } else { 0 };
-            let going_round = stretch.empty_pages >= MAX_EMPTY_PAGES && next.is_some();
-            let (next_request, stop_after) = match (&next, going_round) {
-                (Some(link), false) => match self.gate(edges.source, stretch.read) {
-                    None => (Some(PageRequest::Continue(link.clone())), None),
-                    Some(stop) => (None, Some(stop)),
-                },
-                _ => (None, None),
-            };
-
-            // 4. Post and save this page while the next one is fetched.
-            let delivery = Delivery { to_send, newly_seen, read_from, read_to, requested_at, next };
-            let budget = self.budget;
-            let ahead = async {
-                match &next_request {
-                    Some(request) => Some(fetch(edges, request, budget).await),
-                    None => None,
-                }
-            };
+            let sorted = self.sort_page(edges, ledger, stretch, &page.events).await?;
+            let step = self.decide(edges.source, ledger, stretch, &page, sorted.position, requested_at);
+            let delivery =
+                Delivery { sorted, read_from: step.read_from, read_to: step.read_to, requested_at, next: step.link };
+            let ahead = prefetch(edges, step.after.request(), self.budget);
             let (delivered, ahead) = tokio::join!(self.deliver(edges, ledger, stretch, plan, delivery), ahead);
             if let Some(stop) = delivered? {
                 return Ok(Some(stop));
             }
             self.slowest_page = self.slowest_page.max(page_started.elapsed());
-
-            if going_round {
-                tracing::warn!(
-                    read = ?stretch.read,
-                    "GitHub answered {MAX_EMPTY_PAGES} empty pages in a row that still link to a next one; this read goes on in the next run"
-                );
-                return Ok(None);
-            }
-            if let Some(stop) = stop_after {
-                return Ok(Some(stop));
-            }
-            match next_request {
-                Some(request) => {
+            match step.after {
+                After::Page(request) => {
                     stretch.request = request;
                     prefetched = ahead;
                 }
-                None => return Ok(None),
+                After::Stop(stop) => return Ok(Some(stop)),
+                After::Done => return Ok(None),
+                After::GoingRound => {
+                    tracing::warn!(
+                        read = ?stretch.read,
+                        "GitHub answered {} empty pages in a row that still link to a next one; this read goes on in the next run",
+                        plan::MAX_EMPTY_PAGES
+                    );
+                    return Ok(None);
+                }
             }
         }
+    }
+
+    /// The stretch's next page: the one fetched while the last was delivered, or a new fetch if
+    /// the gates allow it. A refusal stops the run, or starts the stretch over without a link.
+    async fn take_page(
+        &mut self,
+        edges: &Edges<'_>,
+        stretch: &mut Stretch,
+        prefetched: Option<Fetched>,
+    ) -> Result<Taken, DrainError> {
+        let (requested_at, fetched) = match prefetched {
+            Some(fetched) => fetched,
+            None => match self.gate(edges.source, stretch.read) {
+                Some(stop) => return Ok(Taken::Stop(stop)),
+                None => fetch(edges, &stretch.request, self.budget).await,
+            },
+        };
+        let refusal = match fetched {
+            Ok(page) => {
+                stretch.resumed = false;
+                self.count_page(stretch.read);
+                return Ok(Taken::Page(requested_at, page));
+            }
+            Err(refusal) => refusal,
+        };
+        if let SourceError::RateLimited { reset_at } = &refusal {
+            self.summary.rate_limit_reset = reset_at.map(|t| rfc3339_seconds(to_ms(t)));
+        }
+        match plan::after_refusal(&refusal, stretch.resumed) {
+            plan::AfterRefusal::Stop(stop) => Ok(Taken::Stop(stop)),
+            plan::AfterRefusal::StartOver => {
+                tracing::warn!(error = %refusal, "GitHub's link was not followed; reading the stretch again from its position");
+                stretch.restart();
+                Ok(Taken::Again)
+            }
+            plan::AfterRefusal::Fail => Err(DrainError::GitHub(refusal.to_string())),
+        }
+    }
+
+    /// Sorts a page's events: outside the stretch asked for (GitHub misbehaving must not move
+    /// a position or forward what was not asked for) and delivered before are skipped; what the
+    /// intake would refuse is set aside; the rest is to send.
+    async fn sort_page<'p>(
+        &mut self,
+        edges: &Edges<'_>,
+        ledger: &mut Ledger<'_>,
+        stretch: &Stretch,
+        events: &'p [AuditEvent],
+    ) -> Result<Sorted<'p>, DrainError> {
+        let asked: Vec<&AuditEvent> = events.iter().filter(|e| self.asked_for(e, stretch)).collect();
+        let (low, high) = timestamp_span(&asked, stretch.covered_to_ms);
+        ledger.ensure_loaded(floor_to_second(low), high).await?;
+        let mut sorted = Sorted { position: stretch.covered_to_ms, to_send: Vec::new(), newly_seen: Vec::new() };
+        for event in asked {
+            // An event without a timestamp is placed where the page stands.
+            let ts = event.timestamp_ms.unwrap_or(sorted.position);
+            sorted.position = sorted.position.max(ts);
+            if ledger.record.contains(ts, event) {
+                self.summary.figures.duplicates_skipped += 1;
+                continue;
+            }
+            sorted.newly_seen.push((ts, event));
+            if event.json().len() > edges.sink.max_event_bytes() {
+                self.report_oversize(event);
+            } else {
+                sorted.to_send.push(event);
+            }
+        }
+        Ok(sorted)
+    }
+
+    /// How far a page reads (up to `position`, the newest instant on it), whether the read
+    /// keeps GitHub's link, and what comes after the page.
+    fn decide(
+        &mut self,
+        source: &dyn AuditLogSource,
+        ledger: &Ledger<'_>,
+        stretch: &mut Stretch,
+        page: &Page,
+        position: i64,
+        requested_at: i64,
+    ) -> Step {
+        let read_from = stretch.covered_to_ms;
+        let read_to = plan::page_reads_to(page.next.is_some(), stretch.until_ms, position, requested_at).max(read_from);
+        let sweep_ahead = stretch.until_ms.filter(|_| stretch.read != Read::Fresh).map(|until| plan::SweepAhead {
+            known: ledger.record.count_between(read_to, until),
+            page_events: page.events.len(),
+            page_span_ms: read_to - read_from,
+            span_ms: until - read_to,
+        });
+        let link = page.next.clone().filter(|_| sweep_ahead.is_none_or(plan::sweep_goes_on));
+        stretch.empty_pages = plan::empty_pages_in_a_row(stretch.empty_pages, page.events.len());
+        let after = match &link {
+            None => After::Done,
+            Some(_) if plan::going_round(stretch.empty_pages) => After::GoingRound,
+            Some(link) => match self.gate(source, stretch.read) {
+                None => After::Page(PageRequest::Continue(link.clone())),
+                Some(stop) => After::Stop(stop),
+            },
+        };
+        Step { read_from, read_to, link, after }
     }
 
     /// Whether another page may be started: the time budget must fit it, and sweeps leave the
     /// rate budget of a few fresh reads unspent.
     fn gate(&mut self, source: &dyn AuditLogSource, read: Read) -> Option<StopReason> {
-        if self.budget.remaining() < self.slowest_page * 2 + MIN_CYCLE_RESERVE {
+        if !plan::page_fits(self.budget.remaining(), self.slowest_page) {
             return Some(StopReason::Budget);
         }
         if read != Read::Fresh
-            && let Some(rate) = source.rate_budget().filter(|rate| !self.sweeps_affordable(rate))
+            && let Some(rate) =
+                source.rate_budget().filter(|rate| !plan::sweeps_may_spend(rate.left, self.summary.fresh_pages))
         {
             self.summary.rate_limit_reset = rate.resets_at.map(|t| rfc3339_seconds(to_ms(t)));
             tracing::warn!(
@@ -504,8 +502,8 @@ impl Run {
         plan: &DrainPlan,
         delivery: Delivery<'_>,
     ) -> Result<Option<StopReason>, DrainError> {
-        let Delivery { to_send, newly_seen, read_from, read_to, requested_at, next } = delivery;
-        let batch = Batch { send: &to_send, seen: newly_seen };
+        let Delivery { sorted, read_from, read_to, requested_at, next } = delivery;
+        let batch = Batch { send: &sorted.to_send, seen: sorted.newly_seen };
         let move_positions = |checkpoint: &mut Checkpoint| {
             let read_at = stretch.read_at_ms.map_or(requested_at, |earlier| earlier.min(requested_at));
             plan::advance(&mut checkpoint.positions, plan.sweeps, read_from, read_to, read_at);
@@ -530,7 +528,7 @@ impl Run {
         };
         self.summary.figures.events_forwarded += delivered.acknowledged;
         self.summary.figures.intake_unacknowledged += delivered.unacknowledged;
-        tracing::debug!(read = ?stretch.read, sent = to_send.len(), read_to = %rfc3339_ms(read_to), "page delivered");
+        tracing::debug!(read = ?stretch.read, sent = sorted.to_send.len(), read_to = %rfc3339_ms(read_to), "page delivered");
         if let Some(progress) = edges.progress {
             progress(&self.summary);
         }
@@ -544,10 +542,6 @@ impl Run {
             Read::WindowSweep => self.summary.sweep_pages += 1,
             Read::DeepSweep => self.summary.deep_sweep_pages += 1,
         }
-    }
-
-    fn sweeps_affordable(&self, rate: &RateBudget) -> bool {
-        rate.left >= FRESH_READS_KEPT_FROM_SWEEPS * self.summary.fresh_pages.max(1)
     }
 
     fn report_skipped(&mut self, skipped: plan::Skipped) {
@@ -654,16 +648,67 @@ async fn fetch(edges: &Edges<'_>, request: &PageRequest, budget: Budget) -> Fetc
     (requested_at, edges.source.fetch(request, &budget).await)
 }
 
-/// What delivering one page takes.
-struct Delivery<'p> {
+/// A stretch's next page, or why there is none now.
+enum Taken {
+    Page(i64, Page),
+    /// GitHub's link was dropped: the stretch starts over from its position.
+    Again,
+    Stop(StopReason),
+}
+
+/// A page's events, sorted: those to send, those seen for the first time (sent or set aside),
+/// and the newest instant on the page.
+struct Sorted<'p> {
     to_send: Vec<&'p AuditEvent>,
     newly_seen: Vec<(i64, &'p AuditEvent)>,
+    position: i64,
+}
+
+/// What a page reads, and what follows it.
+struct Step {
     /// The stretch this page read, `[read_from, read_to)`.
     read_from: i64,
     read_to: i64,
+    /// GitHub's link to the page after, kept in the pass if the read goes on (now or next run).
+    link: Option<String>,
+    after: After,
+}
+
+/// What follows a page.
+enum After {
+    /// The next page, fetched while this one is delivered.
+    Page(PageRequest),
+    /// The read goes on in a later run, from its pass.
+    Stop(StopReason),
+    GoingRound,
+    /// The stretch is read.
+    Done,
+}
+
+impl After {
+    fn request(&self) -> Option<&PageRequest> {
+        match self {
+            After::Page(request) => Some(request),
+            _ => None,
+        }
+    }
+}
+
+/// What delivering one page takes.
+struct Delivery<'p> {
+    sorted: Sorted<'p>,
+    read_from: i64,
+    read_to: i64,
     requested_at: i64,
-    /// GitHub's link to the page after, if the read goes on.
     next: Option<String>,
+}
+
+/// Fetches the page after while the current one is delivered.
+async fn prefetch(edges: &Edges<'_>, request: Option<&PageRequest>, budget: Budget) -> Option<Fetched> {
+    match request {
+        Some(request) => Some(fetch(edges, request, budget).await),
+        None => None,
+    }
 }
 
 /// The oldest and newest `@timestamp` of some events (`fallback` without any).

@@ -1,8 +1,14 @@
 //! The drain's decisions, as pure functions of positions, ages and time: which stretch each
-//! read takes next, how far a read moves every position, when a lagging sweep is given up,
-//! and what the delivered record may forget. No I/O, so every rule has a unit test.
+//! read takes next, how far a page reads and whether the read goes on after it, when a read
+//! stops (time, rate budget, empty pages, a refused link), how far a read moves every position,
+//! when a lagging sweep is given up, and what the delivered record may forget. No I/O, so
+//! every rule has a unit test.
+
+use std::time::Duration;
 
 use crate::checkpoint::{Pass, Positions, Read};
+use crate::ports::SourceError;
+use crate::summary::StopReason;
 use crate::timefmt::floor_to_second;
 
 /// GitHub's largest page, which the source asks for.
@@ -11,6 +17,14 @@ pub const PAGE_SIZE: usize = 100;
 const SWEEP_BATCH_FRACTION: i64 = 10;
 /// A window sweep that falls this far behind, with the deep sweep off, is given up.
 const WINDOW_LAG_LIMIT_WITHOUT_DEEP_SWEEP_MS: i64 = 3_600_000;
+
+/// Never start a page with less than this left (plus twice the slowest page so far).
+const MIN_CYCLE_RESERVE: Duration = Duration::from_millis(500);
+/// Sweeps leave the rate budget of this many fresh reads (as long as this run's) unspent, so
+/// that a starved token keeps new events flowing and sweeps wait for the reset.
+const FRESH_READS_KEPT_FROM_SWEEPS: u64 = 3;
+/// Empty pages in a row that still link to a next one, before a read waits for the next run.
+pub const MAX_EMPTY_PAGES: u32 = 3;
 
 /// How old a stretch must be before each sweep reads it again (ms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +151,60 @@ pub fn sweep_goes_on(ahead: SweepAhead) -> bool {
         }
     };
     ahead.known.max(predicted) >= PAGE_SIZE
+}
+
+/// Whether the time left fits another page: twice the slowest so far, and a reserve.
+pub fn page_fits(remaining: Duration, slowest_page: Duration) -> bool {
+    remaining >= slowest_page * 2 + MIN_CYCLE_RESERVE
+}
+
+/// Whether the sweeps may spend from `requests_left`: they leave what a few fresh reads as
+/// long as this run's (`fresh_pages`) would need.
+pub fn sweeps_may_spend(requests_left: u64, fresh_pages: u64) -> bool {
+    requests_left >= FRESH_READS_KEPT_FROM_SWEEPS * fresh_pages.max(1)
+}
+
+/// How far a page reads: with a next page, up to the newest instant on it (more events may
+/// share it); without, the whole stretch as GitHub showed it (to its end, or to when a fresh
+/// read asked).
+pub fn page_reads_to(has_next: bool, until_ms: Option<i64>, newest_on_page_ms: i64, requested_at_ms: i64) -> i64 {
+    match (has_next, until_ms) {
+        (true, _) => newest_on_page_ms,
+        (false, Some(until)) => until,
+        (false, None) => requested_at_ms,
+    }
+}
+
+/// Empty pages in a row, after a page holding `page_events`.
+pub fn empty_pages_in_a_row(before: u32, page_events: usize) -> u32 {
+    if page_events == 0 { before.saturating_add(1) } else { 0 }
+}
+
+/// A page with nothing on it but a next link moves nothing: after a few in a row the read
+/// waits for the next run (keeping GitHub's link) instead of spending the rate budget.
+pub fn going_round(empty_pages: u32) -> bool {
+    empty_pages >= MAX_EMPTY_PAGES
+}
+
+/// What a read does when GitHub gave no page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterRefusal {
+    Stop(StopReason),
+    /// The link is dropped and the stretch read again from its position.
+    StartOver,
+    Fail,
+}
+
+/// A refused link, or a failing link an earlier run saved (it may have expired), starts the
+/// stretch over; the rate limit and the time budget stop the run; anything else fails it.
+pub fn after_refusal(refusal: &SourceError, resumed: bool) -> AfterRefusal {
+    match refusal {
+        SourceError::RateLimited { .. } => AfterRefusal::Stop(StopReason::RateLimited),
+        SourceError::OutOfTime => AfterRefusal::Stop(StopReason::Budget),
+        SourceError::LinkRefused(_) => AfterRefusal::StartOver,
+        SourceError::Fatal(_) if resumed => AfterRefusal::StartOver,
+        SourceError::Fatal(_) => AfterRefusal::Fail,
+    }
 }
 
 /// No read will start before this: the record may forget the minutes before it.
@@ -293,5 +361,52 @@ mod tests {
         assert_eq!(reads(Some(AGES)), vec![Read::Fresh, Read::WindowSweep, Read::DeepSweep]);
         assert_eq!(reads(Some(SweepAges { deep_ms: None, ..AGES })), vec![Read::Fresh, Read::WindowSweep]);
         assert_eq!(reads(None), vec![Read::Fresh]);
+    }
+
+    #[test]
+    fn a_page_is_started_only_with_twice_the_slowest_page_and_the_reserve_left() {
+        let slowest = Duration::from_secs(2);
+        assert!(page_fits(Duration::from_millis(4_500), slowest));
+        assert!(!page_fits(Duration::from_millis(4_499), slowest));
+        assert!(page_fits(Duration::from_millis(500), Duration::ZERO));
+    }
+
+    #[test]
+    fn sweeps_leave_three_fresh_reads_worth_of_requests() {
+        assert!(sweeps_may_spend(3, 0));
+        assert!(!sweeps_may_spend(2, 0));
+        assert!(sweeps_may_spend(30, 10));
+        assert!(!sweeps_may_spend(29, 10));
+    }
+
+    #[test]
+    fn a_page_reads_to_its_newest_event_while_more_follow_and_to_the_end_of_the_stretch_after() {
+        assert_eq!(page_reads_to(true, Some(9_000), 5_000, 7_000), 5_000);
+        assert_eq!(page_reads_to(false, Some(9_000), 5_000, 7_000), 9_000);
+        assert_eq!(page_reads_to(false, None, 5_000, 7_000), 7_000);
+    }
+
+    #[test]
+    fn three_empty_pages_in_a_row_make_a_read_wait_and_one_event_resets_the_count() {
+        let mut empty = 0;
+        for _ in 0..2 {
+            empty = empty_pages_in_a_row(empty, 0);
+        }
+        assert!(!going_round(empty));
+        assert_eq!(empty_pages_in_a_row(empty, 1), 0);
+        assert!(going_round(empty_pages_in_a_row(empty, 0)));
+        assert_eq!(empty_pages_in_a_row(u32::MAX, 0), u32::MAX);
+    }
+
+    #[test]
+    fn a_refused_or_stale_link_starts_over_and_only_a_fresh_failure_fails() {
+        let refused = SourceError::LinkRefused("elsewhere".into());
+        let fatal = SourceError::Fatal("404".into());
+        assert_eq!(after_refusal(&refused, false), AfterRefusal::StartOver);
+        assert_eq!(after_refusal(&fatal, true), AfterRefusal::StartOver);
+        assert_eq!(after_refusal(&fatal, false), AfterRefusal::Fail);
+        assert_eq!(after_refusal(&SourceError::OutOfTime, true), AfterRefusal::Stop(StopReason::Budget));
+        let limited = SourceError::RateLimited { reset_at: None };
+        assert_eq!(after_refusal(&limited, false), AfterRefusal::Stop(StopReason::RateLimited));
     }
 }
