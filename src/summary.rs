@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::deliver::Delivered;
 use crate::metrics::Metric;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +51,12 @@ pub struct Figures {
 impl Figures {
     pub fn new(target: &str, stop_reason: StopReason) -> Self {
         Self { target: target.to_owned(), stop_reason, ..Self::default() }
+    }
+
+    /// Counts what the intake answered for one batch.
+    pub fn count(&mut self, delivered: &Delivered) {
+        self.events_forwarded += delivered.acknowledged;
+        self.intake_unacknowledged += delivered.unacknowledged;
     }
 
     /// Adds a later run's counts; its target, stop reason, newest event and lag are the

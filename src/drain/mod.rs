@@ -526,8 +526,7 @@ impl Run {
             Err(DeliverError::Sink(SinkError::Fatal(message))) => return Err(DrainError::Intake(message)),
             Err(DeliverError::Store(err)) => return Err(DrainError::Cursor(err)),
         };
-        self.summary.figures.events_forwarded += delivered.acknowledged;
-        self.summary.figures.intake_unacknowledged += delivered.unacknowledged;
+        self.summary.figures.count(&delivered);
         tracing::debug!(read = ?stretch.read, sent = sorted.to_send.len(), read_to = %rfc3339_ms(read_to), "page delivered");
         if let Some(progress) = edges.progress {
             progress(&self.summary);

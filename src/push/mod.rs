@@ -263,98 +263,128 @@ impl<'a> BucketRun<'a> {
         if !budget.allows(Duration::ZERO, OBJECT_RESERVE) {
             return Err(PushError::OutOfTime);
         }
-        let object_key = object.key.as_str();
-        let stored = self.edges.ledger.load_object(&self.key, object_key).await?;
+        let stored = self.edges.ledger.load_object(&self.key, &object.key).await?;
         // Known complete from the notification's or the listing's ETag: not even opened.
         if resume(stored.as_ref(), object.etag.as_deref()) == Resume::Done {
             return Ok(ObjectOutcome::AlreadyForwarded);
         }
+        let body = self.open_checked(object, budget).await?;
+        let events_done = match resume(stored.as_ref(), Some(&body.etag)) {
+            Resume::Done => return Ok(ObjectOutcome::AlreadyForwarded),
+            Resume::From(events_done) => events_done,
+        };
+        let progress = ObjectRecord {
+            etag: rules::normalize_etag(&body.etag),
+            events_done,
+            complete: false,
+            not_audit_events: false,
+        };
+        let events = Events::open(body.bytes, self.max_event_bytes)
+            .await
+            .map_err(|e| self.read_error(&object.key, e, budget))?;
+        let pass = ObjectPass { key: object.key.clone(), progress, position: 0, chunk: Chunk::default() };
+        self.forward_events(events, pass, budget).await
+    }
+
+    /// Opens an object to read its events: a gzip file is read whole once to check it, then
+    /// opened again, and must still be the same version.
+    async fn open_checked(&self, object: &ObjectRef, budget: &Budget) -> Result<ObjectBody, PushError> {
         let body = self.open_within(object, budget).await?;
-        let etag = body.etag;
-        let bytes = match read::check(body.bytes).await.map_err(|e| self.read_error(object_key, e, budget))? {
-            Checked::Plain(bytes) => bytes,
+        match read::check(body.bytes).await.map_err(|e| self.read_error(&object.key, e, budget))? {
+            Checked::Plain(bytes) => Ok(ObjectBody { etag: body.etag, bytes }),
             Checked::SoundGzip => {
                 let again = self.open_within(object, budget).await?;
-                if rules::normalize_etag(&again.etag) != rules::normalize_etag(&etag) {
-                    return Err(self.object_error(object_key, "it was written again while being read; retried later"));
+                if rules::normalize_etag(&again.etag) != rules::normalize_etag(&body.etag) {
+                    return Err(self.object_error(&object.key, "it was written again while being read; retried later"));
                 }
-                again.bytes
+                Ok(again)
             }
-        };
-        let mut progress = match resume(stored.as_ref(), Some(&etag)) {
-            Resume::Done => return Ok(ObjectOutcome::AlreadyForwarded),
-            Resume::From(events_done) => ObjectRecord {
-                etag: rules::normalize_etag(&etag),
-                events_done,
-                complete: false,
-                not_audit_events: false,
-            },
-        };
-        let mut events =
-            Events::open(bytes, self.max_event_bytes).await.map_err(|e| self.read_error(object_key, e, budget))?;
-        let mut chunk = Chunk::default();
-        let mut position: u64 = 0;
+        }
+    }
+
+    /// Sends an object's events not sent before, chunk by chunk, each chunk's progress saved.
+    async fn forward_events(
+        &mut self,
+        mut events: Events,
+        mut pass: ObjectPass,
+        budget: &Budget,
+    ) -> Result<ObjectOutcome, PushError> {
         loop {
             let piece = match events.next().await {
                 Ok(Some(piece)) => piece,
-                Ok(None) => break,
+                Ok(None) => return self.finish_object(pass, budget).await,
                 // Not even one object at its start: not an audit-log file.
-                Err(ReadError::Split(_)) if position == 0 => return self.not_audit_events(object_key, progress).await,
-                Err(err) => {
-                    let err = self.read_error(object_key, err, budget);
-                    if err.is_object_only() {
-                        // What was read before the fault is sent and recorded: a retry skips it.
-                        self.flush(&mut chunk, object_key, &mut progress, position, budget).await?;
-                    }
-                    return Err(err);
-                }
+                Err(ReadError::Split(_)) if pass.position == 0 => return self.not_audit_events(pass).await,
+                Err(err) => return Err(self.cut_short(&mut pass, err, budget).await),
             };
-            position += 1;
-            if position <= progress.events_done {
+            pass.position += 1;
+            if pass.position <= pass.progress.events_done {
                 continue;
             }
-            let text = match piece {
-                Piece::Object(text) => text,
-                Piece::Oversize { bytes } => {
-                    tracing::warn!(
-                        object = object_key,
-                        event = position,
-                        bytes,
-                        "event over the intake's limit, not sent"
-                    );
-                    self.summary.figures.oversize_events += 1;
-                    continue;
-                }
-            };
-            if position == 1 && !rules::is_audit_event(&text) {
-                return self.not_audit_events(object_key, progress).await;
-            }
-            let raw = match RawValue::from_string(text) {
-                Ok(raw) => raw,
-                Err(err) => {
+            let event = match self.judge(&pass, piece) {
+                Judged::Skip => continue,
+                Judged::NotAuditEvents => return self.not_audit_events(pass).await,
+                Judged::Invalid(problem) => {
                     // The events before it are sent and recorded; the file fails at this one.
-                    self.flush(&mut chunk, object_key, &mut progress, position - 1, budget).await?;
-                    let problem = format!("event {position} is not valid JSON ({err})");
-                    return Err(self.object_error(object_key, problem));
+                    pass.position -= 1;
+                    self.flush(&mut pass, budget).await?;
+                    return Err(self.object_error(&pass.key, problem));
                 }
+                Judged::Event(event) => event,
             };
-            let event = AuditEvent::from_raw(raw);
-            if self.already_delivered(&event, &chunk).await? {
+            if self.already_delivered(&event, &pass.chunk).await? {
                 self.summary.figures.duplicates_skipped += 1;
                 continue;
             }
-            chunk.push(event);
-            if chunk.bytes >= self.chunk_bytes {
-                self.flush(&mut chunk, object_key, &mut progress, position, budget).await?;
+            pass.chunk.push(event);
+            if pass.chunk.bytes >= self.chunk_bytes {
+                self.flush(&mut pass, budget).await?;
             }
         }
-        self.flush(&mut chunk, object_key, &mut progress, position, budget).await?;
+    }
+
+    /// One piece of an object, at `pass.position`: an event to send, or why not.
+    fn judge(&mut self, pass: &ObjectPass, piece: Piece) -> Judged {
+        let text = match piece {
+            Piece::Object(text) => text,
+            Piece::Oversize { bytes } => {
+                tracing::warn!(object = %pass.key, event = pass.position, bytes, "event over the intake's limit, not sent");
+                self.summary.figures.oversize_events += 1;
+                return Judged::Skip;
+            }
+        };
+        if pass.position == 1 && !rules::is_audit_event(&text) {
+            return Judged::NotAuditEvents;
+        }
+        match RawValue::from_string(text) {
+            Ok(raw) => Judged::Event(AuditEvent::from_raw(raw)),
+            Err(err) => Judged::Invalid(format!("event {} is not valid JSON ({err})", pass.position)),
+        }
+    }
+
+    /// An object whose bytes failed partway: what was read before the fault is sent and
+    /// recorded (a retry skips it), unless the budget ran out.
+    async fn cut_short(&mut self, pass: &mut ObjectPass, err: ReadError, budget: &Budget) -> PushError {
+        let err = self.read_error(&pass.key, err, budget);
+        if !err.is_object_only() {
+            return err;
+        }
+        match self.flush(pass, budget).await {
+            Ok(()) => err,
+            Err(flush_err) => flush_err,
+        }
+    }
+
+    /// The last chunk sent, the object recorded complete.
+    async fn finish_object(&mut self, mut pass: ObjectPass, budget: &Budget) -> Result<ObjectOutcome, PushError> {
+        self.flush(&mut pass, budget).await?;
+        let mut progress = pass.progress;
         progress.complete = true;
-        progress.events_done = position;
+        progress.events_done = pass.position;
         // An empty file is no stream's output either.
-        progress.not_audit_events = position == 0;
-        self.edges.ledger.save_object(&self.key, object_key, &progress).await?;
-        Ok(if position == 0 { ObjectOutcome::NotAuditEvents } else { ObjectOutcome::Forwarded })
+        progress.not_audit_events = pass.position == 0;
+        self.edges.ledger.save_object(&self.key, &pass.key, &progress).await?;
+        Ok(if pass.position == 0 { ObjectOutcome::NotAuditEvents } else { ObjectOutcome::Forwarded })
     }
 
     /// In the delivered record (its buckets loaded as needed) or earlier in the same chunk.
@@ -364,15 +394,9 @@ impl<'a> BucketRun<'a> {
         Ok(self.ledger.record.contains(ts, event) || chunk.holds(ts, event))
     }
 
-    /// Sends the chunk, then saves the record and the object's progress up to `position`.
-    async fn flush(
-        &mut self,
-        chunk: &mut Chunk,
-        object_key: &str,
-        progress: &mut ObjectRecord,
-        position: u64,
-        budget: &Budget,
-    ) -> Result<(), PushError> {
+    /// Sends the chunk, then saves the record and the object's progress up to `pass.position`.
+    async fn flush(&mut self, pass: &mut ObjectPass, budget: &Budget) -> Result<(), PushError> {
+        let chunk = &mut pass.chunk;
         if chunk.events.is_empty() {
             return Ok(());
         }
@@ -391,19 +415,19 @@ impl<'a> BucketRun<'a> {
         };
         let delivered =
             self.ledger.deliver(self.edges.sink, budget, Batch { send: &send, seen }, move_positions).await?;
-        self.summary.figures.events_forwarded += delivered.acknowledged;
-        self.summary.figures.intake_unacknowledged += delivered.unacknowledged;
-        progress.events_done = position;
-        self.edges.ledger.save_object(&self.key, object_key, progress).await?;
-        *chunk = Chunk::default();
+        self.summary.figures.count(&delivered);
+        pass.progress.events_done = pass.position;
+        self.edges.ledger.save_object(&self.key, &pass.key, &pass.progress).await?;
+        pass.chunk = Chunk::default();
         Ok(())
     }
 
     /// Recorded as done, so that it is never read again.
-    async fn not_audit_events(&self, object_key: &str, mut progress: ObjectRecord) -> Result<ObjectOutcome, PushError> {
+    async fn not_audit_events(&self, pass: ObjectPass) -> Result<ObjectOutcome, PushError> {
+        let mut progress = pass.progress;
         progress.complete = true;
         progress.not_audit_events = true;
-        self.edges.ledger.save_object(&self.key, object_key, &progress).await?;
+        self.edges.ledger.save_object(&self.key, &pass.key, &progress).await?;
         Ok(ObjectOutcome::NotAuditEvents)
     }
 
@@ -441,6 +465,27 @@ impl<'a> BucketRun<'a> {
         log_finished(&self.summary);
         self.summary
     }
+}
+
+/// One object being forwarded: how far it is read, recorded and batched.
+struct ObjectPass {
+    /// The object's key.
+    key: String,
+    /// As recorded: events before `events_done` need no sending again.
+    progress: ObjectRecord,
+    /// Events read so far, in file order.
+    position: u64,
+    chunk: Chunk,
+}
+
+/// One piece of an object, judged.
+enum Judged {
+    Event(AuditEvent),
+    /// Over the intake's limit: counted and logged, not sent.
+    Skip,
+    NotAuditEvents,
+    /// Not JSON: the object fails at this event.
+    Invalid(String),
 }
 
 /// Events waiting for the next body.
