@@ -102,7 +102,7 @@ async fn play(scenario: &Scenario, seed: u64) -> Outcome {
     let client = http::client().expect("an HTTP client");
     let auth = Authorizer::new(credentials.clone(), client.clone(), config.github_api_url.clone(), None);
     let source = GitHubSource::new(client.clone(), &config, Arc::new(auth));
-    let sink = SekoiaIntake::new(client, &config.intake_url, credentials);
+    let sink = SekoiaIntake::new(client, &config.shared.intake_url, credentials);
     let store = FileCursorStore::new(state.path());
     let mut drain_plan = plan(&config, None);
     drain_plan.start_ms = start;

@@ -131,9 +131,9 @@ pub async fn check(connector: &Connector, only: Option<&str>) -> Report {
 }
 
 fn describe_config(config: &Config) -> String {
-    let store = match &config.cursor_table {
+    let store = match &config.shared.cursor_table {
         Some(table) => format!("DynamoDB table {table}"),
-        None => format!("files under {}", config.state_dir.display()),
+        None => format!("files under {}", config.shared.state_dir.display()),
     };
     format!(
         "{} target(s) ({}), {} events, GitHub {}, intake {}, cursors in {store}",
@@ -141,7 +141,7 @@ fn describe_config(config: &Config) -> String {
         config.target_list(),
         config.include.as_str(),
         config.github_api_url,
-        config.intake_url
+        config.shared.intake_url
     )
 }
 
@@ -353,20 +353,21 @@ async fn check_intake(
     config: &Config,
     credentials: std::sync::Arc<crate::credentials::CredentialCache>,
 ) -> Verdict {
-    let intake = SekoiaIntake::new(connector.client().clone(), &config.intake_url, credentials);
+    let intake = SekoiaIntake::new(connector.client().clone(), &config.shared.intake_url, credentials);
     match intake.probe(&Budget::lasting(PROBE_TIME)).await {
-        Ok(()) => {
-            Verdict::pass("intake", format!("{} took the key (an empty batch, nothing stored)", config.intake_url))
-        }
+        Ok(()) => Verdict::pass(
+            "intake",
+            format!("{} took the key (an empty batch, nothing stored)", config.shared.intake_url),
+        ),
         Err(err) => match err.status.map(|s| s.as_u16()) {
             Some(401 | 403) => Verdict::fail(
                 "intake",
-                format!("{} refused the key ({})", config.intake_url, err),
+                format!("{} refused the key ({})", config.shared.intake_url, err),
                 "copy the intake key from Sekoia.io (Intakes, your GitHub intake) into SEKOIA_INTAKE_KEY or the secret's sekoia_intake_key, and check SEKOIA_INTAKE_URL is your region's",
             ),
             _ => Verdict::fail(
                 "intake",
-                format!("{}: {}", config.intake_url, err),
+                format!("{}: {}", config.shared.intake_url, err),
                 "check SEKOIA_INTAKE_URL (your region's intake URL) and that this host can reach it",
             ),
         },
@@ -378,9 +379,9 @@ async fn check_intake(
 async fn check_store(connector: &Connector, config: &Config) -> Verdict {
     let plan = crate::connector::plan(config, None);
     let store = connector.store();
-    let place = match &config.cursor_table {
+    let place = match &config.shared.cursor_table {
         Some(table) => format!("DynamoDB table {table}, item {}", plan.key),
-        None => format!("{} ({})", config.state_dir.display(), plan.key),
+        None => format!("{} ({})", config.shared.state_dir.display(), plan.key),
     };
     match store.acquire(&plan.key, SystemTime::now() + LEASE_PROBE).await {
         Ok(checkpoint) => {
@@ -409,11 +410,13 @@ async fn check_store(connector: &Connector, config: &Config) -> Verdict {
         Err(err) => Verdict::fail(
             "cursor store",
             format!("{place}: {err}"),
-            match &config.cursor_table {
+            match &config.shared.cursor_table {
                 Some(table) => format!(
                     "check that table {table} exists in this region (partition key \"target\", a string) and that the role may GetItem, UpdateItem, PutItem and BatchGetItem it"
                 ),
-                None => format!("check that {} can be created and written by this user", config.state_dir.display()),
+                None => {
+                    format!("check that {} can be created and written by this user", config.shared.state_dir.display())
+                }
             },
         ),
     }

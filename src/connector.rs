@@ -90,12 +90,12 @@ impl Connector {
     /// only when a secret or a cursor table needs it: a local run never looks for AWS at all.
     pub async fn new(config: Config) -> Result<Self, ClientError> {
         let aws = tokio::sync::OnceCell::new();
-        let store: Box<dyn CursorStore> = match &config.cursor_table {
+        let store: Box<dyn CursorStore> = match &config.shared.cursor_table {
             Some(table) => {
                 let sdk = aws.get_or_init(load_aws).await;
                 Box::new(DynamoCursorStore::new(aws_sdk_dynamodb::Client::new(sdk), table))
             }
-            None => Box::new(FileCursorStore::new(&config.state_dir)),
+            None => Box::new(FileCursorStore::new(&config.shared.state_dir)),
         };
         Ok(Self {
             client: http::client()?,
@@ -179,7 +179,7 @@ impl Connector {
             let edges = Edges { source: &source, sink: &NdjsonStdout, store: &store, clock: &SystemClock, progress };
             drain(&edges, plan, request.budget).await?
         } else {
-            let sink = SekoiaIntake::new(self.client.clone(), &config.intake_url, credentials);
+            let sink = SekoiaIntake::new(self.client.clone(), &config.shared.intake_url, credentials);
             let edges =
                 Edges { source: &source, sink: &sink, store: self.store.as_ref(), clock: &SystemClock, progress };
             drain(&edges, plan, request.budget).await?

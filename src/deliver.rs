@@ -118,7 +118,7 @@ mod tests {
     use serde_json::value::RawValue;
 
     use super::*;
-    use crate::drain::fakes::{MemoryStore, RecordingSink};
+    use crate::testing::{MemoryStore, RecordingSink};
 
     const MINUTE: i64 = 60_000;
 

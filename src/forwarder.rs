@@ -75,9 +75,9 @@ impl Forwarder {
     /// AWS is always needed here (S3); the store is DynamoDB with `CURSOR_TABLE`, else files.
     pub async fn new(config: PushConfig) -> Result<Self, ClientError> {
         let sdk = load_aws().await;
-        let store: Box<dyn StateStore> = match &config.cursor_table {
+        let store: Box<dyn StateStore> = match &config.shared.cursor_table {
             Some(table) => Box::new(DynamoCursorStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)),
-            None => Box::new(FileCursorStore::new(&config.state_dir)),
+            None => Box::new(FileCursorStore::new(&config.shared.state_dir)),
         };
         let credentials = Arc::new(CredentialCache::new(match &config.intake_key {
             IntakeKeyConfig::SecretsManager { secret_id } => {
@@ -113,7 +113,7 @@ impl Forwarder {
     }
 
     fn sink(&self) -> SekoiaIntake {
-        SekoiaIntake::new(self.client.clone(), &self.config.intake_url, self.credentials.clone())
+        SekoiaIntake::new(self.client.clone(), &self.config.shared.intake_url, self.credentials.clone())
     }
 
     /// Every object of `bucket` (under `prefix`) not forwarded yet, in key order (GitHub's

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::budget::Budget;
 use crate::check::check;
-use crate::config::{Config, ConfigError, PushConfig, problem};
+use crate::config::{ConfigError, problem};
 use crate::connector::{Connector, RunError, RunRequest, TimeRange};
 use crate::forwarder::{ForwardError, Forwarder, is_sqs_batch};
 use crate::metrics::emf_line;
@@ -71,14 +71,6 @@ pub fn invocation(payload: Value, budget: Budget) -> Result<Invocation, ConfigEr
     }))
 }
 
-/// The function keeps its cursors in DynamoDB: its own disk does not outlive the container.
-pub fn check_config(config: &Config) -> Result<(), ConfigError> {
-    match config.cursor_table {
-        Some(_) => Ok(()),
-        None => Err(problem("CURSOR_TABLE", "is required in Lambda: the DynamoDB table that keeps the cursors")),
-    }
-}
-
 /// What one container serves: the pull targets (none in a push-only deployment) and push mode.
 pub struct Function {
     pub pull: Option<Connector>,
@@ -111,19 +103,11 @@ pub async fn dispatch(function: &Function, event: LambdaEvent<Value>) -> Result<
 /// An SQS batch of S3 notifications: answers the messages to retry (`batchItemFailures`, for
 /// the event source mapping's `ReportBatchItemFailures`), after the metrics line of each bucket.
 pub async fn handle_push(forwarder: &Forwarder, event: LambdaEvent<Value>) -> Result<Value, ForwardError> {
-    let budget = Budget::before_deadline(event.context.deadline(), SAFETY_MARGIN, forwarder.config().max_run);
+    let budget = Budget::before_deadline(event.context.deadline(), SAFETY_MARGIN, forwarder.config().shared.max_run);
     let batch = serde_json::from_value(event.payload)
         .map_err(|e| ForwardError::Config(problem("payload", format!("is not an SQS batch: {e}"))))?;
     let outcome = forwarder.forward_notifications(batch, &budget).await?;
     Ok(serde_json::to_value(&outcome.response).unwrap_or_default())
-}
-
-/// Push mode keeps its record of forwarded files in DynamoDB too.
-pub fn check_push_config(config: &PushConfig) -> Result<(), ConfigError> {
-    match config.cursor_table {
-        Some(_) => Ok(()),
-        None => Err(problem("CURSOR_TABLE", "is required in Lambda: the DynamoDB table that keeps the cursors")),
-    }
 }
 
 /// One invocation: a drain answers its summary, a check its report. A failed run is an error
@@ -131,7 +115,7 @@ pub fn check_push_config(config: &PushConfig) -> Result<(), ConfigError> {
 /// Every run that drained or tried to also writes its metrics line (EMF) on standard output,
 /// which CloudWatch Logs turns into metrics.
 pub async fn handle(connector: &Connector, event: LambdaEvent<Value>) -> Result<Value, RunError> {
-    let budget = Budget::before_deadline(event.context.deadline(), SAFETY_MARGIN, connector.config().max_run);
+    let budget = Budget::before_deadline(event.context.deadline(), SAFETY_MARGIN, connector.config().shared.max_run);
     let request = match invocation(event.payload, budget)? {
         Invocation::Drain(request) => request,
         Invocation::Check { target } => {

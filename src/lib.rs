@@ -31,4 +31,6 @@ pub mod secret;
 pub mod sekoia;
 pub mod streams;
 pub mod summary;
+#[cfg(test)]
+mod testing;
 pub mod timefmt;

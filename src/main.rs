@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use github_audit_sekoia::aws_calls;
 use github_audit_sekoia::budget::Budget;
-use github_audit_sekoia::config::{Config, PushConfig};
+use github_audit_sekoia::config::{Config, PushConfig, defaults};
 use github_audit_sekoia::connector::{Connector, RunError, RunRequest, TimeRange};
 use github_audit_sekoia::drain::Summary;
 use github_audit_sekoia::forwarder::{ForwardError, Forwarder};
@@ -69,14 +69,11 @@ enum Command {
         /// Only the objects whose keys start with this, e.g. 2026/11/ [default: all]
         #[arg(long)]
         prefix: Option<String>,
-        /// Sekoia.io intake base URL for your region [env SEKOIA_INTAKE_URL; default https://intake.sekoia.io]
-        #[arg(long)]
+        #[arg(long, help = format!("Sekoia.io intake base URL for your region [env SEKOIA_INTAKE_URL; default {}]", defaults::INTAKE_URL))]
         intake_url: Option<String>,
-        /// Where the record of forwarded objects lives, unless CURSOR_TABLE names a DynamoDB table [env STATE_DIR; default ./state]
-        #[arg(long)]
+        #[arg(long, help = format!("Where the record of forwarded objects lives, unless CURSOR_TABLE names a DynamoDB table [env STATE_DIR; default {}]", defaults::STATE_DIR))]
         state_dir: Option<String>,
-        /// GitHub repeats events within this horizon of the newest; they are recognised and skipped [env STREAM_DEDUPE_WINDOW; default 1h]
-        #[arg(long)]
+        #[arg(long, help = format!("GitHub repeats events within this horizon of the newest; they are recognised and skipped [env STREAM_DEDUPE_WINDOW; default {}]", defaults::STREAM_DEDUPE_WINDOW))]
         dedupe_window: Option<String>,
         /// Also print the run's figures as a CloudWatch Embedded Metric Format line
         #[arg(long)]
@@ -118,32 +115,24 @@ struct Settings {
     /// Enterprise (slug or id) to drain instead, with a classic token [env GITHUB_ENTERPRISE]
     #[arg(long, global = true)]
     enterprise: Option<String>,
-    /// GitHub API base: GHE.com https://api.SUB.ghe.com, GHES https://HOST/api/v3 [env GITHUB_API_URL; default https://api.github.com]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help = format!("GitHub API base: GHE.com https://api.SUB.ghe.com, GHES https://HOST/api/v3 [env GITHUB_API_URL; default {}]", defaults::GITHUB_API_URL))]
     api_url: Option<String>,
-    /// Which events: web, git or all, each with its own cursor [env GITHUB_INCLUDE; default web]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help = format!("Which events: web, git or all, each with its own cursor [env GITHUB_INCLUDE; default {}]", defaults::INCLUDE))]
     include: Option<String>,
     /// Extra search qualifiers ANDed to the connector's own, e.g. -action:git.fetch [env GITHUB_PHRASE; default none]
     #[arg(long, global = true)]
     phrase: Option<String>,
-    /// Sekoia.io intake base URL for your region [env SEKOIA_INTAKE_URL; default https://intake.sekoia.io]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help = format!("Sekoia.io intake base URL for your region [env SEKOIA_INTAKE_URL; default {}]", defaults::INTAKE_URL))]
     intake_url: Option<String>,
-    /// Where the cursor files live [env STATE_DIR; default ./state]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help = format!("Where the cursor files live [env STATE_DIR; default {}]", defaults::STATE_DIR))]
     state_dir: Option<String>,
-    /// How far back the very first run starts, e.g. 30m, 24h, 7d [env FIRST_RUN_LOOKBACK; default 24h]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help = format!("How far back the very first run starts, e.g. 30m, 24h, 7d [env FIRST_RUN_LOOKBACK; default {}]", defaults::FIRST_RUN_LOOKBACK))]
     first_run_lookback: Option<String>,
-    /// Each stretch is read again (window sweep) at this age, at least 1s [env LATE_ARRIVAL_WINDOW; default 5m]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help = format!("Each stretch is read again (window sweep) at this age, at least 1s [env LATE_ARRIVAL_WINDOW; default {}]", defaults::LATE_ARRIVAL_WINDOW))]
     late_arrival_window: Option<String>,
-    /// And once more (deep sweep) at this age; 0 turns it off [env LATE_SWEEP_AFTER; default 1h]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help = format!("And once more (deep sweep) at this age; 0 turns it off [env LATE_SWEEP_AFTER; default {}]", defaults::LATE_SWEEP_AFTER))]
     late_sweep_after: Option<String>,
-    /// Time budget of one run, in seconds [env MAX_RUN_SECONDS; default 600]
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help = format!("Time budget of one run, in seconds [env MAX_RUN_SECONDS; default {}]", defaults::MAX_RUN_SECONDS))]
     max_run_seconds: Option<String>,
 }
 
@@ -230,7 +219,7 @@ async fn main() -> ExitCode {
 /// On a terminal, a line that follows the run page by page; nothing otherwise.
 async fn run(settings: &Settings, dry_run: bool) -> Result<Summary, RunError> {
     let config = settings.config()?;
-    let budget = Budget::lasting(config.max_run);
+    let budget = Budget::lasting(config.shared.max_run);
     let request =
         RunRequest { target: settings.target.clone(), org: None, enterprise: None, backfill: None, budget, dry_run };
     let connector = Connector::new(config).await?;
@@ -280,7 +269,7 @@ async fn check(settings: &Settings, json: bool) -> ExitCode {
 async fn backfill(settings: &Settings, since: &str, until: &str) -> Result<Summary, RunError> {
     let config = settings.config()?;
     let range = TimeRange::parse(since, until)?;
-    let max_run = config.max_run;
+    let max_run = config.shared.max_run;
     let connector = Connector::new(config).await?;
     let bar = ProgressBar::new(1000).with_style(
         ProgressStyle::with_template("{bar:40} {percent:>3}% covered up to {msg} ({elapsed})")
@@ -341,7 +330,7 @@ async fn forward_s3(overrides: &[(&str, Option<String>)], prefix: Option<&str>, 
         eprintln!("configuration error: --bucket (or STREAM_BUCKET) is required: the bucket GitHub streams to");
         return ExitCode::from(2);
     };
-    let max_run = config.max_run;
+    let max_run = config.shared.max_run;
     let forwarder = match Forwarder::new(config).await {
         Ok(forwarder) => forwarder,
         Err(err) => {

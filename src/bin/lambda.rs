@@ -1,25 +1,24 @@
 //! The AWS Lambda function: configuration and clients once per container, one drain (or one
 //! SQS batch of the stream's objects) per invocation.
 
-use github_audit_sekoia::config::{Config, PushConfig, pull_targets_configured};
+use github_audit_sekoia::config::{Config, PushConfig, Settings, Shared, pull_targets_configured};
 use github_audit_sekoia::connector::Connector;
 use github_audit_sekoia::forwarder::Forwarder;
-use github_audit_sekoia::lambda::{Function, check_config, check_push_config, dispatch};
+use github_audit_sekoia::lambda::{Function, dispatch};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let push = PushConfig::from_env()?;
-    check_push_config(&push)?;
+    let environment = |name: &str| std::env::var(name).ok();
+    let settings = Settings::new(&environment);
+    let shared = Shared::load(&settings)?;
+    shared.require_table()?;
+    let push = PushConfig::with_shared(shared.clone(), &settings)?;
     // A push-only deployment lists no pull target; a listed one must be configured right.
-    let pull = match pull_targets_configured(|name| std::env::var(name).ok()) || push.stream_bucket.is_none() {
-        true => {
-            let config = Config::from_env()?;
-            check_config(&config)?;
-            Some(Connector::new(config).await?)
-        }
+    let pull = match pull_targets_configured(&settings) || push.stream_bucket.is_none() {
+        true => Some(Connector::new(Config::with_shared(shared, &settings)?).await?),
         false => None,
     };
     let function = Function { pull, push: Forwarder::new(push).await? };

@@ -14,8 +14,6 @@
 pub mod plan;
 
 #[cfg(test)]
-pub(crate) mod fakes;
-#[cfg(test)]
 mod tests;
 
 use std::time::Duration;

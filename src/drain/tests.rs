@@ -1,8 +1,8 @@
 //! The drain against in-memory edges and a hand-moved clock: hours of audit log in
 //! milliseconds, asserted by `_document_id`.
 
-use super::fakes::{FakeClock, FakeLog, LogEvent, MemoryStore, RecordingSink};
 use super::*;
+use crate::testing::{FakeClock, FakeLog, LogEvent, MemoryStore, RecordingSink};
 
 const T0: i64 = 1_800_000_000_000;
 const MINUTE: i64 = 60_000;

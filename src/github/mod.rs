@@ -98,6 +98,41 @@ impl GitHubSource {
         }
     }
 
+    /// Where a page request goes. A continuation link is followed only within GITHUB_API_URL.
+    fn page_url(&self, request: &PageRequest) -> Result<Url, SourceError> {
+        match request {
+            PageRequest::Created { since_ms, until_ms } => Ok(self.first_page_url(*since_ms, *until_ms)),
+            PageRequest::Continue(link) => {
+                let url = Url::parse(link)
+                    .map_err(|e| SourceError::LinkRefused(format!("a next-page link does not parse ({e})")))?;
+                // A link from a stored checkpoint may have been edited, or GITHUB_API_URL changed
+                // since: the token goes nowhere else.
+                if !self.allowed(&url) {
+                    return Err(SourceError::LinkRefused(format!(
+                        "a stored next-page link points to {}, outside GITHUB_API_URL {}",
+                        Self::place(&url),
+                        Self::place(&self.api)
+                    )));
+                }
+                Ok(url)
+            }
+        }
+    }
+
+    /// Waits for the reset when the allowance (less the reserve) is spent.
+    async fn wait_for_allowance(&self, budget: &Budget) -> Result<(), SourceError> {
+        let rate = self.rate();
+        if rate.exhausted(self.reserve) {
+            let wait = time_until(rate.reset_at).unwrap_or_default();
+            self.wait(wait, rate.reset_at, budget).await?;
+            // The reset has passed: spend one request to learn the new allowance.
+            if let Ok(mut shared) = self.rate.lock() {
+                shared.remaining = None;
+            }
+        }
+        Ok(())
+    }
+
     fn first_page_url(&self, since_ms: i64, until_ms: Option<i64>) -> Url {
         let mut url = http::join_path(&self.api, &self.target.audit_log_path());
         // `created:` has one-second precision and a range includes both ends. The times take
@@ -267,36 +302,12 @@ async fn github_message(response: Response) -> String {
 #[async_trait]
 impl AuditLogSource for GitHubSource {
     async fn fetch(&self, request: &PageRequest, budget: &Budget) -> Result<Page, SourceError> {
-        let url = match request {
-            PageRequest::Created { since_ms, until_ms } => self.first_page_url(*since_ms, *until_ms),
-            PageRequest::Continue(link) => {
-                let url = Url::parse(link)
-                    .map_err(|e| SourceError::LinkRefused(format!("a next-page link does not parse ({e})")))?;
-                // A link from a stored checkpoint may have been edited, or GITHUB_API_URL changed
-                // since: the token goes nowhere else.
-                if !self.allowed(&url) {
-                    return Err(SourceError::LinkRefused(format!(
-                        "a stored next-page link points to {}, outside GITHUB_API_URL {}",
-                        Self::place(&url),
-                        Self::place(&self.api)
-                    )));
-                }
-                url
-            }
-        };
+        let url = self.page_url(request)?;
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut refreshed = false;
         let mut secondary_limits = 0;
         loop {
-            let rate = self.rate();
-            if rate.exhausted(self.reserve) {
-                let wait = time_until(rate.reset_at).unwrap_or_default();
-                self.wait(wait, rate.reset_at, budget).await?;
-                // The reset has passed: spend one request to learn the new allowance.
-                if let Ok(mut shared) = self.rate.lock() {
-                    shared.remaining = None;
-                }
-            }
+            self.wait_for_allowance(budget).await?;
             let sent = send_within(self.client.get(url.clone()).headers(self.headers().await?), budget).await;
             let answer = match sent {
                 Ok(response) => self.interpret(response).await?,

@@ -10,8 +10,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use super::*;
-use crate::drain::fakes::{FakeClock, MemoryStore, RecordingSink};
 use crate::ports::{ObjectBody, ObjectError, ObjectListing};
+use crate::testing::{FakeClock, MemoryStore, RecordingSink};
 
 const T0: i64 = 1_790_000_000_000;
 const BUCKET: &str = "audit-stream";

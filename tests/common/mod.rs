@@ -107,7 +107,7 @@ impl Harness {
         let auth =
             Authorizer::new(credentials.clone(), client.clone(), config.github_api_url.clone(), Some(ORG.to_owned()));
         let source = GitHubSource::new(client.clone(), &config, Arc::new(auth));
-        let mut sink = SekoiaIntake::new(client, &config.intake_url, credentials);
+        let mut sink = SekoiaIntake::new(client, &config.shared.intake_url, credentials);
         if let Some(limit) = max_body_bytes {
             sink = sink.with_max_body_bytes(limit);
         }

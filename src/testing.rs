@@ -1,5 +1,6 @@
-//! In-memory stand-ins for the drain's edges: an audit log whose events become visible at set
-//! instants of a hand-moved clock, a sink that counts what it receives, a store that can fail.
+//! In-memory stand-ins for the edges both data paths use (imported by the drain's, push mode's
+//! and the delivery step's tests): an audit log whose events become visible at set instants of a
+//! hand-moved clock, a sink that counts what it receives, a store that can fail.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
