@@ -14,6 +14,7 @@ use crate::credentials::{Credentials, GitHubCredential};
 use crate::github::GitHubAuth;
 use crate::github::probe::{self, AUDIT_LOG_SCOPE, CredentialFacts};
 use crate::ports::CursorError;
+use crate::secret::Secret;
 use crate::sekoia::SekoiaIntake;
 use crate::timefmt::rfc3339_seconds;
 
@@ -252,38 +253,37 @@ async fn check_github(connector: &Connector, config: &Config) -> Vec<Verdict> {
         (Ok(_), Some(installation)) => app_verdict(installation),
         (Ok(facts), None) => token_verdict(facts, &config.target),
     };
-    let credential_ok = credential.status == Status::Pass;
-    let mut verdicts = vec![credential];
-    let audit_log = if credential_ok {
-        match probe::audit_log_page(connector.client(), config, &authorization, &budget).await {
-            Ok(events) => Verdict::pass(
-                "audit log",
-                format!("{} answered (newest page: {events} event(s))", config.target.audit_log_path()),
-            ),
-            Err(err) => Verdict::fail(
-                "audit log",
-                format!("{}: {}", config.target.audit_log_path(), err),
-                match (err.status.map(|s| s.as_u16()), &config.target) {
-                    (Some(404), Target::Organization(org)) => format!(
-                        "GitHub knows no organization {org} that this credential may see: check the name (GITHUB_ORG or TARGETS) and that the token's owner is an owner of it"
-                    ),
-                    (Some(404), Target::Enterprise(e)) => format!(
-                        "GitHub knows no enterprise {e} that this token may see: check the slug and that the token's owner is an enterprise owner"
-                    ),
-                    (Some(403), _) => "the credential may not read this audit log: a classic token of an organization owner (enterprise owner for an enterprise) with read:audit_log, or an App with organization Administration: read".to_owned(),
-                    _ => "see GitHub's message above".to_owned(),
-                },
-            ),
-        }
-    } else {
-        Verdict::skip("audit log", "the credential check failed")
+    let audit_log = match credential.status {
+        Status::Pass => audit_log_verdict(connector, config, &authorization, &budget).await,
+        _ => Verdict::skip("audit log", "the credential check failed"),
     };
+    let mut verdicts = vec![credential];
     verdicts.push(audit_log);
     verdicts.push(match &facts {
         Ok(facts) => budget_verdict(facts, SystemTime::now()),
         Err(_) => Verdict::skip("rate budget", "GitHub's /rate_limit did not answer"),
     });
     verdicts
+}
+
+/// One page of the target's audit log, read with the credential.
+async fn audit_log_verdict(connector: &Connector, config: &Config, authorization: &Secret, budget: &Budget) -> Verdict {
+    let path = config.target.audit_log_path();
+    let err = match probe::audit_log_page(connector.client(), config, authorization, budget).await {
+        Ok(events) => return Verdict::pass("audit log", format!("{path} answered (newest page: {events} event(s))")),
+        Err(err) => err,
+    };
+    let remedy = match (err.status.map(|s| s.as_u16()), &config.target) {
+        (Some(404), Target::Organization(org)) => format!(
+            "GitHub knows no organization {org} that this credential may see: check the name (GITHUB_ORG or TARGETS) and that the token's owner is an owner of it"
+        ),
+        (Some(404), Target::Enterprise(e)) => format!(
+            "GitHub knows no enterprise {e} that this token may see: check the slug and that the token's owner is an enterprise owner"
+        ),
+        (Some(403), _) => "the credential may not read this audit log: a classic token of an organization owner (enterprise owner for an enterprise) with read:audit_log, or an App with organization Administration: read".to_owned(),
+        _ => "see GitHub's message above".to_owned(),
+    };
+    Verdict::fail("audit log", format!("{path}: {err}"), remedy)
 }
 
 /// A classic token needs `read:audit_log`; an enterprise takes nothing but a classic token.

@@ -16,7 +16,8 @@ use github_audit_sekoia::connector::{Connector, RunError, RunRequest, TimeRange}
 use github_audit_sekoia::drain::Summary;
 use github_audit_sekoia::forwarder::{ForwardError, Forwarder};
 use github_audit_sekoia::metrics::emf_line;
-use github_audit_sekoia::push::PushSummary;
+use github_audit_sekoia::push::{PushProgress, PushSummary};
+use github_audit_sekoia::summary::RunReport;
 use github_audit_sekoia::summary::StopReason;
 use github_audit_sekoia::timefmt::now_ms;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -226,11 +227,7 @@ async fn run(settings: &Settings, dry_run: bool) -> Result<Summary, RunError> {
     if !std::io::stderr().is_terminal() {
         return connector.run(&request).await;
     }
-    let spinner = ProgressBar::new_spinner().with_style(
-        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    spinner.enable_steady_tick(Duration::from_millis(200));
+    let spinner = spinner();
     let ticker = spinner.clone();
     let show = move |summary: &Summary| {
         ticker.set_message(format!(
@@ -313,73 +310,42 @@ async fn backfill(settings: &Settings, since: &str, until: &str) -> Result<Summa
     }
 }
 
+/// A line that turns while a run goes on, with its figures.
+fn spinner() -> ProgressBar {
+    let spinner = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    spinner
+}
+
 /// Forwards the bucket's objects, a run after another while the time budget is what stopped
 /// it; on a terminal a line follows the objects.
 async fn forward_s3(overrides: &[(&str, Option<String>)], prefix: Option<&str>, emf: bool) -> ExitCode {
     let lookup = |name: &str| {
         overrides.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.clone()).or_else(|| std::env::var(name).ok())
     };
-    let config = match PushConfig::load(lookup) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("{err}");
+    let (forwarder, bucket) = match push_forwarder(lookup).await {
+        Ok(opened) => opened,
+        Err(message) => {
+            eprintln!("{message}");
             return ExitCode::from(2);
         }
     };
-    let Some(bucket) = config.stream_bucket.clone() else {
-        eprintln!("configuration error: --bucket (or STREAM_BUCKET) is required: the bucket GitHub streams to");
-        return ExitCode::from(2);
-    };
-    let max_run = config.shared.max_run;
-    let forwarder = match Forwarder::new(config).await {
-        Ok(forwarder) => forwarder,
-        Err(err) => {
-            eprintln!("{err}");
-            return ExitCode::from(2);
-        }
-    };
-    let spinner = std::io::stderr().is_terminal().then(|| {
-        let spinner = ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        spinner.enable_steady_tick(Duration::from_millis(200));
-        spinner
-    });
+    let spinner = std::io::stderr().is_terminal().then(spinner);
     let ticker = spinner.clone();
     let show = move |summary: &PushSummary| {
         if let Some(ticker) = &ticker {
             ticker.set_message(format!(
-                "{} objects forwarded, {} already, {} skipped, {} failed; {} events, {} duplicates skipped",
-                summary.objects_forwarded,
-                summary.objects_already_forwarded,
-                summary.objects_skipped,
-                summary.objects_failed,
+                "{} events, {} duplicates skipped; {}",
                 summary.figures.events_forwarded,
-                summary.figures.duplicates_skipped
+                summary.figures.duplicates_skipped,
+                summary.mode_detail()
             ));
         }
     };
-    let mut total: Option<PushSummary> = None;
-    let stopped = loop {
-        let pass = match forwarder.forward_bucket(&bucket, prefix, &Budget::lasting(max_run), Some(&show)).await {
-            Ok(pass) => pass,
-            Err(err) => break Some(err),
-        };
-        let again = pass.out_of_time();
-        let stuck = again && !pass.made_progress();
-        match &mut total {
-            Some(total) => total.absorb(pass.summary),
-            None => total = Some(pass.summary),
-        }
-        if stuck {
-            break Some(ForwardError::NoProgress(max_run.as_secs()));
-        }
-        if !again {
-            break pass.stopped;
-        }
-        tracing::info!("the run's time budget ran out; a new pass goes on where it stopped");
-    };
+    let (total, stopped) = forward_passes(&forwarder, &bucket, prefix, &show).await;
     if let Some(spinner) = spinner {
         spinner.finish_and_clear();
     }
@@ -393,6 +359,47 @@ async fn forward_s3(overrides: &[(&str, Option<String>)], prefix: Option<&str>, 
         }
         (None, Some(summary)) if summary.objects_failed == 0 => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
+    }
+}
+
+/// Push mode's settings and clients, and the bucket to forward.
+async fn push_forwarder(lookup: impl Fn(&str) -> Option<String>) -> Result<(Forwarder, String), String> {
+    let config = PushConfig::load(lookup).map_err(|err| err.to_string())?;
+    let Some(bucket) = config.stream_bucket.clone() else {
+        return Err("configuration error: --bucket (or STREAM_BUCKET) is required: the bucket GitHub streams to".into());
+    };
+    let forwarder = Forwarder::new(config).await.map_err(|err| err.to_string())?;
+    Ok((forwarder, bucket))
+}
+
+/// Passes over the bucket while the time budget is what stopped the last one and it got
+/// somewhere: their summary together, and the error that stopped them, if one did.
+async fn forward_passes(
+    forwarder: &Forwarder,
+    bucket: &str,
+    prefix: Option<&str>,
+    show: &PushProgress,
+) -> (Option<PushSummary>, Option<ForwardError>) {
+    let max_run = forwarder.config().shared.max_run;
+    let mut total: Option<PushSummary> = None;
+    loop {
+        let pass = match forwarder.forward_bucket(bucket, prefix, &Budget::lasting(max_run), Some(show)).await {
+            Ok(pass) => pass,
+            Err(err) => return (total, Some(err)),
+        };
+        let again = pass.out_of_time();
+        let stuck = again && !pass.made_progress();
+        match &mut total {
+            Some(total) => total.absorb(pass.summary),
+            None => total = Some(pass.summary),
+        }
+        if stuck {
+            return (total, Some(ForwardError::NoProgress(max_run.as_secs())));
+        }
+        if !again {
+            return (total, pass.stopped);
+        }
+        tracing::info!("the run's time budget ran out; a new pass goes on where it stopped");
     }
 }
 

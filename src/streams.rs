@@ -122,6 +122,39 @@ fn fields(stream_type: &str, config: &Map<String, Value>) -> Result<&'static [Fi
 }
 
 /// A configuration checked against its stream type, its secrets still in plain text.
+/// A field's value, checked against its kind.
+enum FieldValue {
+    Plain,
+    Secret(Secret),
+}
+
+fn field_value(field: &Field, value: &Value) -> Result<FieldValue, StreamError> {
+    let wrong = |what: &str| config_error(format!("{:?} must be {what}", field.name));
+    let fits = match field.kind {
+        Kind::Text => value.as_str().is_some_and(|text| !text.trim().is_empty()),
+        Kind::Integer => value.is_u64(),
+        Kind::Boolean => value.is_boolean(),
+        Kind::OneOf(choices) => value.as_str().is_some_and(|v| choices.contains(&v)),
+        Kind::Secret => {
+            return match value {
+                Value::String(text) if !text.is_empty() => Ok(FieldValue::Secret(Secret::new(text.clone()))),
+                // A service account's credentials may be pasted as the JSON object itself.
+                Value::Object(_) if field.name == "json_credentials" => {
+                    Ok(FieldValue::Secret(Secret::new(value.to_string())))
+                }
+                _ => Err(wrong("a non-empty string")),
+            };
+        }
+    };
+    match (fits, field.kind) {
+        (true, _) => Ok(FieldValue::Plain),
+        (false, Kind::Text | Kind::Secret) => Err(wrong("a non-empty string")),
+        (false, Kind::Integer) => Err(wrong("a whole number")),
+        (false, Kind::Boolean) => Err(wrong("true or false")),
+        (false, Kind::OneOf(choices)) => Err(wrong(&format!("one of {}", choices.join(", ")))),
+    }
+}
+
 #[derive(Debug)]
 pub struct StreamConfig {
     pub stream_type: String,
@@ -160,39 +193,12 @@ impl StreamConfig {
             let value = config.get(field.name).ok_or_else(|| {
                 config_error(format!("{stream_type} streams need {:?} (fields: {})", field.name, expected()))
             })?;
-            let wrong = |what: &str| config_error(format!("{:?} must be {what}", field.name));
-            match field.kind {
-                Kind::Text => match value.as_str() {
-                    Some(text) if !text.trim().is_empty() => {}
-                    _ => return Err(wrong("a non-empty string")),
-                },
-                Kind::Integer => {
-                    if !value.is_u64() {
-                        return Err(wrong("a whole number"));
-                    }
+            match field_value(field, value)? {
+                FieldValue::Plain => {
+                    plain.insert(field.name.to_owned(), value.clone());
                 }
-                Kind::Boolean => {
-                    if !value.is_boolean() {
-                        return Err(wrong("true or false"));
-                    }
-                }
-                Kind::OneOf(choices) => {
-                    if !value.as_str().is_some_and(|v| choices.contains(&v)) {
-                        return Err(wrong(&format!("one of {}", choices.join(", "))));
-                    }
-                }
-                Kind::Secret => {
-                    let text = match value {
-                        Value::String(text) if !text.is_empty() => text.clone(),
-                        // A service account's credentials may be pasted as the JSON object itself.
-                        Value::Object(_) if field.name == "json_credentials" => value.to_string(),
-                        _ => return Err(wrong("a non-empty string")),
-                    };
-                    secrets.push((field.name, Secret::new(text)));
-                    continue;
-                }
+                FieldValue::Secret(secret) => secrets.push((field.name, secret)),
             }
-            plain.insert(field.name.to_owned(), value.clone());
         }
         Ok(Self { stream_type: stream_type.to_owned(), plain, secrets })
     }

@@ -245,60 +245,12 @@ impl CursorStore for DynamoCursorStore {
 
     async fn save(&self, key: &str, save: &CheckpointSave<'_>) -> Result<(), CursorError> {
         let (owner, version) = self.held(key)?;
-        let mut puts = Vec::with_capacity(save.changed.len());
-        for (start, set) in &save.changed {
-            let bytes = set.encode();
-            let size = bytes.len() + 200;
-            let put = Put::builder()
-                .table_name(&self.table)
-                .item(PARTITION_KEY, AttributeValue::S(bucket_key(key, *start)))
-                .item("delivered", AttributeValue::B(Blob::new(bytes)))
-                .item("entries", AttributeValue::N(set.len().to_string()))
-                .item("minute", AttributeValue::S(rfc3339_ms(*start)))
-                .build()
-                .map_err(|e| self.build_error(e))?;
-            puts.push((TransactWriteItem::builder().put(put).build(), size));
-        }
-        self.fenced_writes(key, &owner, puts).await?;
-
-        let json = save.checkpoint.to_json().map_err(|e| CursorError::Storage(e.to_string()))?;
-        // Names through placeholders: FORMAT and others are reserved words in expressions.
-        let removed: Vec<String> = (0..V1_ATTRIBUTES.len()).map(|i| format!("#v1_{i}")).collect();
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(PARTITION_KEY, AttributeValue::S(key.to_owned()))
-            .update_expression(format!(
-                "SET #format = :format, #checkpoint = :checkpoint, #version = :next, #updated = :now REMOVE {}",
-                removed.join(", ")
-            ))
-            .condition_expression("#owner = :owner AND #version = :version")
-            .expression_attribute_names("#format", "format")
-            .expression_attribute_names("#checkpoint", "checkpoint")
-            .expression_attribute_names("#version", "version")
-            .expression_attribute_names("#updated", "updated_at")
-            .expression_attribute_names("#owner", "lease_owner")
-            .expression_attribute_values(":owner", AttributeValue::S(owner.clone()))
-            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
-            .expression_attribute_values(":next", AttributeValue::N((version + 1).to_string()))
-            .expression_attribute_values(":format", AttributeValue::N("2".into()))
-            .expression_attribute_values(":checkpoint", AttributeValue::S(json))
-            .expression_attribute_values(":now", AttributeValue::S(rfc3339_ms(now_ms())));
-        for (placeholder, name) in removed.iter().zip(V1_ATTRIBUTES) {
-            request = request.expression_attribute_names(placeholder, name);
-        }
-        let answer = request.send().await;
-        match answer {
-            Ok(_) => {}
-            Err(err) if is_condition_failure(&err) => return Err(CursorError::Conflict { key: key.to_owned() }),
-            Err(err) => return Err(self.storage_error(&DYNAMODB_UPDATE_ITEM, "save the cursor", err)),
-        }
+        self.fenced_writes(key, &owner, self.bucket_puts(key, save)?).await?;
+        self.update_checkpoint(key, &owner, version, save.checkpoint).await?;
         self.held
             .lock()
             .map_err(|_| CursorError::Storage("lease table poisoned".into()))?
             .insert(key.to_owned(), (owner.clone(), version + 1));
-
         let mut deletes = Vec::with_capacity(save.removed.len());
         for start in &save.removed {
             let delete = Delete::builder()
@@ -329,6 +281,75 @@ impl CursorStore for DynamoCursorStore {
             Err(err) if is_condition_failure(&err) => Ok(()),
             Err(err) => Err(self.storage_error(&DYNAMODB_UPDATE_ITEM, "release the lease", err)),
             Ok(_) => Ok(()),
+        }
+    }
+}
+
+impl DynamoCursorStore {
+    /// The changed minutes of the delivered record, each a whole item (with its size, for the
+    /// transaction's limit).
+    fn bucket_puts(
+        &self,
+        key: &str,
+        save: &CheckpointSave<'_>,
+    ) -> Result<Vec<(TransactWriteItem, usize)>, CursorError> {
+        let mut puts = Vec::with_capacity(save.changed.len());
+        for (start, set) in &save.changed {
+            let bytes = set.encode();
+            let size = bytes.len() + 200;
+            let put = Put::builder()
+                .table_name(&self.table)
+                .item(PARTITION_KEY, AttributeValue::S(bucket_key(key, *start)))
+                .item("delivered", AttributeValue::B(Blob::new(bytes)))
+                .item("entries", AttributeValue::N(set.len().to_string()))
+                .item("minute", AttributeValue::S(rfc3339_ms(*start)))
+                .build()
+                .map_err(|e| self.build_error(e))?;
+            puts.push((TransactWriteItem::builder().put(put).build(), size));
+        }
+        Ok(puts)
+    }
+
+    /// The checkpoint, written only while this run holds the lease at `version`; the attributes
+    /// of a v1 record go.
+    async fn update_checkpoint(
+        &self,
+        key: &str,
+        owner: &str,
+        version: i64,
+        checkpoint: &Checkpoint,
+    ) -> Result<(), CursorError> {
+        let json = checkpoint.to_json().map_err(|e| CursorError::Storage(e.to_string()))?;
+        // Names through placeholders: FORMAT and others are reserved words in expressions.
+        let removed: Vec<String> = (0..V1_ATTRIBUTES.len()).map(|i| format!("#v1_{i}")).collect();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(key.to_owned()))
+            .update_expression(format!(
+                "SET #format = :format, #checkpoint = :checkpoint, #version = :next, #updated = :now REMOVE {}",
+                removed.join(", ")
+            ))
+            .condition_expression("#owner = :owner AND #version = :version")
+            .expression_attribute_names("#format", "format")
+            .expression_attribute_names("#checkpoint", "checkpoint")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#updated", "updated_at")
+            .expression_attribute_names("#owner", "lease_owner")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
+            .expression_attribute_values(":next", AttributeValue::N((version + 1).to_string()))
+            .expression_attribute_values(":format", AttributeValue::N("2".into()))
+            .expression_attribute_values(":checkpoint", AttributeValue::S(json))
+            .expression_attribute_values(":now", AttributeValue::S(rfc3339_ms(now_ms())));
+        for (placeholder, name) in removed.iter().zip(V1_ATTRIBUTES) {
+            request = request.expression_attribute_names(placeholder, name);
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => Err(CursorError::Conflict { key: key.to_owned() }),
+            Err(err) => Err(self.storage_error(&DYNAMODB_UPDATE_ITEM, "save the cursor", err)),
         }
     }
 }
