@@ -2,9 +2,11 @@
 //!
 //! Two data paths, both knowing only the edge traits in [`ports`]: the drain
 //! ([`drain::drain`]) pulls the audit log from GitHub's API; push mode ([`push`]) forwards the
-//! files GitHub's stream writes to S3. Each outside system has one adapter: [`github`],
-//! [`sekoia`], [`cursor`], [`credentials`], [`s3`], [`streams`]; [`aws_calls`] lists the AWS calls
-//! among them.
+//! files GitHub's stream writes to S3. Both hand each batch to one delivery step
+//! ([`deliver::Ledger`]: post, count, record, move positions, prune, save), and report through
+//! one summary core ([`summary`]) and one metrics line ([`metrics`]). Each outside system has
+//! one adapter: [`github`], [`sekoia`], [`cursor`], [`credentials`], [`s3`], [`streams`];
+//! [`aws_calls`] lists the AWS calls among them. [`config`] reads every setting.
 
 mod aws;
 pub mod aws_calls;
