@@ -248,6 +248,7 @@ pub fn plan(config: &Config, backfill: Option<TimeRange>) -> DrainPlan {
                 window_ms: ms(config.late_arrival_window),
                 deep_ms: config.late_sweep_after.map(ms),
             }),
+            shaping: config.shared.shaping.clone(),
         },
         Some(range) => DrainPlan {
             key: format!(
@@ -259,6 +260,7 @@ pub fn plan(config: &Config, backfill: Option<TimeRange>) -> DrainPlan {
             start_ms: range.since_ms,
             until_ms: Some(range.until_ms),
             sweeps: None,
+            shaping: config.shared.shaping.clone(),
         },
     }
 }

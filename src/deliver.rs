@@ -11,11 +11,14 @@ use crate::budget::Budget;
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::delivered::{DeliveredRecord, DeliveredSet};
 use crate::ports::{AuditEvent, CheckpointSave, CursorError, CursorStore, IntakeSink, SinkError};
+use crate::shaping::Shaping;
 
 /// A cursor held by a run: its checkpoint and the delivered record beside it.
 pub struct Ledger<'a> {
     key: String,
     store: &'a dyn CursorStore,
+    /// What is sent of a batch, and how ([`crate::shaping`]).
+    shaping: Shaping,
     pub checkpoint: Checkpoint,
     pub record: DeliveredRecord,
 }
@@ -41,6 +44,8 @@ pub struct Delivered {
     pub acknowledged: u64,
     /// Taken in the batch but not acknowledged (refused inside it): never sent again.
     pub unacknowledged: u64,
+    /// Kept from the intake by the action filters: recorded as delivered, never sent.
+    pub filtered: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,9 +58,9 @@ pub enum DeliverError {
 
 impl<'a> Ledger<'a> {
     /// The record knows which buckets the store holds; a v1 checkpoint's single set is carried on.
-    pub fn open(key: &str, store: &'a dyn CursorStore, mut checkpoint: Checkpoint) -> Self {
+    pub fn open(key: &str, store: &'a dyn CursorStore, mut checkpoint: Checkpoint, shaping: Shaping) -> Self {
         let record = DeliveredRecord::new(&checkpoint.delivered_buckets, checkpoint.legacy_delivered.take());
-        Self { key: key.to_owned(), store, checkpoint, record }
+        Self { key: key.to_owned(), store, shaping, checkpoint, record }
     }
 
     pub fn into_checkpoint(self) -> Checkpoint {
@@ -88,10 +93,13 @@ impl<'a> Ledger<'a> {
         batch: Batch<'_>,
         move_positions: impl FnOnce(&mut Checkpoint) -> Floors,
     ) -> Result<Delivered, DeliverError> {
-        let unacknowledged = sink.send(batch.send, budget).await?.min(batch.send.len());
+        let outgoing = Outgoing::of(&self.shaping, batch.send, sink.max_event_bytes());
+        let send = outgoing.events();
+        let unacknowledged = sink.send(&send, budget).await?.min(send.len());
         let delivered = Delivered {
-            acknowledged: (batch.send.len() - unacknowledged) as u64,
+            acknowledged: (send.len() - unacknowledged) as u64,
             unacknowledged: unacknowledged as u64,
+            filtered: (batch.send.len() - send.len()) as u64,
         };
         let positions = &mut self.checkpoint.positions;
         for (ts, event) in batch.seen {
@@ -106,6 +114,25 @@ impl<'a> Ledger<'a> {
         self.record.saved();
         self.record.unload_before(floors.unload_before_ms);
         Ok(delivered)
+    }
+}
+
+/// A batch's events as they go to the intake: those the filters admit, each shaped or as it is.
+struct Outgoing<'e> {
+    admitted: Vec<&'e AuditEvent>,
+    shaped: Vec<Option<AuditEvent>>,
+}
+
+impl<'e> Outgoing<'e> {
+    fn of(shaping: &Shaping, events: &[&'e AuditEvent], max_event_bytes: usize) -> Self {
+        let admitted: Vec<&AuditEvent> =
+            events.iter().copied().filter(|event| shaping.filter.admits(event.action.as_deref())).collect();
+        let shaped = admitted.iter().map(|event| shaping.shaped(event, max_event_bytes)).collect();
+        Self { admitted, shaped }
+    }
+
+    fn events(&self) -> Vec<&AuditEvent> {
+        self.admitted.iter().zip(&self.shaped).map(|(event, shaped)| shaped.as_ref().unwrap_or(event)).collect()
     }
 }
 
@@ -153,7 +180,7 @@ mod tests {
     #[tokio::test]
     async fn an_acknowledged_batch_is_recorded_and_its_checkpoint_saved() {
         let store = MemoryStore::default();
-        let mut ledger = Ledger::open("orgs/acme/web", &store, Checkpoint::starting_at(0));
+        let mut ledger = Ledger::open("orgs/acme/web", &store, Checkpoint::starting_at(0), Shaping::default());
         let (a, b) = (event("a", 10 * MINUTE), event("b", 11 * MINUTE));
         let batch = Batch { send: &[&a], seen: vec![(10 * MINUTE, &a), (11 * MINUTE, &b)] };
 
@@ -161,7 +188,7 @@ mod tests {
 
         let delivered = ledger.deliver(&sink, &budget, batch, to(12 * MINUTE)).await.expect("delivered");
 
-        assert_eq!(delivered, Delivered { acknowledged: 1, unacknowledged: 0 });
+        assert_eq!(delivered, Delivered { acknowledged: 1, unacknowledged: 0, filtered: 0 });
         let saved = store.checkpoint().expect("saved");
         assert_eq!(saved.positions.fresh_read_to_ms, 12 * MINUTE);
         assert_eq!(saved.positions.newest_event_ms, Some(11 * MINUTE), "the set-aside event counts as seen");
@@ -171,7 +198,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_the_intake_did_not_answer_for_moves_nothing() {
         let store = MemoryStore::default();
-        let mut ledger = Ledger::open("orgs/acme/web", &store, Checkpoint::starting_at(0));
+        let mut ledger = Ledger::open("orgs/acme/web", &store, Checkpoint::starting_at(0), Shaping::default());
         let a = event("a", 10 * MINUTE);
         let sink = StoresThenFails::default();
         let batch = Batch { send: &[&a], seen: vec![(10 * MINUTE, &a)] };
@@ -189,7 +216,7 @@ mod tests {
     async fn a_save_that_fails_is_an_error_and_the_stored_checkpoint_stays() {
         let store = MemoryStore::default();
         *store.fail_at_save.lock().expect("lock") = Some(1);
-        let mut ledger = Ledger::open("orgs/acme/web", &store, Checkpoint::starting_at(0));
+        let mut ledger = Ledger::open("orgs/acme/web", &store, Checkpoint::starting_at(0), Shaping::default());
         let a = event("a", 10 * MINUTE);
         let batch = Batch { send: &[&a], seen: vec![(10 * MINUTE, &a)] };
 
@@ -206,11 +233,40 @@ mod tests {
         let store = MemoryStore::default();
         let mut checkpoint = Checkpoint::starting_at(0);
         checkpoint.delivered_buckets = vec![10 * MINUTE];
-        let mut ledger = Ledger::open("s3/audit-stream", &store, checkpoint);
+        let mut ledger = Ledger::open("s3/audit-stream", &store, checkpoint, Shaping::default());
 
         ledger.ensure_loaded(10 * MINUTE, 10 * MINUTE + 1).await.expect("loaded");
 
         assert!(!ledger.record.contains(10 * MINUTE, &event("a", 10 * MINUTE)));
         assert!(ledger.record.unloaded_between(10 * MINUTE, 10 * MINUTE + 1).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_goes_out_filtered_and_dated_and_is_recorded_whole() {
+        let store = MemoryStore::default();
+        let exclude = crate::shaping::action_patterns("git.fetch").expect("valid");
+        let shaping = Shaping { filter: crate::shaping::ActionFilter::new(Vec::new(), exclude), ..Shaping::default() };
+        let mut ledger = Ledger::open("orgs/acme/all", &store, Checkpoint::starting_at(0), shaping);
+        let text = |id: &str, action: &str| {
+            format!(r#"{{"@timestamp":{},"_document_id":"{id}","action":"{action}"}}"#, MINUTE)
+        };
+        let parse = |text: String| AuditEvent::from_raw(RawValue::from_string(text).expect("JSON"));
+        let web =
+            format!(r#"{{"@timestamp":{MINUTE},"created_at":{MINUTE},"_document_id":"w","action":"repo.create"}}"#);
+        let (clone, fetch, web_event) =
+            (parse(text("c", "git.clone")), parse(text("f", "git.fetch")), parse(web.clone()));
+        let send = [&clone, &fetch, &web_event];
+        let batch = Batch { send: &send, seen: send.iter().map(|e| (MINUTE, *e)).collect() };
+        let sink = RecordingSink::default();
+
+        let delivered = ledger.deliver(&sink, &Budget::lasting(Duration::from_secs(5)), batch, to(2 * MINUTE)).await;
+
+        assert_eq!(delivered.expect("delivered"), Delivered { acknowledged: 2, unacknowledged: 0, filtered: 1 });
+        let dated = format!(r#"{{"created_at":{MINUTE},{}"#, &text("c", "git.clone")[1..]);
+        assert_eq!(*sink.texts.lock().expect("texts"), [dated, web], "git dated, web byte for byte, fetch kept back");
+        assert!(
+            ledger.record.contains(MINUTE, &fetch),
+            "the filtered event counts as delivered: never asked for again"
+        );
     }
 }

@@ -129,7 +129,7 @@ impl Forwarder {
         self.check_intake_key().await?;
         let sink = self.sink();
         let edges = self.edges(&sink, progress);
-        let settings = PushSettings::new(self.config.dedupe_window);
+        let settings = PushSettings::new(self.config.dedupe_window, self.config.shared.shaping.clone());
         let mut run = crate::push::BucketRun::open(&edges, bucket, &settings, budget).await?;
         let mut next = None;
         let outcome = loop {
@@ -182,7 +182,7 @@ impl Forwarder {
         }
         let sink = self.sink();
         let edges = self.edges(&sink, None);
-        let settings = PushSettings::new(self.config.dedupe_window);
+        let settings = PushSettings::new(self.config.dedupe_window, self.config.shared.shaping.clone());
         let mut summaries = Vec::new();
         for (bucket, entries) in by_bucket {
             let objects: Vec<ObjectRef> = entries.iter().map(|(_, object)| object.clone()).collect();

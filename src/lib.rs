@@ -31,6 +31,7 @@ pub mod push;
 pub mod s3;
 pub mod secret;
 pub mod sekoia;
+pub mod shaping;
 pub mod streams;
 pub mod summary;
 #[cfg(test)]

@@ -26,6 +26,10 @@ pub fn emf_line(report: &dyn RunReport, timestamp_ms: i64) -> String {
     if let Some(lag) = figures.lag_seconds {
         metrics.push(("LagSeconds", "Seconds", json!(lag)));
     }
+    // Only when a filter kept some: a metric costs each month it exists, filters or not.
+    if figures.events_filtered > 0 {
+        metrics.push(("EventsFiltered", "Count", json!(figures.events_filtered)));
+    }
     metrics.extend(report.mode_metrics());
     let declared: Vec<Value> = metrics.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect();
     let mut line = Map::new();

@@ -35,6 +35,9 @@ pub struct Figures {
     #[serde(default)]
     pub stop_reason: StopReason,
     pub events_forwarded: u64,
+    /// Kept from the intake by `INCLUDE_ACTIONS` / `EXCLUDE_ACTIONS`.
+    #[serde(default)]
+    pub events_filtered: u64,
     pub duplicates_skipped: u64,
     pub oversize_events: u64,
     /// Events the intake took in a batch without acknowledging them (refused inside it); not
@@ -57,12 +60,14 @@ impl Figures {
     pub fn count(&mut self, delivered: &Delivered) {
         self.events_forwarded += delivered.acknowledged;
         self.intake_unacknowledged += delivered.unacknowledged;
+        self.events_filtered += delivered.filtered;
     }
 
     /// Adds a later run's counts; its target, stop reason, newest event and lag are the
     /// current ones.
     pub fn absorb(&mut self, later: Figures) {
         self.events_forwarded += later.events_forwarded;
+        self.events_filtered += later.events_filtered;
         self.duplicates_skipped += later.duplicates_skipped;
         self.oversize_events += later.oversize_events;
         self.intake_unacknowledged += later.intake_unacknowledged;
@@ -90,6 +95,7 @@ pub fn log_finished(report: &dyn RunReport) {
         target = %f.target,
         stop_reason = ?f.stop_reason,
         events_forwarded = f.events_forwarded,
+        events_filtered = f.events_filtered,
         duplicates_skipped = f.duplicates_skipped,
         oversize_events = f.oversize_events,
         intake_unacknowledged = f.intake_unacknowledged,

@@ -116,10 +116,11 @@ impl AuditLogSource for FakeLog<'_> {
     }
 }
 
-/// Counts every `_document_id` it receives.
+/// Counts every `_document_id` it receives, and keeps the texts.
 #[derive(Default)]
 pub struct RecordingSink {
     pub received: Mutex<HashMap<String, u32>>,
+    pub texts: Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -133,6 +134,7 @@ impl IntakeSink for RecordingSink {
         for event in events {
             *received.entry(event.label()).or_default() += 1;
         }
+        self.texts.lock().expect("texts").extend(events.iter().map(|event| event.json().to_owned()));
         Ok(0)
     }
 }

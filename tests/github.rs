@@ -272,3 +272,81 @@ async fn the_check_reads_the_app_installation_permissions() {
         assert!(!report.to_text().contains("PRIVATE KEY"));
     }
 }
+
+/// `_document_id` → (a git event?, the JSON GitHub holds).
+fn by_id(events: &[github_audit_sekoia_sim::SimEvent]) -> std::collections::HashMap<String, (bool, String)> {
+    events.iter().map(|e| (e.document_id.clone(), (e.git, e.json.clone()))).collect()
+}
+
+/// Each text the intake received, with its event as GitHub holds it.
+fn arrivals(h: &Harness, held: &std::collections::HashMap<String, (bool, String)>) -> Vec<(String, bool, String)> {
+    let texts = h.sim.intake().texts.clone();
+    texts
+        .into_iter()
+        .map(|text| {
+            let value: serde_json::Value = serde_json::from_str(&text).expect("JSON arrived");
+            let (git, original) = held[value["_document_id"].as_str().expect("an id")].clone();
+            (text, git, original)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn git_events_arrive_dated_by_created_at_and_web_events_as_github_sent_them() {
+    let now = now_ms();
+    let events = generate_events(800, now - 3_600_000, now - 1_000, 0.5, common::ORG, 51);
+    let held = by_id(&events);
+    let mut h = Harness::start().await;
+    h.add(events.clone());
+    h.extra_env.push(("GITHUB_INCLUDE".to_owned(), "all".to_owned()));
+    run(&Connector::new(h.config()).await.expect("the connector starts"), request()).await;
+
+    let arrived = arrivals(&h, &held);
+    assert_eq!(arrived.len(), 800);
+    let git_events = arrived.iter().filter(|(_, git, _)| *git).count();
+    assert!(git_events > 300, "{git_events} git events");
+    for (text, git, original) in &arrived {
+        if !git {
+            assert_eq!(text, original, "a web event arrives byte for byte");
+            continue;
+        }
+        let value: serde_json::Value = serde_json::from_str(text).expect("JSON");
+        assert_eq!(value["created_at"], value["@timestamp"], "{text}");
+        let stamp = &value["@timestamp"];
+        assert_eq!(text.replacen(&format!(r#""created_at":{stamp},"#), "", 1), *original, "nothing else changed");
+    }
+
+    // Turned off, git events go as GitHub sent them (and Sekoia dates them at reception).
+    let mut off = Harness::start().await;
+    off.add(events);
+    off.extra_env.push(("GITHUB_INCLUDE".to_owned(), "all".to_owned()));
+    off.extra_env.push(("FILL_CREATED_AT".to_owned(), "false".to_owned()));
+    run(&Connector::new(off.config()).await.expect("the connector starts"), request()).await;
+    assert!(arrivals(&off, &held).iter().all(|(text, _, original)| text == original));
+}
+
+#[tokio::test]
+async fn excluded_actions_never_reach_the_intake_count_as_filtered_and_are_not_posted_again() {
+    let now = now_ms();
+    let events = generate_events(1_200, now - 3_600_000, now - 1_000, 0.4, common::ORG, 52);
+    let web_ids: Vec<String> = events.iter().filter(|e| !e.git).map(|e| e.document_id.clone()).collect();
+    let git_count = (events.len() - web_ids.len()) as u64;
+    let mut h = Harness::start().await;
+    h.add(events);
+    h.extra_env.push(("GITHUB_INCLUDE".to_owned(), "all".to_owned()));
+    h.extra_env.push(("EXCLUDE_ACTIONS".to_owned(), "git.*".to_owned()));
+    let connector = Connector::new(h.config()).await.expect("the connector starts");
+
+    let first = run(&connector, request()).await;
+    assert_eq!((first.figures.events_forwarded, first.figures.events_filtered), (web_ids.len() as u64, git_count));
+    h.assert_exactly(&web_ids);
+
+    let batches = h.sim.intake().stats.batches;
+    let second = run(&connector, request()).await;
+    assert_eq!(
+        (second.figures.events_forwarded, h.sim.intake().stats.batches),
+        (0, batches),
+        "the next run posts nothing"
+    );
+    h.assert_exactly(&web_ids);
+}

@@ -271,3 +271,40 @@ async fn forward_s3_whose_passes_get_nowhere_stops_saying_so_instead_of_looping(
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("forwarded nothing before its time ran out: raise MAX_RUN_SECONDS"), "{stderr}");
 }
+
+#[tokio::test]
+async fn streamed_git_events_arrive_dated_and_excluded_actions_never_reach_the_intake() {
+    let now = github_audit_sekoia::timefmt::now_ms();
+    let events = github_audit_sekoia_sim::generate_events(400, now - 7_200_000, now - 3_600_000, 0.5, "acme", 53);
+    let (git, web): (Vec<SimEvent>, Vec<SimEvent>) = events.iter().cloned().partition(|e| e.git);
+    let mut h = push_harness(SimOptions::default()).await;
+    let bucket = create_bucket().await;
+    put(&bucket, &streamed_file_key(events[0].timestamp_ms, 1), streamed_file(&events)).await;
+
+    let (status, dated) = forward_s3(&h, &bucket).await;
+    assert!(status.success(), "{dated:?}");
+    h.assert_exactly(&ids(&events));
+    for (text, event) in h.sim.intake().texts.iter().zip(&events) {
+        let expected = match event.git {
+            true => format!(r#"{{"created_at":{},{}"#, event.timestamp_ms, &event.json[1..]),
+            false => event.json.clone(),
+        };
+        assert_eq!(*text, expected, "git events dated by their @timestamp, web events byte for byte");
+    }
+
+    // Another bucket, git.* excluded: counted, never sent, and nothing posted the second time.
+    let other = create_bucket().await;
+    put(&other, &streamed_file_key(events[0].timestamp_ms, 2), streamed_file(&events)).await;
+    h.extra_env.push(("EXCLUDE_ACTIONS".into(), "git.*".into()));
+    let (status, filtered) = forward_s3(&h, &other).await;
+    assert!(status.success(), "{filtered:?}");
+    assert_eq!(
+        (filtered.figures.events_forwarded, filtered.figures.events_filtered),
+        (web.len() as u64, git.len() as u64)
+    );
+    assert!(h.received().iter().all(|(id, n)| *n == if web.iter().any(|e| &e.document_id == id) { 2 } else { 1 }));
+    let batches = h.sim.intake().stats.batches;
+    let (_, again) = forward_s3(&h, &other).await;
+    assert_eq!(again.figures.events_forwarded + again.figures.events_filtered, 0);
+    assert_eq!(h.sim.intake().stats.batches, batches, "the second run posts nothing");
+}

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::shaping::{ActionFilter, Shaping, action_patterns};
+
 pub use pull::{Config, CredentialsConfig, ENTERPRISE_NEEDS_A_TOKEN};
 pub use push::{IntakeKeyConfig, PushConfig, bucket_name, pull_targets_configured};
 pub use target::{Include, SAME_RESOURCE_NAME, Target, TargetEntry};
@@ -77,6 +79,8 @@ pub struct Shared {
     /// DynamoDB table holding the cursors; `None`: files under `state_dir`.
     pub cursor_table: Option<String>,
     pub max_run: Duration,
+    /// `FILL_CREATED_AT`, `INCLUDE_ACTIONS`, `EXCLUDE_ACTIONS`: what is sent of what is read.
+    pub shaping: Shaping,
 }
 
 impl Shared {
@@ -92,6 +96,7 @@ impl Shared {
             state_dir: PathBuf::from(settings.get("STATE_DIR").unwrap_or_else(|| defaults::STATE_DIR.to_owned())),
             cursor_table: settings.get("CURSOR_TABLE"),
             max_run: Duration::from_secs(max_run_seconds),
+            shaping: shaping(settings)?,
         })
     }
 
@@ -107,6 +112,20 @@ impl Shared {
             None => Err(problem("CURSOR_TABLE", "is required in Lambda: the DynamoDB table that keeps the cursors")),
         }
     }
+}
+
+fn shaping(settings: &Settings) -> Result<Shaping, ConfigError> {
+    let fill_created_at = match settings.get("FILL_CREATED_AT").map(|v| v.to_ascii_lowercase()).as_deref() {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => return Err(problem("FILL_CREATED_AT", format!("is {other:?}; expected true or false"))),
+    };
+    let patterns = |variable: &'static str| match settings.get(variable) {
+        Some(list) => action_patterns(&list).map_err(|p| problem(variable, p)),
+        None => Ok(Vec::new()),
+    };
+    let filter = ActionFilter::new(patterns("INCLUDE_ACTIONS")?, patterns("EXCLUDE_ACTIONS")?);
+    Ok(Shaping { fill_created_at, filter })
 }
 
 /// https only, except for loopback hosts (the simulator, tests).
@@ -146,10 +165,19 @@ mod tests {
             (Duration::from_secs(600), std::path::Path::new("./state"))
         );
         assert!(defaults.require_table().is_err() && defaults.cursor_table.is_none());
-        for (variable, value) in [("MAX_RUN_SECONDS", "0"), ("SEKOIA_INTAKE_URL", "ftp://intake.sekoia.io")] {
+        assert!(defaults.shaping.fill_created_at && defaults.shaping.filter.is_empty());
+        for (variable, value) in [
+            ("MAX_RUN_SECONDS", "0"),
+            ("SEKOIA_INTAKE_URL", "ftp://intake.sekoia.io"),
+            ("FILL_CREATED_AT", "no"),
+            ("INCLUDE_ACTIONS", "repo.?"),
+            ("EXCLUDE_ACTIONS", "git fetch"),
+        ] {
             assert_eq!(shared(&[(variable, value)]).err().map(|e| e.variable), Some(variable));
         }
         assert!(shared(&[("CURSOR_TABLE", " t ")]).expect("valid").require_table().is_ok());
+        let shaped = shared(&[("FILL_CREATED_AT", "False"), ("EXCLUDE_ACTIONS", "git.*,api.request")]).expect("valid");
+        assert!(!shaped.shaping.fill_created_at && !shaped.shaping.filter.admits(Some("git.clone")));
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::deliver::{Batch, DeliverError, Floors, Ledger};
 use crate::ports::{
     AuditEvent, AuditLogSource, Clock, CursorError, CursorStore, IntakeSink, Page, PageRequest, SinkError, SourceError,
 };
+use crate::shaping::Shaping;
 use crate::summary::{Figures, StopReason, log_finished};
 use crate::timefmt::{ceil_to_second, floor_to_second, rfc3339_ms, rfc3339_seconds, to_ms};
 pub use plan::SweepAges;
@@ -46,6 +47,8 @@ pub struct DrainPlan {
     pub until_ms: Option<i64>,
     /// The sweeps; `None` reads each stretch once (a backfill: its range is history).
     pub sweeps: Option<SweepAges>,
+    /// What is sent of what is read.
+    pub shaping: Shaping,
 }
 
 /// The outside systems one drain talks to.
@@ -87,7 +90,7 @@ pub async fn drain(edges: &Edges<'_>, plan: &DrainPlan, budget: Budget) -> Resul
         Err(err) => Err(DrainError::Cursor(err)),
         Ok(stored) => {
             let checkpoint = stored.unwrap_or_else(|| Checkpoint::starting_at(plan.start_ms));
-            let mut ledger = Ledger::open(key, edges.store, checkpoint);
+            let mut ledger = Ledger::open(key, edges.store, checkpoint, plan.shaping.clone());
             let outcome = run.pump(edges, &mut ledger, plan).await;
             run.checkpoint = Some(ledger.into_checkpoint());
             if let Err(err) = edges.store.release(key).await {

@@ -2,6 +2,7 @@
 //! milliseconds, asserted by `_document_id`.
 
 use super::*;
+use crate::shaping::Shaping;
 use crate::testing::{FakeClock, FakeLog, LogEvent, MemoryStore, RecordingSink};
 
 const T0: i64 = 1_800_000_000_000;
@@ -15,6 +16,7 @@ fn plan(deep: bool) -> DrainPlan {
         start_ms: T0 - 24 * D,
         until_ms: None,
         sweeps: Some(SweepAges { window_ms: W, deep_ms: deep.then_some(D) }),
+        shaping: Shaping::default(),
     }
 }
 

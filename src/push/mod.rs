@@ -33,6 +33,7 @@ use crate::ports::{
     AuditEvent, Clock, CursorError, CursorStore, IntakeSink, ObjectBody, ObjectLedger, ObjectRecord, ObjectRef,
     ObjectSource, SinkError,
 };
+use crate::shaping::Shaping;
 use crate::summary::{Figures, RunReport, StopReason, log_finished};
 use crate::timefmt::rfc3339_ms;
 use read::{Checked, Events, ReadError};
@@ -61,18 +62,20 @@ pub struct PushEdges<'a> {
 pub type PushProgress = dyn Fn(&PushSummary) + Send + Sync;
 
 /// How a bucket's objects are forwarded.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PushSettings {
     /// `STREAM_DEDUPE_WINDOW`: events this much older than the newest forwarded are no longer
     /// looked for in the delivered record.
     pub dedupe_window: Duration,
     /// Raw event bytes per intake body.
     pub chunk_bytes: usize,
+    /// What is sent of what is read.
+    pub shaping: Shaping,
 }
 
 impl PushSettings {
-    pub fn new(dedupe_window: Duration) -> Self {
-        Self { dedupe_window, chunk_bytes: CHUNK_BYTES }
+    pub fn new(dedupe_window: Duration, shaping: Shaping) -> Self {
+        Self { dedupe_window, chunk_bytes: CHUNK_BYTES, shaping }
     }
 }
 
@@ -213,7 +216,7 @@ impl<'a> BucketRun<'a> {
             }
         };
         let checkpoint = checkpoint.unwrap_or_else(|| Checkpoint::starting_at(edges.clock.now_ms()));
-        let ledger = Ledger::open(&key, edges.store, checkpoint);
+        let ledger = Ledger::open(&key, edges.store, checkpoint, settings.shaping.clone());
         let summary = PushSummary { figures: Figures::new(&key, StopReason::Drained), ..PushSummary::default() };
         Ok(Self {
             edges,

@@ -11,6 +11,7 @@ use flate2::write::GzEncoder;
 
 use super::*;
 use crate::ports::{ObjectBody, ObjectError, ObjectListing};
+use crate::shaping::Shaping;
 use crate::testing::{FakeClock, MemoryStore, RecordingSink};
 
 const T0: i64 = 1_790_000_000_000;
@@ -104,7 +105,7 @@ impl World {
         }
     }
 
-    async fn forward(&self, keys: &[&str], settings: PushSettings) -> Result<(PushSummary, Vec<usize>), PushError> {
+    async fn forward(&self, keys: &[&str], settings: &PushSettings) -> Result<(PushSummary, Vec<usize>), PushError> {
         let edges = PushEdges {
             objects: &self.objects,
             sink: &self.sink,
@@ -117,7 +118,7 @@ impl World {
             .iter()
             .map(|k| ObjectRef { bucket: BUCKET.into(), key: (*k).into(), etag: self.objects.etag(k) })
             .collect();
-        forward_objects(&edges, BUCKET, &objects, &settings, &Budget::lasting(Duration::from_secs(30))).await
+        forward_objects(&edges, BUCKET, &objects, settings, &Budget::lasting(Duration::from_secs(30))).await
     }
 
     /// (events never received, extra copies received) of `doc-0 .. doc-n`.
@@ -130,7 +131,7 @@ impl World {
 }
 
 fn settings() -> PushSettings {
-    PushSettings::new(Duration::from_secs(3_600))
+    PushSettings::new(Duration::from_secs(3_600), Shaping::default())
 }
 
 #[tokio::test]
@@ -142,7 +143,7 @@ async fn the_same_events_in_two_objects_arrive_once_and_count_as_duplicates() {
     world.objects.put("2026/11/22/10/01/b.json", array.into_bytes());
 
     let (summary, failed) =
-        world.forward(&["2026/11/22/10/00/a.json.gz", "2026/11/22/10/01/b.json"], settings()).await.expect("run");
+        world.forward(&["2026/11/22/10/00/a.json.gz", "2026/11/22/10/01/b.json"], &settings()).await.expect("run");
 
     assert!(failed.is_empty(), "{summary:?}");
     assert_eq!(world.missing_and_repeated(500), (0, 0));
@@ -157,15 +158,15 @@ async fn the_same_events_in_two_objects_arrive_once_and_count_as_duplicates() {
 async fn a_redelivered_object_is_not_read_again_and_a_rewritten_one_is() {
     let world = World::new();
     world.objects.put("a.json.gz", gzip(&ndjson(0..50)));
-    world.forward(&["a.json.gz"], settings()).await.expect("first");
+    world.forward(&["a.json.gz"], &settings()).await.expect("first");
     let opened = world.objects.opened("a.json.gz");
-    let (again, _) = world.forward(&["a.json.gz"], settings()).await.expect("redelivered");
+    let (again, _) = world.forward(&["a.json.gz"], &settings()).await.expect("redelivered");
     assert_eq!((again.objects_already_forwarded, again.figures.events_forwarded), (1, 0));
     assert_eq!(world.objects.opened("a.json.gz"), opened, "its ETag is recorded complete: not opened again");
 
     // The same key written again with other content is another object.
     world.objects.put("a.json.gz", gzip(&ndjson(40..60)));
-    let (rewritten, _) = world.forward(&["a.json.gz"], settings()).await.expect("rewritten");
+    let (rewritten, _) = world.forward(&["a.json.gz"], &settings()).await.expect("rewritten");
     assert_eq!(
         (rewritten.objects_forwarded, rewritten.figures.events_forwarded, rewritten.figures.duplicates_skipped),
         (1, 10, 10)
@@ -188,7 +189,7 @@ async fn a_damaged_gzip_fails_alone_and_sends_nothing_it_decoded() {
     let small = PushSettings { chunk_bytes: 10_000, ..settings() };
 
     let keys = ["a.json.gz", "b.json.gz", "c.json.gz", "d.json.gz"];
-    let (summary, failed) = world.forward(&keys, small).await.expect("run");
+    let (summary, failed) = world.forward(&keys, &small).await.expect("run");
 
     assert_eq!(failed, vec![1, 2]);
     assert_eq!((summary.objects_forwarded, summary.objects_failed, summary.figures.events_forwarded), (2, 2, 200));
@@ -208,7 +209,7 @@ async fn a_plain_file_cut_off_is_retried_from_what_it_sent() {
     world.objects.put("a.json", cut);
     let small = PushSettings { chunk_bytes: 10_000, ..settings() };
 
-    let (summary, failed) = world.forward(&["a.json"], small).await.expect("run");
+    let (summary, failed) = world.forward(&["a.json"], &small).await.expect("run");
     assert_eq!((failed.len(), summary.objects_failed), (1, 1));
     let received = world.sink.received.lock().expect("received").len();
     assert!(received > 1_000, "the events before the cut were sent: {received}");
@@ -216,7 +217,7 @@ async fn a_plain_file_cut_off_is_retried_from_what_it_sent() {
     // Written whole again under the same key: another ETag, so read again from its start, and
     // what was sent is recognised.
     world.objects.put("a.json", ndjson(0..2_000));
-    let (retry, _) = world.forward(&["a.json"], small).await.expect("retry");
+    let (retry, _) = world.forward(&["a.json"], &small).await.expect("retry");
     assert_eq!((retry.objects_forwarded, retry.figures.duplicates_skipped as usize), (1, received));
     assert_eq!(world.missing_and_repeated(2_000), (0, 0));
 }
@@ -229,8 +230,8 @@ async fn files_that_hold_no_audit_events_are_skipped_once_and_never_retried() {
     world.objects.put("empty.json.gz", gzip(b""));
     let keys = ["check.txt", "check.json", "empty.json.gz"];
 
-    let (first, failed) = world.forward(&keys, settings()).await.expect("run");
-    let (second, _) = world.forward(&keys, settings()).await.expect("again");
+    let (first, failed) = world.forward(&keys, &settings()).await.expect("run");
+    let (second, _) = world.forward(&keys, &settings()).await.expect("again");
 
     assert!(failed.is_empty(), "{first:?}");
     assert_eq!(first.objects_skipped, 3);
@@ -246,9 +247,9 @@ async fn a_crash_between_a_body_and_its_save_repeats_that_body_at_most() {
     let per_body = 5_000 / event(999).len() + 1;
     *world.store.fail_at_save.lock().expect("fail") = Some(4);
 
-    let (crashed, failed) = world.forward(&["a.json.gz"], small).await.expect("run");
+    let (crashed, failed) = world.forward(&["a.json.gz"], &small).await.expect("run");
     assert_eq!((crashed.objects_failed, failed.len()), (1, 1));
-    world.forward(&["a.json.gz"], small).await.expect("rerun");
+    world.forward(&["a.json.gz"], &small).await.expect("rerun");
 
     let (missing, repeated) = world.missing_and_repeated(1_000);
     assert_eq!(missing, 0);
@@ -263,9 +264,9 @@ async fn events_older_than_the_dedupe_window_are_no_longer_looked_for() {
     let later: String = (0..10).map(|i| event(720_000 + i) + "\n").collect();
     world.objects.put("b.json", later.into_bytes());
     world.objects.put("c.json", ndjson(0..10));
-    let window = PushSettings::new(Duration::from_secs(3_600));
+    let window = PushSettings::new(Duration::from_secs(3_600), Shaping::default());
 
-    let (summary, _) = world.forward(&["a.json", "b.json", "c.json"], window).await.expect("run");
+    let (summary, _) = world.forward(&["a.json", "b.json", "c.json"], &window).await.expect("run");
 
     assert_eq!(summary.figures.duplicates_skipped, 0);
     assert_eq!(world.missing_and_repeated(10).1, 10, "outside the window, by design");
@@ -279,7 +280,7 @@ async fn an_event_that_is_not_json_fails_its_file_after_the_events_before_it_are
     text.push_str(&String::from_utf8(ndjson(10..20)).expect("text"));
     world.objects.put("a.json", text.into_bytes());
 
-    let (summary, failed) = world.forward(&["a.json"], settings()).await.expect("run");
+    let (summary, failed) = world.forward(&["a.json"], &settings()).await.expect("run");
 
     assert_eq!(failed, vec![0]);
     assert!(summary.failures[0].error.contains("event 11 is not valid JSON"), "{:?}", summary.failures);
@@ -297,7 +298,7 @@ async fn a_bucket_the_checkpoint_lists_but_the_store_lacks_is_empty_and_asked_fo
     world.store.put(checkpoint);
     world.objects.put("a.json.gz", gzip(&ndjson(0..300)));
 
-    let (summary, _) = world.forward(&["a.json.gz"], settings()).await.expect("run");
+    let (summary, _) = world.forward(&["a.json.gz"], &settings()).await.expect("run");
 
     assert_eq!(summary.figures.events_forwarded, 300);
     assert_eq!(world.missing_and_repeated(300), (0, 0));
