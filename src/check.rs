@@ -137,12 +137,13 @@ fn describe_config(config: &Config) -> String {
         None => format!("files under {}", config.shared.state_dir.display()),
     };
     format!(
-        "{} target(s) ({}), {} events, GitHub {}, intake {}, cursors in {store}",
+        "{} target(s) ({}), {} events, GitHub {}, intake {}, cursors in {store}; forwarded: {}",
         config.targets.len(),
         config.target_list(),
         config.include.as_str(),
         config.github_api_url,
-        config.shared.intake_url
+        config.shared.intake_url,
+        config.shared.shaping.describe()
     )
 }
 

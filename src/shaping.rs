@@ -27,6 +27,15 @@ impl Default for Shaping {
 }
 
 impl Shaping {
+    /// What is forwarded, for `check`.
+    pub fn describe(&self) -> String {
+        let dating = match self.fill_created_at {
+            true => "created_at added to events without one",
+            false => "events as GitHub sent them (FILL_CREATED_AT=false)",
+        };
+        format!("{}; {dating}", self.filter.describe())
+    }
+
     /// The event as it goes to the intake: `None` when it goes as it is. An event the added
     /// field would take past `max_event_bytes` goes as it is, rather than not at all.
     pub fn shaped(&self, event: &AuditEvent, max_event_bytes: usize) -> Option<AuditEvent> {
@@ -78,7 +87,7 @@ pub fn action_patterns(list: &str) -> Result<Vec<WildMatch>, String> {
     let items = list.split(',').map(str::trim).filter(|p| !p.is_empty());
     items
         .map(|p| match p.contains('?') || p.chars().any(char::is_whitespace) {
-            true => Err(format!("has {p:?}; expected action names or patterns with * (git.*, *.destroy)")),
+            true => Err(format!("has {p:?}: expected action names or patterns with * (git.*, *.destroy)")),
             false => Ok(WildMatch::new(p)),
         })
         .collect()
@@ -111,6 +120,11 @@ mod tests {
         assert!(!exclude_only.admits(Some("api.request")) && !exclude_only.admits(Some("git.fetch")));
         assert!(exclude_only.admits(Some("git.push")) && ActionFilter::default().admits(Some("anything")));
         assert_eq!(exclude_only.describe(), "every action except api.request, *.fetch");
+        let shaping = Shaping { filter: exclude_only, ..Shaping::default() };
+        assert_eq!(
+            shaping.describe(),
+            "every action except api.request, *.fetch; created_at added to events without one"
+        );
         assert!(action_patterns("git.?").is_err() && action_patterns("a b,c").is_err());
         assert!(filter(" , ", "").is_empty());
     }

@@ -76,6 +76,13 @@ async fn a_good_setup_passes_every_check_and_sends_no_event() {
     assert_eq!(report["targets"][0]["target"], "org:acme");
     assert_eq!(report["targets"][0]["checks"].as_array().map(Vec::len), Some(6));
     assert!(h.received().is_empty(), "the doctor sent an event");
+    let (_, filtered) = check_json(&h, &[("EXCLUDE_ACTIONS", "git.*, api.request")]).await;
+    let forwarded = filtered["configuration"]["detail"].as_str().unwrap_or_default();
+    assert!(
+        forwarded
+            .ends_with("forwarded: every action except git.*, api.request; created_at added to events without one"),
+        "{forwarded}"
+    );
 
     // The lease it took was given back: a run drains as usual.
     let run = h.run_cli(&["run"], &[]).await;

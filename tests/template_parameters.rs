@@ -53,10 +53,10 @@ fn push(vars: &[(&str, &str)]) -> Result<(), ConfigError> {
     PushConfig::load(|name| map.get(name).map(|v| v.to_string())).map(|_| ())
 }
 
-/// The parser's words for a refused value, without the value it quotes (`is "…": `).
+/// The parser's words for a refused value, without the value it quotes (`is "…": `, `has "…": `).
 fn words(err: &ConfigError) -> String {
     let problem = &err.problem;
-    match problem.strip_prefix("is \"").and_then(|rest| rest.split_once("\": ")) {
+    match problem.strip_prefix("is \"").or(problem.strip_prefix("has \"")).and_then(|rest| rest.split_once("\": ")) {
         Some((_, words)) => words.to_owned(),
         None => problem.clone(),
     }
@@ -71,6 +71,8 @@ fn parse(parameter: &str, value: &str) -> Result<(), ConfigError> {
         "IntakeUrl" => pull(&[("SEKOIA_INTAKE_URL", value)]).map(|_| ()),
         "Targets" => pull(&[("TARGETS", value)]).map(|_| ()),
         "StreamDedupeWindow" => push(&[("STREAM_DEDUPE_WINDOW", value)]),
+        "IncludeActions" => push(&[("INCLUDE_ACTIONS", value)]),
+        "ExcludeActions" => pull(&[("EXCLUDE_ACTIONS", value)]).map(|_| ()),
         other => panic!("no parser mapping for {other}"),
     }
 }
@@ -110,7 +112,12 @@ const SAMPLES: &[(&str, &[&str])] = &[
         ],
     ),
     ("StreamDedupeWindow", &["1s", "1h", "7d", "0s", "0", "00m", "10m", "1 h"]),
+    ("IncludeActions", ACTION_LISTS),
+    ("ExcludeActions", ACTION_LISTS),
 ];
+
+const ACTION_LISTS: &[&str] =
+    &["", "git.*", "repo.create, org.*", "*.destroy,api.request", "git.?", "git fetch", ",", "a,,b", " git.*"];
 
 #[test]
 fn every_value_a_parameter_pattern_accepts_the_parser_accepts() {
@@ -150,6 +157,7 @@ fn what_the_function_refuses_the_template_refuses_in_the_same_words() {
         ("GitHubApiUrl", "http://api.github.com", "GITHUB_API_URL"),
         ("IntakeUrl", "http://intake.sekoia.io", "SEKOIA_INTAKE_URL"),
         ("StreamDedupeWindow", "0s", "STREAM_DEDUPE_WINDOW"),
+        ("ExcludeActions", "git.?", "EXCLUDE_ACTIONS"),
     ];
     for (name, value, variable) in refusals {
         let parameter = &parameters[name];
