@@ -21,6 +21,10 @@ pub enum StopReason {
     RateLimited,
     /// Another run holds this target; this one did nothing.
     TargetBusy,
+    /// GitHub's pagination went round, and asking anew from the read's position did not get
+    /// past it either: the read goes on in the next run, from its position (the summary's
+    /// `pagination_loops`, and a warning with the link, say where).
+    PaginationLoop,
     /// A fatal error; the summary says what to fix. Everything acknowledged before it is
     /// checkpointed.
     Failed,

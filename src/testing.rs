@@ -44,6 +44,15 @@ pub struct LogEvent {
     pub id: String,
 }
 
+/// GitHub's pagination misbehaving on one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkFault {
+    /// The page's `next` link is the link that fetched it (or its query's first page).
+    ToItself,
+    /// The page's `next` link leads to its query's first page.
+    ToFirstPage,
+}
+
 /// GitHub's audit log as the drain sees it: `created:` at second precision, oldest first,
 /// pages of `page_size`, continuation after the last event of a page.
 pub struct FakeLog<'c> {
@@ -52,11 +61,21 @@ pub struct FakeLog<'c> {
     pub page_size: usize,
     /// Requests left, as `rate_budget` answers.
     pub left: Mutex<Option<u64>>,
+    /// For the coming answers, in order: `None` answers normally.
+    pub link_faults: Mutex<std::collections::VecDeque<Option<LinkFault>>>,
+    pub requests: AtomicUsize,
 }
 
 impl<'c> FakeLog<'c> {
     pub fn new(clock: &'c FakeClock) -> Self {
-        Self { clock, events: Mutex::new(Vec::new()), page_size: 100, left: Mutex::new(None) }
+        Self {
+            clock,
+            events: Mutex::new(Vec::new()),
+            page_size: 100,
+            left: Mutex::new(None),
+            link_faults: Mutex::default(),
+            requests: AtomicUsize::new(0),
+        }
     }
 
     pub fn add(&self, events: impl IntoIterator<Item = LogEvent>) {
@@ -73,6 +92,8 @@ impl<'c> FakeLog<'c> {
 #[async_trait]
 impl AuditLogSource for FakeLog<'_> {
     async fn fetch(&self, request: &PageRequest, _budget: &Budget) -> Result<Page, SourceError> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        let fault = self.link_faults.lock().expect("faults").pop_front().flatten();
         let (since, until, after) = match request {
             PageRequest::Created { since_ms, until_ms } => (*since_ms, *until_ms, None),
             PageRequest::Continue(link) => {
@@ -95,10 +116,12 @@ impl AuditLogSource for FakeLog<'_> {
             .collect();
         let more = matching.len() > self.page_size;
         let page = &matching[..matching.len().min(self.page_size)];
-        let next = match (more, page.last()) {
-            (true, Some(last)) => {
-                Some(format!("{since}|{}|{}|{}", until.map(|u| u.to_string()).unwrap_or_default(), last.ts, last.id))
-            }
+        let until_text = until.map(|u| u.to_string()).unwrap_or_default();
+        let first_page = format!("{since}|{until_text}||");
+        let next = match (fault, request, more, page.last()) {
+            (Some(LinkFault::ToItself), PageRequest::Continue(link), _, _) => Some(link.clone()),
+            (Some(_), _, _, _) => Some(first_page),
+            (None, _, true, Some(last)) => Some(format!("{since}|{until_text}|{}|{}", last.ts, last.id)),
             _ => None,
         };
         let events = page

@@ -450,3 +450,25 @@ async fn an_event_github_returns_outside_the_range_asked_for_is_held_back_and_co
     assert!(!h.received().contains_key("outside-the-range"));
     h.assert_exactly_once();
 }
+
+#[tokio::test]
+async fn pagination_that_goes_round_costs_a_request_or_two_and_delivers_every_event_once() {
+    for (fault, seed) in [(Fault::NextLinkToItself, 71), (Fault::NextLinkToFirstPage, 72)] {
+        let h = Harness::start().await;
+        h.add(events_between(3_000, 6 * HOUR, Duration::from_secs(1), seed));
+        // From the fifth request on, for as long as the run goes: every next link leads back.
+        h.sim.github().faults.extend(std::iter::repeat_n(None, 4).chain(std::iter::repeat_n(Some(fault.clone()), 500)));
+
+        let summary = h.drain().await;
+
+        h.assert_exactly_once();
+        assert_eq!((summary.figures.stop_reason, summary.pagination_loops), (StopReason::Drained, 1), "{fault:?}");
+        let requests = h.sim.github().requests;
+        // 30 pages, the one answer that went back, the sweeps' due requests, and the seconds each
+        // new query reads again.
+        assert!(requests <= 30 + 6, "{fault:?}: 3,000 events took {requests} requests");
+        // The next run starts from the position by time: no looping link was kept.
+        let checkpoint = h.checkpoint();
+        assert!(checkpoint.passes.is_empty(), "{fault:?}: {:?}", checkpoint.passes);
+    }
+}

@@ -35,6 +35,11 @@ pub enum Fault {
     AbsurdRateHeaders,
     /// GitHub: a page with no events that still links to the same next page.
     EmptyPageWithNext,
+    /// GitHub going round (as other connectors saw, Azure-Sentinel 9356 and 11404, grove 95): a
+    /// normal page whose `next` link is the request's own, leading back to the page just served.
+    NextLinkToItself,
+    /// GitHub going round: a normal page whose `next` link leads back to its query's first page.
+    NextLinkToFirstPage,
     /// GitHub: a normal page that also carries an event from a minute before the range asked
     /// for (`_document_id` `outside-the-range`).
     EventOutsideRange,

@@ -439,7 +439,9 @@ async fn audit_log(
         serializer.finish()
     };
     let mut links = vec![format!("<{base}?{}>; rel=\"first\"", encoded(&[]))];
-    if empty_with_next {
+    if matches!(fault, Some(Fault::NextLinkToFirstPage)) {
+        links.push(format!("<{base}?{}>; rel=\"next\"", encoded(&[])));
+    } else if empty_with_next || matches!(fault, Some(Fault::NextLinkToItself)) {
         // The same page again: a server going round in circles.
         let same = params
             .iter()

@@ -17,9 +17,11 @@ mod report;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::budget::Budget;
 use crate::checkpoint::{Checkpoint, Pass, Read};
@@ -118,6 +120,13 @@ struct Stretch {
     resumed: bool,
     /// Pages in a row with no event.
     empty_pages: u32,
+    /// GitHub's links this pass has followed (hashed): one offered again means a loop.
+    followed: HashSet<u64>,
+    /// GitHub's pagination went round in this pass: its links are no longer followed, each
+    /// page is asked for anew from the read's position.
+    linkless: bool,
+    /// Where the read stood when it last started over without a link; `None` before any.
+    restarted_at_ms: Option<i64>,
 }
 
 impl Stretch {
@@ -131,6 +140,9 @@ impl Stretch {
             until_ms,
             resumed: false,
             empty_pages: 0,
+            followed: HashSet::new(),
+            linkless: false,
+            restarted_at_ms: None,
         }
     }
 
@@ -145,6 +157,9 @@ impl Stretch {
             until_ms: pass.until_ms,
             resumed: true,
             empty_pages: 0,
+            followed: HashSet::new(),
+            linkless: false,
+            restarted_at_ms: None,
         }
     }
 
@@ -154,6 +169,12 @@ impl Stretch {
         self.request = PageRequest::Created { since_ms: self.since_ms, until_ms: self.until_ms };
         self.read_at_ms = None;
         self.resumed = false;
+        self.followed.clear();
+    }
+
+    /// Whether the page in hand came by one of GitHub's links.
+    fn continues(&self) -> bool {
+        matches!(self.request, PageRequest::Continue(_))
     }
 }
 
@@ -249,7 +270,8 @@ impl Run {
                 Taken::Stop(stop) => return Ok(Some(stop)),
             };
             let sorted = self.sort_page(edges, ledger, stretch, &page.events).await?;
-            let step = self.decide(edges.source, ledger, stretch, &page, sorted.position, requested_at);
+            let step =
+                self.decide(edges.source, ledger, stretch, &page, (sorted.position, sorted.behind), requested_at);
             let delivery =
                 Delivery { sorted, read_from: step.read_from, read_to: step.read_to, requested_at, next: step.link };
             let ahead = prefetch(edges, step.after.request(), self.budget);
@@ -264,6 +286,10 @@ impl Run {
                     prefetched = ahead;
                 }
                 After::Stop(stop) => return Ok(Some(stop)),
+                After::StartOver => {
+                    stretch.restarted_at_ms = Some(stretch.covered_to_ms);
+                    stretch.restart();
+                }
                 After::Done => return Ok(None),
                 After::GoingRound => {
                     tracing::warn!(
@@ -327,15 +353,24 @@ impl Run {
         let asked: Vec<&AuditEvent> = events.iter().filter(|e| self.asked_for(e, stretch)).collect();
         let (low, high) = timestamp_span(&asked, stretch.covered_to_ms);
         ledger.ensure_loaded(floor_to_second(low), high).await?;
-        let mut sorted = Sorted { position: stretch.covered_to_ms, to_send: Vec::new(), newly_seen: Vec::new() };
+        let mut sorted =
+            Sorted { position: stretch.covered_to_ms, to_send: Vec::new(), newly_seen: Vec::new(), behind: 0 };
+        let behind_ms = plan::behind_before(stretch.continues(), stretch.covered_to_ms);
         for event in asked {
             // An event without a timestamp is placed where the page stands.
             let ts = event.timestamp_ms.unwrap_or(sorted.position);
-            sorted.position = sorted.position.max(ts);
             if ledger.record.contains(ts, event) {
                 self.summary.figures.duplicates_skipped += 1;
+                sorted.position = sorted.position.max(ts);
                 continue;
             }
+            if ts < behind_ms {
+                // Back before the read's position, and unknown to the record (which may have
+                // forgotten that far back): never sent on GitHub's word; a sweep reads it again.
+                sorted.behind += 1;
+                continue;
+            }
+            sorted.position = sorted.position.max(ts);
             sorted.newly_seen.push((ts, event));
             if event.json().len() > edges.sink.max_event_bytes() {
                 self.report_oversize(event);
@@ -354,7 +389,7 @@ impl Run {
         ledger: &Ledger<'_>,
         stretch: &mut Stretch,
         page: &Page,
-        position: i64,
+        (position, behind): (i64, usize),
         requested_at: i64,
     ) -> Step {
         let read_from = stretch.covered_to_ms;
@@ -367,15 +402,45 @@ impl Run {
         });
         let link = page.next.clone().filter(|_| sweep_ahead.is_none_or(plan::sweep_goes_on));
         stretch.empty_pages = plan::empty_pages_in_a_row(stretch.empty_pages, page.events.len());
+        let offered_again = link.as_ref().is_some_and(|link| stretch.followed.contains(&link_hash(link)));
+        if offered_again || behind > 0 {
+            self.report_loop(stretch, page.next.as_deref(), behind);
+            stretch.linkless = true;
+        }
+        if stretch.linkless {
+            // The looping link is never kept, for this run or the next.
+            let after = match (&link, plan::linkless_next(stretch.restarted_at_ms, read_to, page.events.len())) {
+                (None, _) | (Some(_), plan::Linkless::Done) => After::Done,
+                (Some(_), plan::Linkless::StartOver) => After::StartOver,
+                (Some(_), plan::Linkless::Stop) => After::Stop(StopReason::PaginationLoop),
+            };
+            return Step { read_from, read_to, link: None, after };
+        }
         let after = match &link {
             None => After::Done,
             Some(_) if plan::going_round(stretch.empty_pages) => After::GoingRound,
             Some(link) => match self.gate(source, stretch.read) {
-                None => After::Page(PageRequest::Continue(link.clone())),
+                None => {
+                    stretch.followed.insert(link_hash(link));
+                    After::Page(PageRequest::Continue(link.clone()))
+                }
                 Some(stop) => After::Stop(stop),
             },
         };
         Step { read_from, read_to, link, after }
+    }
+
+    /// GitHub's pagination went round: said once per detection, with where the link led (its
+    /// host and cursor; the token is never in a link).
+    fn report_loop(&mut self, stretch: &Stretch, link: Option<&str>, behind: usize) {
+        self.summary.pagination_loops += 1;
+        tracing::warn!(
+            read = ?stretch.read,
+            link = %link.map(plan::link_place).unwrap_or_default(),
+            events_behind = behind,
+            at = %rfc3339_ms(stretch.covered_to_ms),
+            "GitHub's pagination went round (a link offered again, or a page back before the read's position): its links are no longer followed; each page is asked for anew from the read's position"
+        );
     }
 
     /// Whether another page may be started: the time budget must fit it, and sweeps leave the
@@ -549,6 +614,8 @@ struct Sorted<'p> {
     to_send: Vec<&'p AuditEvent>,
     newly_seen: Vec<(i64, &'p AuditEvent)>,
     position: i64,
+    /// Events back before the read's position that the record does not hold: not sent.
+    behind: usize,
 }
 
 /// What a page reads, and what follows it.
@@ -568,6 +635,8 @@ enum After {
     /// The read goes on in a later run, from its pass.
     Stop(StopReason),
     GoingRound,
+    /// The next page is asked for anew from the read's position (GitHub's links went round).
+    StartOver,
     /// The stretch is read.
     Done,
 }
@@ -588,6 +657,10 @@ struct Delivery<'p> {
     read_to: i64,
     requested_at: i64,
     next: Option<String>,
+}
+
+fn link_hash(link: &str) -> u64 {
+    xxh3_64(link.as_bytes())
 }
 
 /// Fetches the page after while the current one is delivered.

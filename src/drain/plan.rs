@@ -186,6 +186,42 @@ pub fn going_round(empty_pages: u32) -> bool {
     empty_pages >= MAX_EMPTY_PAGES
 }
 
+/// On a page GitHub reached by a link, events before this are back before the read's
+/// position (older than the second it stands in): a continuation never legitimately holds one
+/// the record does not know. A page asked for by time has no such bound.
+pub fn behind_before(continues: bool, covered_to_ms: i64) -> i64 {
+    if continues { floor_to_second(covered_to_ms) } else { i64::MIN }
+}
+
+/// What a read that no longer follows GitHub's links does after a page that links on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Linkless {
+    /// Ask anew from the read's position.
+    StartOver,
+    /// Nothing past the position: a page short of full brought nothing new.
+    Done,
+    /// A full page that got no further: a fresh query does not escape the loop either.
+    Stop,
+}
+
+/// A linkless read asks anew only while each page gets it further than where it last started
+/// over; a page that does not is the end of the log when it is short of full (GitHub's link
+/// was all there was), else a loop a fresh query cannot escape: the read stops for this run.
+pub fn linkless_next(restarted_at_ms: Option<i64>, read_to_ms: i64, page_events: usize) -> Linkless {
+    match restarted_at_ms {
+        Some(at) if read_to_ms <= at && page_events < PAGE_SIZE => Linkless::Done,
+        Some(at) if read_to_ms <= at => Linkless::Stop,
+        _ => Linkless::StartOver,
+    }
+}
+
+/// A part of a link safe to log: its host and its cursor (`after`, or GHES's `page`).
+pub fn link_place(link: &str) -> String {
+    let Ok(url) = url::Url::parse(link) else { return "(a link that does not parse)".to_owned() };
+    let cursor = url.query_pairs().find(|(k, _)| k == "after" || k == "page").map(|(k, v)| format!(" {k}={v}"));
+    format!("{}{}", url.host_str().unwrap_or("(no host)"), cursor.unwrap_or_default())
+}
+
 /// What a read does when GitHub gave no page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterRefusal {
@@ -408,5 +444,28 @@ mod tests {
         assert_eq!(after_refusal(&SourceError::OutOfTime, true), AfterRefusal::Stop(StopReason::Budget));
         let limited = SourceError::RateLimited { reset_at: None };
         assert_eq!(after_refusal(&limited, false), AfterRefusal::Stop(StopReason::RateLimited));
+    }
+
+    #[test]
+    fn a_continuation_never_goes_back_before_the_second_the_read_stands_in() {
+        assert_eq!(behind_before(true, 5_432), 5_000);
+        assert_eq!(behind_before(false, 5_432), i64::MIN);
+    }
+
+    #[test]
+    fn a_linkless_read_goes_on_only_while_each_page_gets_it_further() {
+        assert_eq!(linkless_next(None, 0, 100), Linkless::StartOver);
+        assert_eq!(linkless_next(Some(5_000), 5_001, 100), Linkless::StartOver);
+        assert_eq!(linkless_next(Some(5_000), 5_000, 99), Linkless::Done);
+        assert_eq!(linkless_next(Some(5_000), 5_000, 100), Linkless::Stop);
+    }
+
+    #[test]
+    fn a_link_is_logged_by_its_host_and_cursor_only() {
+        let link =
+            "https://api.github.com/orgs/acme/audit-log?phrase=created%3A%3E%3D2026&after=MTcwMHxhYmM%3D&before=";
+        assert_eq!(link_place(link), "api.github.com after=MTcwMHxhYmM=");
+        assert_eq!(link_place("https://ghes.example.com/api/v3/orgs/a/audit-log?page=7"), "ghes.example.com page=7");
+        assert_eq!(link_place("not a link"), "(a link that does not parse)");
     }
 }

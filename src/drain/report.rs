@@ -33,6 +33,10 @@ pub struct Summary {
     pub oversize_document_ids: Vec<String>,
     /// Events GitHub returned outside the time range asked for; not forwarded by that read.
     pub out_of_range_events: u64,
+    /// Times GitHub's pagination went round (a link offered again, or a page back before the
+    /// read's position); the read then asks anew from its position instead.
+    #[serde(default)]
+    pub pagination_loops: u64,
     /// The fresh read has read everything before this.
     pub fresh_read_to: Option<String>,
     /// Everything before this was read again once it was `LATE_ARRIVAL_WINDOW` old.
@@ -53,11 +57,12 @@ pub struct Summary {
     pub error: Option<String>,
 }
 
-const STOP_METRICS: [(StopReason, &str); 5] = [
+const STOP_METRICS: [(StopReason, &str); 6] = [
     (StopReason::Drained, "StopDrained"),
     (StopReason::Budget, "StopBudget"),
     (StopReason::RateLimited, "StopRateLimited"),
     (StopReason::TargetBusy, "StopTargetBusy"),
+    (StopReason::PaginationLoop, "StopPaginationLoop"),
     (StopReason::Failed, "StopFailed"),
 ];
 

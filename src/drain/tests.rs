@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::shaping::Shaping;
-use crate::testing::{FakeClock, FakeLog, LogEvent, MemoryStore, RecordingSink};
+use crate::testing::{FakeClock, FakeLog, LinkFault, LogEvent, MemoryStore, RecordingSink};
 
 const T0: i64 = 1_800_000_000_000;
 const MINUTE: i64 = 60_000;
@@ -245,4 +245,70 @@ async fn the_record_holds_the_deep_horizon_in_minute_buckets_and_forgets_what_is
     let buckets = world.store.bucket_count() as i64;
     assert!((minutes..=minutes + 2).contains(&buckets), "{buckets} buckets for {minutes} minutes");
     assert!(minutes > 30, "the record reaches back {minutes} minutes");
+}
+
+impl World<'_> {
+    fn fail_links(&self, normal_first: usize, fault: LinkFault, times: usize) {
+        let mut faults = self.log.link_faults.lock().expect("faults");
+        faults.extend(std::iter::repeat_n(None, normal_first).chain(std::iter::repeat_n(Some(fault), times)));
+    }
+
+    fn requests(&self) -> usize {
+        self.log.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn a_next_link_back_to_itself_costs_a_request_and_every_event_arrives_once() {
+    let clock = FakeClock::at(T0);
+    let world = World::new(&clock);
+    world.log.add(live(500, T0 - 6 * D - 1_000, 6 * D, 0, 21));
+    // From the fifth request on, for ever: each page's next link is the link that fetched it.
+    world.fail_links(4, LinkFault::ToItself, 10_000);
+    let plan = DrainPlan { start_ms: T0 - 7 * D, ..plan(true) };
+
+    let summary = world.run(&plan).await.expect("drain");
+
+    world.assert_exactly_once();
+    assert_eq!((summary.figures.stop_reason, summary.pagination_loops), (StopReason::Drained, 1));
+    assert!(world.requests() <= 30 + 2, "3,000 events took {} requests", world.requests());
+    let pass = world.store.checkpoint().expect("saved").passes;
+    assert!(pass.is_empty(), "the looping link is not kept: {pass:?}");
+}
+
+#[tokio::test]
+async fn a_link_back_before_the_position_never_resends_what_the_record_forgot() {
+    let clock = FakeClock::at(T0);
+    let world = World::new(&clock);
+    world.log.add(live(500, T0 - 6 * D - 1_000, 6 * D, 0, 22));
+    // The sixth page's link leads back to the query's first page, hours behind the read: the
+    // record has long forgotten those minutes.
+    world.fail_links(5, LinkFault::ToFirstPage, 1);
+    let plan = DrainPlan { start_ms: T0 - 7 * D, ..plan(true) };
+
+    let summary = world.run(&plan).await.expect("drain");
+
+    world.assert_exactly_once();
+    assert_eq!(summary.pagination_loops, 1);
+    assert!(world.requests() <= 30 + 2, "3,000 events took {} requests", world.requests());
+}
+
+#[tokio::test]
+async fn a_sweep_whose_links_go_round_reads_on_without_them_and_misses_nothing() {
+    let clock = FakeClock::at(T0);
+    let world = World::new(&clock);
+    // 1,000 events in the ten minutes before T0, half of them indexed two minutes late.
+    let mut events = live(6_000, T0 - 10 * MINUTE, 10 * MINUTE, 0, 23);
+    events.iter_mut().step_by(2).for_each(|e| e.visible_at = e.ts + 2 * MINUTE);
+    world.log.add(events);
+    world.run(&plan(true)).await.expect("first run");
+    assert!(world.missing() > 0, "the late half is not visible yet");
+
+    clock.advance(10 * MINUTE);
+    // The fresh read's one page, the sweep's first page, then its links go round.
+    world.fail_links(2, LinkFault::ToItself, 10_000);
+    let summary = world.run(&plan(true)).await.expect("second run");
+
+    assert!(summary.sweep_pages > 2 && summary.pagination_loops >= 1, "{summary:?}");
+    world.assert_exactly_once();
 }
