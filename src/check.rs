@@ -216,7 +216,12 @@ fn secret_remedy(credentials: &CredentialsConfig) -> String {
 /// The GitHub checks when the credential cannot be used: its verdict, the others not tried.
 fn credential_unusable(credential: Verdict) -> Vec<Verdict> {
     let because = "no valid GitHub credential";
-    vec![credential, Verdict::skip("audit log", because), Verdict::skip("rate budget", because)]
+    vec![
+        credential,
+        Verdict::skip("audit log", because),
+        Verdict::skip("rate budget", because),
+        Verdict::skip("clock", because),
+    ]
 }
 
 async fn check_github(connector: &Connector, config: &Config) -> Vec<Verdict> {
@@ -264,7 +269,30 @@ async fn check_github(connector: &Connector, config: &Config) -> Vec<Verdict> {
         Ok(facts) => budget_verdict(facts, SystemTime::now()),
         Err(_) => Verdict::skip("rate budget", "GitHub's /rate_limit did not answer"),
     });
+    verdicts.push(match facts.ok().and_then(|facts| facts.clock_offset_ms) {
+        Some(offset_ms) => clock_verdict(offset_ms),
+        None => Verdict::skip("clock", "GitHub's answer carried no Date"),
+    });
     verdicts
+}
+
+/// This host's clock against GitHub's. The drain reckons by GitHub's, but AWS refuses requests
+/// signed more than five minutes off and a GitHub App's tokens need a clock within a minute.
+pub fn clock_verdict(github_ahead_ms: i64) -> Verdict {
+    let seconds = github_ahead_ms / 1000;
+    let detail = match seconds {
+        0 => "this host's clock agrees with GitHub's (within a second)".to_owned(),
+        s if s > 0 => format!("GitHub's clock is {s} s ahead of this host's"),
+        s => format!("GitHub's clock is {} s behind this host's", -s),
+    };
+    if github_ahead_ms.unsigned_abs() <= 60_000 {
+        return Verdict::pass("clock", detail);
+    }
+    Verdict::fail(
+        "clock",
+        format!("{detail}: runs reckon by GitHub's clock, but AWS and GitHub App tokens need this host's"),
+        "set this host's time (NTP, or the hypervisor's time sync after a snapshot resume)",
+    )
 }
 
 /// One page of the target's audit log, read with the credential.
@@ -420,5 +448,20 @@ async fn check_store(connector: &Connector, config: &Config) -> Verdict {
                 }
             },
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_a_minute_off_githubs_passes_and_more_fails_naming_the_fix() {
+        assert_eq!(clock_verdict(-400).detail, "this host's clock agrees with GitHub's (within a second)");
+        assert_eq!(clock_verdict(59_000).status, Status::Pass);
+        let behind = clock_verdict(-3_600_000);
+        assert_eq!(behind.status, Status::Fail);
+        assert!(behind.detail.starts_with("GitHub's clock is 3600 s behind this host's"), "{}", behind.detail);
+        assert!(behind.remedy.is_some_and(|r| r.contains("NTP")));
     }
 }

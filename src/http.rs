@@ -181,6 +181,15 @@ impl Backoff {
     }
 }
 
+/// When the answer left the server, by its clock: its `Date` header (whole seconds), epoch ms.
+pub fn date_ms(response: &Response) -> Option<i64> {
+    parse_date(response.headers().get(reqwest::header::DATE)?.to_str().ok()?)
+}
+
+fn parse_date(text: &str) -> Option<i64> {
+    httpdate::parse_http_date(text.trim()).ok().map(crate::timefmt::to_ms)
+}
+
 /// A `retry-after` header: seconds, or an HTTP date; at most [`MAX_WAIT`].
 pub(crate) fn retry_after(response: &Response) -> Option<Duration> {
     parse_retry_after(response.headers().get("retry-after")?.to_str().ok()?, SystemTime::now())
@@ -225,6 +234,12 @@ mod tests {
     }
 
     #[test]
+    fn a_date_header_reads_as_epoch_milliseconds() {
+        assert_eq!(parse_date("Sun, 22 Nov 2026 10:00:00 GMT"), Some(1_795_341_600_000));
+        assert_eq!(parse_date("yesterday"), None);
+    }
+
+    #[test]
     fn header_numbers_too_large_for_64_bits_read_as_the_largest() {
         assert_eq!(parse_number(" 42 "), Some(42));
         assert_eq!(parse_number("99999999999999999999"), Some(u64::MAX));
@@ -236,6 +251,7 @@ mod tests {
         #[test]
         fn any_header_text_parses_without_panicking(text in ".{0,40}") {
             let _ = parse_number(&text);
+            let _ = parse_date(&text);
             if let Some(wait) = parse_retry_after(&text, SystemTime::now()) {
                 prop_assert!(wait <= MAX_WAIT);
             }

@@ -26,6 +26,8 @@ pub struct Page {
     pub events: Vec<AuditEvent>,
     /// The continuation for [`PageRequest::Continue`]; `None` on the last page.
     pub next: Option<String>,
+    /// When the source answered, by its own clock (GitHub's `Date`, epoch ms), if it said.
+    pub server_time_ms: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -64,6 +64,9 @@ pub struct FakeLog<'c> {
     /// For the coming answers, in order: `None` answers normally.
     pub link_faults: Mutex<std::collections::VecDeque<Option<LinkFault>>>,
     pub requests: AtomicUsize,
+    /// How far GitHub's clock is ahead of the drain's (negative: behind); events are stamped
+    /// and shown by GitHub's.
+    pub ahead_ms: AtomicI64,
 }
 
 impl<'c> FakeLog<'c> {
@@ -75,6 +78,7 @@ impl<'c> FakeLog<'c> {
             left: Mutex::new(None),
             link_faults: Mutex::default(),
             requests: AtomicUsize::new(0),
+            ahead_ms: AtomicI64::new(0),
         }
     }
 
@@ -104,7 +108,8 @@ impl AuditLogSource for FakeLog<'_> {
                 (since, number(1), after)
             }
         };
-        let now = self.clock.now_ms();
+        // GitHub's clock: the test's, moved by `ahead_ms`; its `Date` has whole seconds.
+        let now = self.clock.now_ms() + self.ahead_ms.load(Ordering::SeqCst);
         let from = floor_to_second(since);
         let to = until.map_or(i64::MAX, ceil_to_second);
         let log = self.events.lock().expect("log");
@@ -131,7 +136,7 @@ impl AuditLogSource for FakeLog<'_> {
                 AuditEvent::from_raw(RawValue::from_string(text).expect("valid json"))
             })
             .collect();
-        Ok(Page { events, next })
+        Ok(Page { events, next, server_time_ms: Some(floor_to_second(now)) })
     }
 
     fn rate_budget(&self) -> Option<RateBudget> {

@@ -65,7 +65,9 @@ async fn a_good_setup_passes_every_check_and_sends_no_event() {
     assert_no_secret(&h, &text);
     let lines = String::from_utf8_lossy(&text.stdout).to_string();
     assert_eq!(text.status.code(), Some(0), "{lines}");
-    for check in ["configuration", "secret", "credential", "audit log", "rate budget", "intake", "cursor store"] {
+    for check in
+        ["configuration", "secret", "credential", "audit log", "rate budget", "clock", "intake", "cursor store"]
+    {
         assert!(lines.lines().any(|l| l.contains("ok") && l.contains(check)), "no passing {check} line: {lines}");
     }
     assert!(lines.contains("read:audit_log") && lines.ends_with("all checks passed\n"), "{lines}");
@@ -74,7 +76,7 @@ async fn a_good_setup_passes_every_check_and_sends_no_event() {
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(report["ok"], true);
     assert_eq!(report["targets"][0]["target"], "org:acme");
-    assert_eq!(report["targets"][0]["checks"].as_array().map(Vec::len), Some(6));
+    assert_eq!(report["targets"][0]["checks"].as_array().map(Vec::len), Some(7));
     assert!(h.received().is_empty(), "the doctor sent an event");
     let (_, filtered) = check_json(&h, &[("EXCLUDE_ACTIONS", "git.*, api.request")]).await;
     let forwarded = filtered["configuration"]["detail"].as_str().unwrap_or_default();

@@ -10,7 +10,7 @@ use common::{Harness, PAGE, summary};
 use github_audit_sekoia::drain::Summary;
 use github_audit_sekoia::summary::StopReason;
 use github_audit_sekoia::timefmt::now_ms;
-use github_audit_sekoia_sim::{LiveLog, SimOptions, Stall};
+use github_audit_sekoia_sim::{LiveLog, SimClock, SimOptions, Stall};
 use tokio::sync::Mutex;
 
 /// These tests measure wall-clock behaviour on a machine of two cores: one at a time, so that
@@ -161,4 +161,30 @@ async fn kill_9_at_random_instants_of_a_live_log_repeats_at_most_a_page_per_kill
     assert!(kills >= 10, "the runs should mostly be killed mid-drain ({kills})");
     assert_eq!(missing, 0, "nothing lost after {kills} kills");
     assert!(repeated as usize <= kills * PAGE, "{repeated} repeats after {kills} kills");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_whose_clock_is_an_hour_off_githubs_either_way_loses_nothing() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    for github_ahead_ms in [-3_600_000, 3_600_000] {
+        let options = SimOptions { clock: SimClock::offset(github_ahead_ms), ..SimOptions::default() };
+        let mut h = Harness::with_options(options).await;
+        compressed(&mut h, "1s", "3s");
+        // The first run's lookback is reckoned by this host's clock (no answer from GitHub yet).
+        h.extra_env.push(("FIRST_RUN_LOOKBACK".into(), "2h".into()));
+        let start = now_ms();
+        // Events stamped and indexed by GitHub's clock.
+        let ids = h.add_live(&LiveLog {
+            start_ms: start + github_ahead_ms,
+            span: Duration::from_secs(3),
+            per_second: 100.0,
+            max_delay: Duration::from_millis(600),
+            stall: None,
+            seed: 84,
+        });
+        let summaries = schedule(&h, Duration::from_millis(250), start + 7_000).await;
+        assert_eq!(h.missing_and_repeated(&ids), (0, 0), "GitHub {github_ahead_ms} ms ahead: (missing, repeated)");
+        let offset = summaries.last().and_then(|s| s.clock_offset_seconds).unwrap_or_default();
+        assert!((offset * 1000.0 - github_ahead_ms as f64).abs() <= 1_500.0, "reckoned {offset} s");
+    }
 }

@@ -178,8 +178,17 @@ pub(super) fn router(state: Arc<Mutex<GitHubState>>) -> Router {
             get(get_stream).put(update_stream).delete(delete_stream),
         )
         .route("/app/installations/{id}/access_tokens", post(access_token))
+        .layer(axum::middleware::map_response_with_state(state.clone(), stamp_date))
         .with_state(state);
     if prefix.is_empty() { routes } else { Router::new().nest(&prefix, routes) }
+}
+
+/// Every answer says when it left by GitHub's clock, as GitHub's do (`Date`).
+async fn stamp_date(State(state): State<Arc<Mutex<GitHubState>>>, mut response: Response) -> Response {
+    if let Ok(date) = HeaderValue::from_str(&lock(&state).clock.http_date()) {
+        response.headers_mut().insert("date", date);
+    }
+    response
 }
 
 fn error(status: StatusCode, headers: HeaderMap, message: &str) -> Response {

@@ -49,30 +49,43 @@ pub struct SimOptions {
     pub clock: SimClock,
 }
 
-/// The simulator's time. A manual clock lets a benchmark play hours of a live audit log in
-/// seconds; tests hand the same clock to the drain.
+/// The simulator's time: GitHub's clock. A manual clock lets a benchmark play hours of a live
+/// audit log in seconds (tests hand the same clock to the drain); an offset one is the wall
+/// clock moved, a GitHub whose clock differs from the connector's host.
 #[derive(Debug, Clone, Default)]
-pub struct SimClock(Option<Arc<AtomicI64>>);
+pub struct SimClock {
+    manual: Option<Arc<AtomicI64>>,
+    offset_ms: i64,
+}
 
 impl SimClock {
     pub fn manual(start_ms: i64) -> Self {
-        Self(Some(Arc::new(AtomicI64::new(start_ms))))
+        Self { manual: Some(Arc::new(AtomicI64::new(start_ms))), offset_ms: 0 }
+    }
+
+    /// The wall clock, `offset_ms` ahead (negative: behind).
+    pub fn offset(offset_ms: i64) -> Self {
+        Self { manual: None, offset_ms }
     }
 
     /// Moves a manual clock on; the wall clock moves by itself.
     pub fn advance(&self, by: Duration) {
-        if let Some(now) = &self.0 {
+        if let Some(now) = &self.manual {
             now.fetch_add(i64::try_from(by.as_millis()).unwrap_or(i64::MAX), Ordering::SeqCst);
         }
     }
-}
 
-impl SimClock {
     pub fn now_ms(&self) -> i64 {
-        match &self.0 {
+        match &self.manual {
             Some(now) => now.load(Ordering::SeqCst),
-            None => to_ms(SystemTime::now()),
+            None => to_ms(SystemTime::now()) + self.offset_ms,
         }
+    }
+
+    /// Now as an HTTP `Date` header says it (whole seconds).
+    pub fn http_date(&self) -> String {
+        let ms = u64::try_from(self.now_ms()).unwrap_or(0);
+        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(ms))
     }
 }
 

@@ -11,6 +11,7 @@
 //! at most the page in flight. Re-read events are recognised by
 //! `_document_id` in the delivered record and skipped. The decisions live in [`plan`].
 
+mod clock;
 pub mod plan;
 mod report;
 
@@ -32,9 +33,12 @@ use crate::ports::{
 use crate::shaping::Shaping;
 use crate::summary::{Figures, StopReason, log_finished};
 use crate::timefmt::{ceil_to_second, floor_to_second, rfc3339_ms, rfc3339_seconds, to_ms};
+use clock::GitHubClock;
 pub use plan::SweepAges;
 pub use report::{BackfillProgress, Summary};
 
+/// A clock further off GitHub's than this is said in a warning.
+const CLOCK_WARNING_MS: u64 = 60_000;
 /// The summary lists at most this many oversize `_document_id`s (the log has them all).
 const MAX_REPORTED_OVERSIZE: usize = 100;
 
@@ -184,13 +188,22 @@ struct Run {
     /// As it stood when the run ended.
     checkpoint: Option<Checkpoint>,
     slowest_page: Duration,
+    /// GitHub's clock, by which stretches are aged and fresh reads end.
+    github_clock: GitHubClock,
     summary: Summary,
 }
 
 impl Run {
     fn new(key: &str, budget: Budget) -> Self {
         let summary = Summary { figures: Figures::new(key, StopReason::Failed), ..Summary::default() };
-        Self { budget, started: Instant::now(), checkpoint: None, slowest_page: Duration::ZERO, summary }
+        Self {
+            budget,
+            started: Instant::now(),
+            checkpoint: None,
+            slowest_page: Duration::ZERO,
+            github_clock: GitHubClock::default(),
+            summary,
+        }
     }
 
     /// The three reads in turn, each to the end of its stretch unless the budget stops it.
@@ -207,9 +220,13 @@ impl Run {
         let reads = plan::reads(plan.sweeps);
         // A pass of a read since turned off would hold the record back for ever.
         ledger.checkpoint.passes.retain(|pass| reads.contains(&pass.read));
-        let skipped = plan::skip_lagging_sweeps(&mut ledger.checkpoint.positions, plan.sweeps, edges.clock.now_ms());
-        self.report_skipped(skipped);
         for read in reads {
+            if read == Read::WindowSweep {
+                // After the fresh read: by then GitHub's answers tell its clock.
+                let now = self.now(edges);
+                let skipped = plan::skip_lagging_sweeps(&mut ledger.checkpoint.positions, plan.sweeps, now);
+                self.report_skipped(skipped);
+            }
             let Some(mut stretch) = self.next_stretch(edges, ledger, read, plan).await? else {
                 continue;
             };
@@ -240,7 +257,7 @@ impl Run {
         let Some(ages) = plan.sweeps.filter(|_| read != Read::Fresh) else {
             return Ok(Some(Stretch::new(read, positions.fresh_start_ms(), plan.until_ms)));
         };
-        let now = edges.clock.now_ms();
+        let now = self.now(edges);
         let Some((since, until)) = plan::sweep_bounds(read, positions, ages, now, plan.until_ms) else {
             return Ok(None);
         };
@@ -311,18 +328,22 @@ impl Run {
         stretch: &mut Stretch,
         prefetched: Option<Fetched>,
     ) -> Result<Taken, DrainError> {
-        let (requested_at, fetched) = match prefetched {
+        let fetched = match prefetched {
             Some(fetched) => fetched,
             None => match self.gate(edges.source, stretch.read) {
                 Some(stop) => return Ok(Taken::Stop(stop)),
                 None => fetch(edges, &stretch.request, self.budget).await,
             },
         };
-        let refusal = match fetched {
+        let refusal = match fetched.answer {
             Ok(page) => {
+                if let Some(server_ms) = page.server_time_ms {
+                    self.github_clock.observe(server_ms, fetched.answered_at);
+                }
                 stretch.resumed = false;
                 self.count_page(stretch.read);
-                return Ok(Taken::Page(requested_at, page));
+                // The page holds what GitHub had stamped when it was asked for, by its clock.
+                return Ok(Taken::Page(self.github_clock.now_ms(fetched.requested_at), page));
             }
             Err(refusal) => refusal,
         };
@@ -430,6 +451,18 @@ impl Run {
         Step { read_from, read_to, link, after }
     }
 
+    /// How far this host's clock is from GitHub's: in the summary, and a warning past a minute.
+    fn report_clock(&mut self) {
+        let Some(offset_ms) = self.github_clock.offset_ms() else { return };
+        self.summary.clock_offset_seconds = Some(offset_ms as f64 / 1000.0);
+        if offset_ms.unsigned_abs() > CLOCK_WARNING_MS {
+            tracing::warn!(
+                github_ahead_seconds = offset_ms / 1000,
+                "this host's clock is more than a minute off GitHub's (its answers' Date headers): the connector reckons by GitHub's, but fix the host's time (NTP)"
+            );
+        }
+    }
+
     /// GitHub's pagination went round: said once per detection, with where the link led (its
     /// host and cursor; the token is never in a link).
     fn report_loop(&mut self, stretch: &Stretch, link: Option<&str>, behind: usize) {
@@ -506,6 +539,11 @@ impl Run {
         Ok(None)
     }
 
+    /// Now, by GitHub's clock as far as its answers told it.
+    fn now(&self, edges: &Edges<'_>) -> i64 {
+        self.github_clock.now_ms(edges.clock.now_ms())
+    }
+
     fn count_page(&mut self, read: Read) {
         self.summary.pages += 1;
         match read {
@@ -572,9 +610,11 @@ impl Run {
         clock: &dyn Clock,
     ) -> Result<Summary, DrainFailure> {
         self.summary.figures.elapsed_seconds = (self.started.elapsed().as_millis() as f64) / 1000.0;
+        let now = self.github_clock.now_ms(clock.now_ms());
         if let Some(positions) = self.checkpoint.as_ref().map(|checkpoint| checkpoint.positions) {
-            self.summary.report_positions(&positions, plan, clock.now_ms());
+            self.summary.report_positions(&positions, plan, now);
         }
+        self.report_clock();
         match outcome {
             Ok(reason) => {
                 self.summary.figures.stop_reason = reason;
@@ -591,13 +631,18 @@ impl Run {
     }
 }
 
-/// A page's answer, with when it was asked for.
-type Fetched = (i64, Result<Page, SourceError>);
+/// A page's answer, with when it was asked for and when it came, by this host's clock.
+struct Fetched {
+    requested_at: i64,
+    answered_at: i64,
+    answer: Result<Page, SourceError>,
+}
 
 /// Asks for a page, noting when.
 async fn fetch(edges: &Edges<'_>, request: &PageRequest, budget: Budget) -> Fetched {
     let requested_at = edges.clock.now_ms();
-    (requested_at, edges.source.fetch(request, &budget).await)
+    let answer = edges.source.fetch(request, &budget).await;
+    Fetched { requested_at, answered_at: edges.clock.now_ms(), answer }
 }
 
 /// A stretch's next page, or why there is none now.

@@ -43,6 +43,10 @@ pub struct Summary {
     pub window_swept_to: Option<String>,
     /// Everything before this was read again once it was `LATE_SWEEP_AFTER` old.
     pub deep_swept_to: Option<String>,
+    /// How far GitHub's clock is ahead of this host's (negative: behind), by its answers'
+    /// `Date` headers: the drain reckons by GitHub's.
+    #[serde(default)]
+    pub clock_offset_seconds: Option<f64>,
     /// GitHub requests left before `RATE_LIMIT_RESERVE`, as of the last answer.
     pub rate_limit_remaining: Option<u64>,
     pub rate_limit_reset: Option<String>,

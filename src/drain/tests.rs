@@ -312,3 +312,21 @@ async fn a_sweep_whose_links_go_round_reads_on_without_them_and_misses_nothing()
     assert!(summary.sweep_pages > 2 && summary.pagination_loops >= 1, "{summary:?}");
     world.assert_exactly_once();
 }
+
+#[tokio::test]
+async fn a_host_clock_an_hour_off_githubs_either_way_loses_nothing() {
+    for ahead in [-D, D] {
+        let clock = FakeClock::at(T0);
+        let world = World::new(&clock);
+        world.log.ahead_ms.store(ahead, std::sync::atomic::Ordering::SeqCst);
+        // Three hours of GitHub's time, each event indexed up to four minutes late.
+        world.log.add(live(2_000, T0 + ahead, 3 * D, 4 * MINUTE, 24));
+        let plan = DrainPlan { start_ms: T0 - D, ..plan(true) };
+
+        let summaries = world.schedule(&plan, 5 * MINUTE, T0 + 3 * D + 2 * D).await;
+
+        world.assert_exactly_once();
+        let offset = summaries.last().and_then(|s| s.clock_offset_seconds).unwrap_or_default();
+        assert!((offset - ahead as f64 / 1000.0).abs() <= 1.0, "GitHub {ahead} ms ahead, reckoned {offset} s");
+    }
+}

@@ -191,6 +191,7 @@ impl GitHubSource {
         }
         if status.is_success() {
             let next = self.next_link(&response)?;
+            let server_time_ms = http::date_ms(&response);
             // A cut-off or garbled page is read again, like any other transient failure.
             let body = match http::read_capped(response, http::PAGE_CAP).await {
                 Ok(body) => body,
@@ -201,7 +202,7 @@ impl GitHubSource {
                 Err(e) => return Ok(Answer::Retry(format!("GitHub's answer is not a JSON array of events: {e}"))),
             };
             let events = raw.into_iter().map(AuditEvent::from_raw).collect();
-            return Ok(Answer::Page(Page { events, next }));
+            return Ok(Answer::Page(Page { events, next, server_time_ms }));
         }
         let retry_after = http::retry_after(&response);
         let message = github_message(response).await;

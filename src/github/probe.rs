@@ -17,6 +17,8 @@ pub struct CredentialFacts {
     pub scopes: Option<Vec<String>>,
     /// The audit-log allowance, when GitHub lists one (GHES may not).
     pub audit_log: Option<Allowance>,
+    /// How far GitHub's clock is ahead of this host's (ms; its `Date`, whole seconds).
+    pub clock_offset_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -72,10 +74,11 @@ pub async fn credential_facts(
     budget: &Budget,
 ) -> Result<CredentialFacts, ProbeFailure> {
     let response = get(client, join_path(api, "rate_limit"), authorization, budget).await?;
+    let clock_offset_ms = http::date_ms(&response).map(|date| date - crate::timefmt::now_ms());
     let scopes = response.headers().get("x-oauth-scopes").and_then(|v| v.to_str().ok()).map(parse_scopes);
     let audit_log =
         http::read_json::<RateLimitBody>(response, http::ANSWER_CAP).await.ok().and_then(|b| b.resources.audit_log);
-    Ok(CredentialFacts { scopes, audit_log })
+    Ok(CredentialFacts { scopes, audit_log, clock_offset_ms })
 }
 
 /// One `per_page=1` audit-log request: the number of events on that page (0 or 1).
