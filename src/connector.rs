@@ -244,10 +244,10 @@ pub fn plan(config: &Config, backfill: Option<TimeRange>) -> DrainPlan {
             key: config.cursor_key(),
             start_ms: now_ms().saturating_sub(ms(config.first_run_lookback)),
             until_ms: None,
-            sweeps: Some(SweepAges {
-                window_ms: ms(config.late_arrival_window),
-                deep_ms: config.late_sweep_after.map(ms),
-            }),
+            sweeps: Some(SweepAges::new(
+                ms(config.late_arrival_window),
+                &config.late_sweep_after.iter().copied().map(ms).collect::<Vec<_>>(),
+            )),
             shaping: config.shared.shaping.clone(),
         },
         Some(range) => DrainPlan {

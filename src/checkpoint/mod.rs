@@ -10,36 +10,82 @@ use serde::{Deserialize, Serialize};
 use crate::timefmt::{floor_to_second, rfc3339_ms};
 use delivered::DeliveredSet;
 
-/// The three reads each stretch of the audit log gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Deep sweeps a target may have (`LATE_SWEEP_AFTER` lists their ages).
+pub const MAX_DEEP_SWEEPS: usize = 3;
+
+/// The reads each stretch of the audit log gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Read {
     /// From the newest second delivered to the end of what GitHub shows.
     Fresh,
     /// Once more when a stretch is `LATE_ARRIVAL_WINDOW` old.
     WindowSweep,
-    /// Once more when it is `LATE_SWEEP_AFTER` old.
-    DeepSweep,
+    /// Once more when it is the nth age of `LATE_SWEEP_AFTER` old (0: the first).
+    DeepSweep(u8),
+}
+
+impl Read {
+    /// `fresh`, `window_sweep`, `deep_sweep`, `deep_sweep_2`, …: as passes store it.
+    pub fn name(self) -> String {
+        match self {
+            Read::Fresh => "fresh".into(),
+            Read::WindowSweep => "window_sweep".into(),
+            Read::DeepSweep(0) => "deep_sweep".into(),
+            Read::DeepSweep(n) => format!("deep_sweep_{}", u16::from(n) + 1),
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "fresh" => Some(Read::Fresh),
+            "window_sweep" => Some(Read::WindowSweep),
+            "deep_sweep" => Some(Read::DeepSweep(0)),
+            _ => {
+                let n: usize = name.strip_prefix("deep_sweep_")?.parse().ok()?;
+                (2..=MAX_DEEP_SWEEPS).contains(&n).then(|| Read::DeepSweep((n - 1) as u8))
+            }
+        }
+    }
+}
+
+impl Serialize for Read {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Read {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Read::from_name(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown read {name:?}")))
+    }
 }
 
 /// How far each read has come (epoch ms).
 ///
-/// Invariants: `deep_swept_to_ms <= window_swept_to_ms <= fresh_read_to_ms`. Every event before
+/// Invariants: each deep sweep's position is at or before the one before it, the first at or
+/// before `window_swept_to_ms`, which is at or before `fresh_read_to_ms`. Every event before
 /// `fresh_read_to_ms` that GitHub showed when the fresh read passed it has been delivered;
 /// every event before `window_swept_to_ms` that GitHub showed when that stretch was at least
-/// the window old has been delivered; likewise for the deep sweep.
+/// the window old has been delivered; likewise for each deep sweep. A deep sweep that is not
+/// configured stands with the one before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Positions {
     /// The newest `@timestamp` delivered: the fresh read starts again at its second.
     pub newest_event_ms: Option<i64>,
     pub fresh_read_to_ms: i64,
     pub window_swept_to_ms: i64,
-    pub deep_swept_to_ms: i64,
+    pub deep_swept_to_ms: [i64; MAX_DEEP_SWEEPS],
 }
 
 impl Positions {
     pub fn starting_at(ms: i64) -> Self {
-        Self { newest_event_ms: None, fresh_read_to_ms: ms, window_swept_to_ms: ms, deep_swept_to_ms: ms }
+        Self {
+            newest_event_ms: None,
+            fresh_read_to_ms: ms,
+            window_swept_to_ms: ms,
+            deep_swept_to_ms: [ms; MAX_DEEP_SWEEPS],
+        }
     }
 
     /// Where the next fresh read starts: the second of the newest event delivered (events
@@ -50,11 +96,41 @@ impl Positions {
         floor_to_second(newest)
     }
 
+    /// How far `read` has come.
+    pub fn of(&self, read: Read) -> i64 {
+        match read {
+            Read::Fresh => self.fresh_read_to_ms,
+            Read::WindowSweep => self.window_swept_to_ms,
+            Read::DeepSweep(n) => self.deep_swept_to_ms[usize::from(n).min(MAX_DEEP_SWEEPS - 1)],
+        }
+    }
+
+    pub fn of_mut(&mut self, read: Read) -> &mut i64 {
+        match read {
+            Read::Fresh => &mut self.fresh_read_to_ms,
+            Read::WindowSweep => &mut self.window_swept_to_ms,
+            Read::DeepSweep(n) => &mut self.deep_swept_to_ms[usize::from(n).min(MAX_DEEP_SWEEPS - 1)],
+        }
+    }
+
+    /// The read before `read` in the chain fresh → window → deep 1 → deep 2 …
+    pub fn before(read: Read) -> Read {
+        match read {
+            Read::Fresh | Read::WindowSweep => Read::Fresh,
+            Read::DeepSweep(0) => Read::WindowSweep,
+            Read::DeepSweep(n) => Read::DeepSweep(n - 1),
+        }
+    }
+
     /// Brings hand-edited positions back in order, earlier ones winning: lowering the fresh
     /// read's position re-reads from there with every read.
     fn normalized(mut self) -> Self {
         self.window_swept_to_ms = self.window_swept_to_ms.min(self.fresh_read_to_ms);
-        self.deep_swept_to_ms = self.deep_swept_to_ms.min(self.window_swept_to_ms);
+        let mut before = self.window_swept_to_ms;
+        for position in &mut self.deep_swept_to_ms {
+            *position = (*position).min(before);
+            before = *position;
+        }
         self
     }
 }
@@ -103,6 +179,12 @@ struct StoredCheckpoint {
     #[serde(default)]
     deep_swept_to: String,
     deep_swept_to_ms: i64,
+    /// The further deep sweeps' positions; a checkpoint written with one deep sweep has none,
+    /// and they start where the first stands (nothing behind it is read again).
+    #[serde(default)]
+    deeper_swept_to: Vec<String>,
+    #[serde(default)]
+    deeper_swept_to_ms: Vec<i64>,
     #[serde(default)]
     passes: Vec<Pass>,
     #[serde(default)]
@@ -147,7 +229,7 @@ impl Checkpoint {
                 newest_event_ms,
                 fresh_read_to_ms: fresh,
                 window_swept_to_ms: settled_before_ms,
-                deep_swept_to_ms: settled_before_ms,
+                deep_swept_to_ms: [settled_before_ms; MAX_DEEP_SWEEPS],
             },
             passes: Vec::new(),
             delivered_buckets: Vec::new(),
@@ -175,8 +257,10 @@ impl Checkpoint {
             fresh_read_to_ms: p.fresh_read_to_ms,
             window_swept_to: rfc3339_ms(p.window_swept_to_ms),
             window_swept_to_ms: p.window_swept_to_ms,
-            deep_swept_to: rfc3339_ms(p.deep_swept_to_ms),
-            deep_swept_to_ms: p.deep_swept_to_ms,
+            deep_swept_to: rfc3339_ms(p.deep_swept_to_ms[0]),
+            deep_swept_to_ms: p.deep_swept_to_ms[0],
+            deeper_swept_to: p.deep_swept_to_ms[1..].iter().map(|ms| rfc3339_ms(*ms)).collect(),
+            deeper_swept_to_ms: p.deep_swept_to_ms[1..].to_vec(),
             passes: self.passes.clone(),
             delivered_buckets: self.delivered_buckets.clone(),
         };
@@ -198,11 +282,15 @@ impl Checkpoint {
             }
             FORMAT => {
                 let stored: StoredCheckpoint = serde_json::from_str(text).map_err(not_a_checkpoint)?;
+                let mut deep = [stored.deep_swept_to_ms; MAX_DEEP_SWEEPS];
+                for (slot, ms) in deep[1..].iter_mut().zip(&stored.deeper_swept_to_ms) {
+                    *slot = *ms;
+                }
                 let positions = Positions {
                     newest_event_ms: stored.newest_event_ms,
                     fresh_read_to_ms: stored.fresh_read_to_ms,
                     window_swept_to_ms: stored.window_swept_to_ms,
-                    deep_swept_to_ms: stored.deep_swept_to_ms,
+                    deep_swept_to_ms: deep,
                 }
                 .normalized();
                 let mut passes: Vec<Pass> = Vec::new();
@@ -261,10 +349,37 @@ mod tests {
         );
         let cp = Checkpoint::from_json(&v1).expect("v1 loads");
         assert_eq!(cp.positions.window_swept_to_ms, 1_700_000_000_123);
-        assert_eq!(cp.positions.deep_swept_to_ms, 1_700_000_000_123);
+        assert_eq!(cp.positions.deep_swept_to_ms, [1_700_000_000_123; MAX_DEEP_SWEEPS]);
         assert_eq!(cp.positions.fresh_start_ms(), 1_700_000_000_000);
         assert_eq!(cp.legacy_delivered, Some(delivered));
         assert!(cp.passes.is_empty());
+    }
+
+    #[test]
+    fn a_checkpoint_with_one_deep_sweep_carries_on_with_the_further_ones_where_the_first_stands() {
+        let mut cp = Checkpoint::starting_at(9_000);
+        cp.positions.deep_swept_to_ms = [7_000, 6_000, 5_000];
+        cp.passes.push(Pass {
+            read: Read::DeepSweep(2),
+            next_page: "x".into(),
+            covered_to_ms: 5_000,
+            read_at_ms: 9_000,
+            until_ms: Some(6_000),
+        });
+        let text = cp.to_json().expect("renders");
+        assert!(text.contains(r#""read": "deep_sweep_3""#), "{text}");
+        assert_eq!(Checkpoint::from_json(&text), Ok(cp));
+        let mut one_deep: serde_json::Value = serde_json::from_str(&text).expect("json");
+        one_deep.as_object_mut().map(|o| (o.remove("deeper_swept_to_ms"), o.remove("passes")));
+        let carried = Checkpoint::from_json(&one_deep.to_string()).expect("loads");
+        assert_eq!(carried.positions.deep_swept_to_ms, [7_000; MAX_DEEP_SWEEPS]);
+        for (read, name) in
+            [(Read::Fresh, "fresh"), (Read::DeepSweep(0), "deep_sweep"), (Read::DeepSweep(1), "deep_sweep_2")]
+        {
+            assert_eq!((read.name(), Read::from_name(name)), (name.to_owned(), Some(read)));
+        }
+        assert_eq!(Read::from_name("deep_sweep_4"), None);
+        assert_eq!(Read::from_name("deep_sweep_1"), None);
     }
 
     #[test]
@@ -273,7 +388,7 @@ mod tests {
         cp.positions.fresh_read_to_ms = 1_000;
         let loaded = Checkpoint::from_json(&cp.to_json().expect("renders")).expect("loads");
         assert_eq!(loaded.positions.window_swept_to_ms, 1_000);
-        assert_eq!(loaded.positions.deep_swept_to_ms, 1_000);
+        assert_eq!(loaded.positions.deep_swept_to_ms, [1_000; MAX_DEEP_SWEEPS]);
         let err = Checkpoint::from_json(r#"{"format":9}"#).expect_err("future format");
         assert!(err.to_string().contains("newer version"), "{err}");
     }
@@ -310,7 +425,9 @@ mod tests {
             }).to_string();
             if let Ok(cp) = Checkpoint::from_json(&text) {
                 let p = cp.positions;
-                prop_assert!(p.deep_swept_to_ms <= p.window_swept_to_ms && p.window_swept_to_ms <= p.fresh_read_to_ms);
+                prop_assert!(p.window_swept_to_ms <= p.fresh_read_to_ms);
+                prop_assert!(p.deep_swept_to_ms[0] <= p.window_swept_to_ms);
+                prop_assert!(p.deep_swept_to_ms.windows(2).all(|w| w[1] <= w[0]));
                 let _ = p.fresh_start_ms();
             }
         }

@@ -29,7 +29,7 @@ pub mod defaults {
     pub const INCLUDE: &str = "web";
     pub const FIRST_RUN_LOOKBACK: &str = "24h";
     pub const LATE_ARRIVAL_WINDOW: &str = "5m";
-    pub const LATE_SWEEP_AFTER: &str = "1h";
+    pub const LATE_SWEEP_AFTER: &str = "1h,6h";
     pub const STREAM_DEDUPE_WINDOW: &str = "1h";
 }
 

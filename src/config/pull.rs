@@ -7,6 +7,7 @@ use url::Url;
 
 use super::target::{cursor_key, slug, targets};
 use super::{ConfigError, Include, Settings, Shared, Target, TargetEntry, defaults, problem};
+use crate::checkpoint::MAX_DEEP_SWEEPS;
 use crate::credentials::{AppCredential, GitHubCredential};
 use crate::secret::Secret;
 
@@ -37,8 +38,8 @@ pub struct Config {
     pub phrase: Option<String>,
     pub first_run_lookback: Duration,
     pub late_arrival_window: Duration,
-    /// When the deep sweep reads a stretch once more; `None`: no deep sweep.
-    pub late_sweep_after: Option<Duration>,
+    /// When each deep sweep reads a stretch once more, ascending; empty: no deep sweep.
+    pub late_sweep_after: Vec<Duration>,
     /// Requests left unspent for other tools sharing the token; `None`: 5% of the hourly limit.
     pub rate_limit_reserve: Option<u32>,
 }
@@ -170,18 +171,32 @@ fn deployment_credentials(
     Ok(credentials)
 }
 
-/// `LATE_ARRIVAL_WINDOW`, and `LATE_SWEEP_AFTER` (`None`: no deep sweep), which must be longer.
-fn late_reads(settings: &Settings) -> Result<(Duration, Option<Duration>), ConfigError> {
+/// `LATE_ARRIVAL_WINDOW`, and `LATE_SWEEP_AFTER`'s ages (ascending, each longer than the window;
+/// `0`: no deep sweep).
+fn late_reads(settings: &Settings) -> Result<(Duration, Vec<Duration>), ConfigError> {
     let window = settings.duration("LATE_ARRIVAL_WINDOW", defaults::LATE_ARRIVAL_WINDOW)?;
     if window < Duration::from_secs(1) {
         return Err(problem("LATE_ARRIVAL_WINDOW", "must be at least 1s: GitHub's search has one-second precision"));
     }
-    let deep = Some(settings.duration("LATE_SWEEP_AFTER", defaults::LATE_SWEEP_AFTER)?).filter(|d| !d.is_zero());
-    if deep.is_some_and(|d| d <= window) {
+    let list = settings.get("LATE_SWEEP_AFTER").unwrap_or_else(|| defaults::LATE_SWEEP_AFTER.to_owned());
+    let mut deep = Vec::new();
+    for item in list.split(',').map(str::trim) {
+        let age = humantime::parse_duration(item).map_err(|_| {
+            problem("LATE_SWEEP_AFTER", format!("is {list:?}; expected durations like 1h or 1h,6h (or 0)"))
+        })?;
+        deep.push(age);
+    }
+    deep.retain(|age| !age.is_zero());
+    deep.sort_unstable();
+    deep.dedup();
+    if deep.first().is_some_and(|first| *first <= window) {
         return Err(problem(
             "LATE_SWEEP_AFTER",
             "must be longer than LATE_ARRIVAL_WINDOW (or 0 to turn the deep sweep off)",
         ));
+    }
+    if deep.len() > MAX_DEEP_SWEEPS {
+        return Err(problem("LATE_SWEEP_AFTER", format!("lists more than {MAX_DEEP_SWEEPS} ages")));
     }
     Ok((window, deep))
 }
@@ -256,7 +271,7 @@ mod tests {
         assert_eq!(config.include, Include::Web);
         assert_eq!(config.first_run_lookback, Duration::from_secs(24 * 3600));
         assert_eq!(config.late_arrival_window, Duration::from_secs(300));
-        assert_eq!(config.late_sweep_after, Some(Duration::from_secs(3600)));
+        assert_eq!(config.late_sweep_after, [Duration::from_secs(3600), Duration::from_secs(6 * 3600)]);
         assert_eq!(config.cursor_key(), "orgs/acme/web");
         assert!(config.shared.cursor_table.is_none());
         assert!(matches!(config.credentials, CredentialsConfig::Environment { intake_key: None, .. }));
@@ -303,7 +318,21 @@ mod tests {
     fn a_zero_deep_sweep_age_turns_the_deep_sweep_off() {
         let mut vars = MINIMAL.to_vec();
         vars.push(("LATE_SWEEP_AFTER", "0"));
-        assert_eq!(load(&vars).expect("valid").late_sweep_after, None);
+        assert!(load(&vars).expect("valid").late_sweep_after.is_empty());
+    }
+
+    #[test]
+    fn deep_sweep_ages_are_a_list_in_any_order_each_longer_than_the_window() {
+        let ages = |list: &'static str| {
+            let mut vars = MINIMAL.to_vec();
+            vars.push(("LATE_SWEEP_AFTER", list));
+            load(&vars).map(|c| c.late_sweep_after.iter().map(|d| d.as_secs() / 60).collect::<Vec<_>>())
+        };
+        assert_eq!(ages("4h, 1h").expect("valid"), [60, 240]);
+        assert_eq!(ages("1h,1h,90m").expect("valid"), [60, 90]);
+        for bad in ["1h,5m", "1h,2h,3h,4h", "1h,,2h", "1h,soon"] {
+            assert_eq!(ages(bad).err().map(|e| e.variable), Some("LATE_SWEEP_AFTER"), "{bad}");
+        }
     }
 
     #[test]

@@ -247,7 +247,7 @@ impl Run {
         plan: &DrainPlan,
     ) -> Result<Option<Stretch>, DrainError> {
         if let Some(pass) = ledger.checkpoint.take_pass(read) {
-            if let (Read::WindowSweep | Read::DeepSweep, Some(until)) = (read, pass.until_ms) {
+            if let (Read::WindowSweep | Read::DeepSweep(_), Some(until)) = (read, pass.until_ms) {
                 // What lies ahead decides how many pages the sweep asks for.
                 ledger.ensure_loaded(pass.covered_to_ms, until).await?;
             }
@@ -549,7 +549,7 @@ impl Run {
         match read {
             Read::Fresh => self.summary.fresh_pages += 1,
             Read::WindowSweep => self.summary.sweep_pages += 1,
-            Read::DeepSweep => self.summary.deep_sweep_pages += 1,
+            Read::DeepSweep(_) => self.summary.deep_sweep_pages += 1,
         }
     }
 
@@ -561,11 +561,14 @@ impl Run {
             );
             self.summary.window_sweep_skipped_until = Some(rfc3339_ms(until));
         }
-        if let Some(until) = skipped.deep_until_ms {
+        for (n, until) in skipped.deep_until_ms.into_iter().enumerate() {
+            let Some(until) = until else { continue };
             tracing::warn!(
+                sweep = %Read::DeepSweep(n as u8).name(),
                 until = %rfc3339_ms(until),
-                "the deep sweep fell further behind than LATE_SWEEP_AFTER and skips ahead unread: events indexed very late before this are not looked for; give the connector more rate budget or time"
+                "a deep sweep fell further behind than its age and skips ahead unread: events indexed that late before this are looked for only by a deeper sweep, if any; give the connector more rate budget or time"
             );
+            // The deepest sweep's skip is where events can go unlooked-for.
             self.summary.deep_sweep_skipped_until = Some(rfc3339_ms(until));
         }
     }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::checkpoint::{Pass, Positions, Read};
+use crate::checkpoint::{MAX_DEEP_SWEEPS, Pass, Positions, Read};
 use crate::ports::SourceError;
 use crate::summary::StopReason;
 use crate::timefmt::floor_to_second;
@@ -30,23 +30,51 @@ pub const MAX_EMPTY_PAGES: u32 = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SweepAges {
     pub window_ms: i64,
-    /// `None`: no deep sweep.
-    pub deep_ms: Option<i64>,
+    /// The deep sweeps' ages, ascending; `None` past the last (all `None`: no deep sweep).
+    pub deep_ms: [Option<i64>; MAX_DEEP_SWEEPS],
+}
+
+impl SweepAges {
+    /// `deep` in any order; repeats and those past [`MAX_DEEP_SWEEPS`] are left out.
+    pub fn new(window_ms: i64, deep: &[i64]) -> Self {
+        let mut sorted = deep.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut deep_ms = [None; MAX_DEEP_SWEEPS];
+        for (slot, age) in deep_ms.iter_mut().zip(sorted) {
+            *slot = Some(age);
+        }
+        Self { window_ms, deep_ms }
+    }
+
+    /// How old a stretch must be for `read`; `None` for the fresh read and deep sweeps not set.
+    pub fn age(&self, read: Read) -> Option<i64> {
+        match read {
+            Read::Fresh => None,
+            Read::WindowSweep => Some(self.window_ms),
+            Read::DeepSweep(n) => self.deep_ms.get(usize::from(n)).copied().flatten(),
+        }
+    }
+
+    /// The deep sweeps set, first to last.
+    pub fn deep_sweeps(&self) -> impl Iterator<Item = Read> + '_ {
+        (0..MAX_DEEP_SWEEPS as u8).map(Read::DeepSweep).filter(|read| self.age(*read).is_some())
+    }
 }
 
 /// The reads a drain makes, in budget priority; `None` (a backfill) reads each stretch once.
 pub fn reads(sweeps: Option<SweepAges>) -> Vec<Read> {
     match sweeps {
         None => vec![Read::Fresh],
-        Some(SweepAges { deep_ms: None, .. }) => vec![Read::Fresh, Read::WindowSweep],
-        Some(SweepAges { deep_ms: Some(_), .. }) => vec![Read::Fresh, Read::WindowSweep, Read::DeepSweep],
+        Some(ages) => [Read::Fresh, Read::WindowSweep].into_iter().chain(ages.deep_sweeps()).collect(),
     }
 }
 
 /// A stretch `[from_ms, to_ms)` was read as GitHub showed it at `read_at_ms`. Each position
 /// that the stretch starts at or before moves up to its end, or to the newest instant that was
 /// already old enough for that read when it was read: a first run or a backfill over old
-/// history thus counts as swept, and reads each event once.
+/// history thus counts as swept, and reads each event once. A deep sweep not set stands with
+/// the one before it.
 pub fn advance(positions: &mut Positions, sweeps: Option<SweepAges>, from_ms: i64, to_ms: i64, read_at_ms: i64) {
     let reach = |position: &mut i64, age_ms: i64| {
         if from_ms <= *position {
@@ -54,18 +82,19 @@ pub fn advance(positions: &mut Positions, sweeps: Option<SweepAges>, from_ms: i6
         }
     };
     reach(&mut positions.fresh_read_to_ms, 0);
-    match sweeps {
-        Some(ages) => {
-            reach(&mut positions.window_swept_to_ms, ages.window_ms);
-            match ages.deep_ms {
-                Some(deep_ms) => reach(&mut positions.deep_swept_to_ms, deep_ms),
-                None => positions.deep_swept_to_ms = positions.window_swept_to_ms,
-            }
+    let Some(ages) = sweeps else {
+        positions.window_swept_to_ms = positions.fresh_read_to_ms;
+        positions.deep_swept_to_ms = [positions.fresh_read_to_ms; MAX_DEEP_SWEEPS];
+        return;
+    };
+    reach(&mut positions.window_swept_to_ms, ages.window_ms);
+    let mut before = positions.window_swept_to_ms;
+    for (position, age) in positions.deep_swept_to_ms.iter_mut().zip(ages.deep_ms) {
+        match age {
+            Some(age) => reach(position, age),
+            None => *position = before,
         }
-        None => {
-            positions.window_swept_to_ms = positions.fresh_read_to_ms;
-            positions.deep_swept_to_ms = positions.fresh_read_to_ms;
-        }
+        before = *position;
     }
 }
 
@@ -73,31 +102,36 @@ pub fn advance(positions: &mut Positions, sweeps: Option<SweepAges>, from_ms: i6
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Skipped {
     pub window_until_ms: Option<i64>,
-    pub deep_until_ms: Option<i64>,
+    pub deep_until_ms: [Option<i64>; MAX_DEEP_SWEEPS],
 }
 
-/// A sweep that falls further behind its due point than it can usefully catch up (the deep
-/// sweep: `LATE_SWEEP_AFTER` again; the window sweep: the larger of both ages, or an hour with
-/// no deep sweep) jumps ahead, so that neither the work owed nor the record grows without
-/// bound. The caller reports it: this is where events can go unlooked-for.
+/// A sweep that falls further behind its due point than it can usefully catch up (a deep
+/// sweep: its age again; the window sweep: the larger of its age and the first deep one's, or
+/// an hour with no deep sweep) jumps ahead, so that neither the work owed nor the record grows
+/// without bound. The caller reports it: this is where events can go unlooked-for.
 pub fn skip_lagging_sweeps(positions: &mut Positions, sweeps: Option<SweepAges>, now_ms: i64) -> Skipped {
     let Some(ages) = sweeps else { return Skipped::default() };
     let mut skipped = Skipped::default();
-    let window_limit = ages.window_ms.max(ages.deep_ms.unwrap_or(WINDOW_LAG_LIMIT_WITHOUT_DEEP_SWEEP_MS));
+    let window_limit = ages.window_ms.max(ages.deep_ms[0].unwrap_or(WINDOW_LAG_LIMIT_WITHOUT_DEEP_SWEEP_MS));
     let window_target = (now_ms - ages.window_ms - window_limit).min(positions.fresh_read_to_ms);
     if positions.window_swept_to_ms < window_target {
         positions.window_swept_to_ms = window_target;
         skipped.window_until_ms = Some(window_target);
     }
-    match ages.deep_ms {
-        Some(deep_ms) => {
-            let deep_target = (now_ms - 2 * deep_ms).min(positions.window_swept_to_ms);
-            if positions.deep_swept_to_ms < deep_target {
-                positions.deep_swept_to_ms = deep_target;
-                skipped.deep_until_ms = Some(deep_target);
+    let mut before = positions.window_swept_to_ms;
+    for (n, age) in ages.deep_ms.into_iter().enumerate() {
+        let position = &mut positions.deep_swept_to_ms[n];
+        match age {
+            Some(age) => {
+                let target = (now_ms - 2 * age).min(before);
+                if *position < target {
+                    *position = target;
+                    skipped.deep_until_ms[n] = Some(target);
+                }
             }
+            None => *position = before,
         }
-        None => positions.deep_swept_to_ms = positions.window_swept_to_ms,
+        before = *position;
     }
     skipped
 }
@@ -114,11 +148,8 @@ pub fn sweep_bounds(
     now_ms: i64,
     limit_ms: Option<i64>,
 ) -> Option<(i64, i64)> {
-    let (position, age, read_before) = match read {
-        Read::Fresh => return None,
-        Read::WindowSweep => (positions.window_swept_to_ms, ages.window_ms, positions.fresh_read_to_ms),
-        Read::DeepSweep => (positions.deep_swept_to_ms, ages.deep_ms?, positions.window_swept_to_ms),
-    };
+    let age = ages.age(read)?;
+    let (position, read_before) = (positions.of(read), positions.of(Positions::before(read)));
     let due = read_before.min(now_ms - age);
     let until = floor_to_second(limit_ms.map_or(due, |limit| due.min(limit)));
     let wide_enough = until - position >= age / SWEEP_BATCH_FRACTION || limit_ms.is_some_and(|limit| until >= limit);
@@ -247,7 +278,7 @@ pub fn after_refusal(refusal: &SourceError, resumed: bool) -> AfterRefusal {
 pub fn record_floor(positions: &Positions, sweeps: Option<SweepAges>, passes: &[Pass]) -> i64 {
     let mut floor = positions.fresh_start_ms();
     if sweeps.is_some() {
-        floor = floor.min(positions.deep_swept_to_ms).min(positions.window_swept_to_ms);
+        floor = positions.deep_swept_to_ms.iter().fold(floor.min(positions.window_swept_to_ms), |f, p| f.min(*p));
     }
     for pass in passes {
         floor = floor.min(pass.covered_to_ms);
@@ -261,7 +292,7 @@ mod tests {
 
     const W: i64 = 300_000;
     const D: i64 = 3_600_000;
-    const AGES: SweepAges = SweepAges { window_ms: W, deep_ms: Some(D) };
+    const AGES: SweepAges = SweepAges { window_ms: W, deep_ms: [Some(D), None, None] };
     const T0: i64 = 1_700_000_000_000;
 
     fn at(ms: i64) -> Positions {
@@ -275,7 +306,7 @@ mod tests {
         advance(&mut p, Some(AGES), T0, T0 + 7_200_000, T0 + 7_200_000);
         assert_eq!(p.fresh_read_to_ms, T0 + 7_200_000);
         assert_eq!(p.window_swept_to_ms, T0 + 7_200_000 - W);
-        assert_eq!(p.deep_swept_to_ms, T0 + 7_200_000 - D);
+        assert_eq!(p.deep_swept_to_ms, [T0 + 7_200_000 - D; MAX_DEEP_SWEEPS], "the deep sweeps not set stand with it");
     }
 
     #[test]
@@ -293,11 +324,11 @@ mod tests {
         p.fresh_read_to_ms = T0 + 900_000;
         advance(&mut p, Some(AGES), T0, T0 + 60_000, T0 + 60_000 + W);
         assert_eq!(p.window_swept_to_ms, T0 + 60_000);
-        assert_eq!(p.deep_swept_to_ms, T0, "not an hour old yet");
+        assert_eq!(p.deep_swept_to_ms[0], T0, "not an hour old yet");
 
         let mut b = at(T0);
         advance(&mut b, None, T0, T0 + 1_000, T0 + 2_000);
-        assert_eq!((b.window_swept_to_ms, b.deep_swept_to_ms), (T0 + 1_000, T0 + 1_000));
+        assert_eq!((b.window_swept_to_ms, b.deep_swept_to_ms), (T0 + 1_000, [T0 + 1_000; MAX_DEEP_SWEEPS]));
     }
 
     #[test]
@@ -311,10 +342,10 @@ mod tests {
             Some((T0 + 400_000, T0 + 600_000)),
             "from the second holding the position to `now - window`"
         );
-        assert_eq!(sweep_bounds(Read::DeepSweep, &p, AGES, now, None), None, "nothing is an hour old");
+        assert_eq!(sweep_bounds(Read::DeepSweep(0), &p, AGES, now, None), None, "nothing is an hour old");
         let later = T0 + D + 500_000;
         assert_eq!(
-            sweep_bounds(Read::DeepSweep, &p, AGES, later, None),
+            sweep_bounds(Read::DeepSweep(0), &p, AGES, later, None),
             Some((T0, T0 + 400_000)),
             "up to the window sweep"
         );
@@ -328,8 +359,8 @@ mod tests {
         assert_eq!(sweep_bounds(Read::WindowSweep, &p, AGES, now, None), None, "29 s: under a tenth of the window");
         p.window_swept_to_ms = T0 + 570_000;
         assert_eq!(sweep_bounds(Read::WindowSweep, &p, AGES, now, None), Some((T0 + 570_000, T0 + 600_000)));
-        let off = SweepAges { deep_ms: None, ..AGES };
-        assert_eq!(sweep_bounds(Read::DeepSweep, &p, off, later, None), None);
+        let off = SweepAges { deep_ms: [None; MAX_DEEP_SWEEPS], ..AGES };
+        assert_eq!(sweep_bounds(Read::DeepSweep(0), &p, off, later, None), None);
     }
 
     #[test]
@@ -349,8 +380,8 @@ mod tests {
         p.fresh_read_to_ms = now;
         p.window_swept_to_ms = now - W;
         let skipped = skip_lagging_sweeps(&mut p, Some(AGES), now);
-        assert_eq!(skipped, Skipped { window_until_ms: None, deep_until_ms: Some(now - 2 * D) });
-        assert_eq!(p.deep_swept_to_ms, now - 2 * D);
+        assert_eq!(skipped, Skipped { window_until_ms: None, deep_until_ms: [Some(now - 2 * D), None, None] });
+        assert_eq!(p.deep_swept_to_ms, [now - 2 * D; MAX_DEEP_SWEEPS]);
 
         // Just inside the limit: kept.
         let mut q = at(now - 2 * D + 1);
@@ -374,8 +405,8 @@ mod tests {
         p.fresh_read_to_ms = now;
         let skipped = skip_lagging_sweeps(&mut p, Some(AGES), now);
         assert_eq!(skipped.window_until_ms, Some(now - W - D));
-        assert_eq!(skipped.deep_until_ms, Some(now - 2 * D));
-        assert!(p.deep_swept_to_ms <= p.window_swept_to_ms);
+        assert_eq!(skipped.deep_until_ms[0], Some(now - 2 * D));
+        assert!(p.deep_swept_to_ms[0] <= p.window_swept_to_ms);
     }
 
     #[test]
@@ -383,7 +414,7 @@ mod tests {
         let mut p = at(T0);
         p.fresh_read_to_ms = T0 + 900_000;
         p.window_swept_to_ms = T0 + 600_000;
-        p.deep_swept_to_ms = T0 + 100_500;
+        p.deep_swept_to_ms = [T0 + 100_500; MAX_DEEP_SWEEPS];
         p.newest_event_ms = Some(T0 + 899_000);
         assert_eq!(record_floor(&p, Some(AGES), &[]), T0 + 100_000);
         assert_eq!(record_floor(&p, None, &[]), T0 + 899_000);
@@ -394,9 +425,57 @@ mod tests {
 
     #[test]
     fn reads_come_in_budget_priority() {
-        assert_eq!(reads(Some(AGES)), vec![Read::Fresh, Read::WindowSweep, Read::DeepSweep]);
-        assert_eq!(reads(Some(SweepAges { deep_ms: None, ..AGES })), vec![Read::Fresh, Read::WindowSweep]);
+        assert_eq!(reads(Some(AGES)), vec![Read::Fresh, Read::WindowSweep, Read::DeepSweep(0)]);
+        assert_eq!(
+            reads(Some(SweepAges { deep_ms: [None; MAX_DEEP_SWEEPS], ..AGES })),
+            vec![Read::Fresh, Read::WindowSweep]
+        );
         assert_eq!(reads(None), vec![Read::Fresh]);
+    }
+
+    const LADDER: SweepAges = SweepAges { window_ms: W, deep_ms: [Some(D), Some(6 * D), None] };
+
+    #[test]
+    fn a_ladder_of_deep_sweeps_reads_each_stretch_once_per_age_each_up_to_the_one_before() {
+        assert_eq!(SweepAges::new(W, &[6 * D, D, D]), LADDER, "sorted, repeats left out");
+        assert_eq!(reads(Some(LADDER)), vec![Read::Fresh, Read::WindowSweep, Read::DeepSweep(0), Read::DeepSweep(1)]);
+        let mut p = at(T0);
+        advance(&mut p, Some(LADDER), T0, T0 + 8 * D, T0 + 8 * D);
+        assert_eq!(p.deep_swept_to_ms, [T0 + 7 * D, T0 + 2 * D, T0 + 2 * D], "old history counts for both");
+        let now = T0 + 9 * D;
+        p.window_swept_to_ms = now - W;
+        p.deep_swept_to_ms[0] = now - D;
+        assert_eq!(sweep_bounds(Read::DeepSweep(1), &p, LADDER, now, None), Some((T0 + 2 * D, T0 + 3 * D)));
+        p.deep_swept_to_ms[0] = T0 + 2 * D + 500_000;
+        assert_eq!(
+            sweep_bounds(Read::DeepSweep(1), &p, LADDER, now, None),
+            None,
+            "never past the deep sweep before it (500 s: under a tenth of six hours)"
+        );
+        assert_eq!(sweep_bounds(Read::DeepSweep(2), &p, LADDER, now, None), None, "not set");
+    }
+
+    #[test]
+    fn each_deep_sweep_skips_when_behind_by_its_own_age_again() {
+        let now = T0 + 20 * D;
+        let mut p = at(T0);
+        p.fresh_read_to_ms = now;
+        p.window_swept_to_ms = now - W;
+        p.deep_swept_to_ms = [now - D, now - 12 * D + 1, now - 12 * D + 1];
+        assert_eq!(skip_lagging_sweeps(&mut p, Some(LADDER), now), Skipped::default());
+        p.deep_swept_to_ms = [now - 3 * D, now - 13 * D, now - 13 * D];
+        let skipped = skip_lagging_sweeps(&mut p, Some(LADDER), now);
+        assert_eq!(skipped.deep_until_ms, [Some(now - 2 * D), Some(now - 12 * D), None]);
+        assert_eq!(p.deep_swept_to_ms[2], p.deep_swept_to_ms[1], "the one not set follows");
+    }
+
+    #[test]
+    fn the_record_keeps_what_the_deepest_sweep_needs() {
+        let mut p = at(T0);
+        p.fresh_read_to_ms = T0 + 7 * D;
+        p.window_swept_to_ms = T0 + 7 * D - W;
+        p.deep_swept_to_ms = [T0 + 6 * D, T0 + D, T0 + D];
+        assert_eq!(record_floor(&p, Some(LADDER), &[]), T0 + D);
     }
 
     #[test]

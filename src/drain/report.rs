@@ -41,8 +41,11 @@ pub struct Summary {
     pub fresh_read_to: Option<String>,
     /// Everything before this was read again once it was `LATE_ARRIVAL_WINDOW` old.
     pub window_swept_to: Option<String>,
-    /// Everything before this was read again once it was `LATE_SWEEP_AFTER` old.
+    /// Everything before this was read again once it was the first `LATE_SWEEP_AFTER` age old.
     pub deep_swept_to: Option<String>,
+    /// Likewise for each further age of `LATE_SWEEP_AFTER`, in order.
+    #[serde(default)]
+    pub deeper_swept_to: Vec<String>,
     /// How far GitHub's clock is ahead of this host's (negative: behind), by its answers'
     /// `Date` headers: the drain reckons by GitHub's.
     #[serde(default)]
@@ -111,9 +114,10 @@ impl Summary {
         if plan.sweeps.is_some() {
             summary.window_swept_to = Some(rfc3339_ms(p.window_swept_to_ms));
         }
-        if plan.sweeps.is_some_and(|s| s.deep_ms.is_some()) {
-            summary.deep_swept_to = Some(rfc3339_ms(p.deep_swept_to_ms));
-        }
+        let deep: Vec<String> =
+            plan.sweeps.iter().flat_map(|ages| ages.deep_sweeps()).map(|read| rfc3339_ms(p.of(read))).collect();
+        summary.deep_swept_to = deep.first().cloned();
+        summary.deeper_swept_to = deep.into_iter().skip(1).collect();
         if let Some(until_ms) = plan.until_ms {
             summary.backfill = Some(backfill_progress(plan.start_ms, until_ms, p.fresh_read_to_ms));
         }

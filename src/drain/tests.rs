@@ -15,7 +15,7 @@ fn plan(deep: bool) -> DrainPlan {
         key: "orgs/acme/web".into(),
         start_ms: T0 - 24 * D,
         until_ms: None,
-        sweeps: Some(SweepAges { window_ms: W, deep_ms: deep.then_some(D) }),
+        sweeps: Some(SweepAges::new(W, if deep { &[D] } else { &[] })),
         shaping: Shaping::default(),
     }
 }
@@ -227,7 +227,7 @@ async fn a_deep_sweep_further_behind_than_its_age_again_is_skipped_and_reported(
 
     assert_eq!(summary.deep_sweep_skipped_until, Some(rfc3339_ms(T0 + 2 * D)));
     assert_eq!(summary.window_sweep_skipped_until, None);
-    let deep = world.store.checkpoint().map(|c| c.positions.deep_swept_to_ms);
+    let deep = world.store.checkpoint().map(|c| c.positions.deep_swept_to_ms[0]);
     assert!(deep.is_some_and(|d| d > T0 + 2 * D), "it swept on from there: {deep:?}");
 }
 
@@ -241,7 +241,7 @@ async fn the_record_holds_the_deep_horizon_in_minute_buckets_and_forgets_what_is
     // One bucket per minute from the deep sweep's position to the newest event, none before.
     let positions = world.store.checkpoint().expect("checkpoint").positions;
     let newest = positions.newest_event_ms.expect("events were delivered");
-    let minutes = (newest - positions.deep_swept_to_ms) / MINUTE;
+    let minutes = (newest - positions.deep_swept_to_ms[0]) / MINUTE;
     let buckets = world.store.bucket_count() as i64;
     assert!((minutes..=minutes + 2).contains(&buckets), "{buckets} buckets for {minutes} minutes");
     assert!(minutes > 30, "the record reaches back {minutes} minutes");
@@ -329,4 +329,23 @@ async fn a_host_clock_an_hour_off_githubs_either_way_loses_nothing() {
         let offset = summaries.last().and_then(|s| s.clock_offset_seconds).unwrap_or_default();
         assert!((offset - ahead as f64 / 1000.0).abs() <= 1.0, "GitHub {ahead} ms ahead, reckoned {offset} s");
     }
+}
+
+#[tokio::test]
+async fn a_stall_longer_than_the_first_deep_age_is_caught_by_the_second() {
+    let mut lost = Vec::new();
+    for ladder in [&[D][..], &[D, 4 * D][..]] {
+        let clock = FakeClock::at(T0);
+        let world = World::new(&clock);
+        // GitHub's index stops for two hours, then releases its backlog at four times real time.
+        let mut events = live(2_000, T0, 8 * D, 20_000, 25);
+        stall(&mut events, T0 + D, 2 * D, 4);
+        world.log.add(events);
+        let plan = DrainPlan { sweeps: Some(SweepAges::new(W, ladder)), ..plan(true) };
+        world.schedule(&plan, 5 * MINUTE, T0 + 13 * D).await;
+        assert_eq!(world.repeated(), 0);
+        lost.push(world.missing());
+    }
+    assert!(lost[0] > 0, "a stall of two hours outlasts a deep sweep at one hour");
+    assert_eq!(lost[1], 0, "the sweep at four hours reads it again");
 }

@@ -26,7 +26,7 @@ use serde_json::value::RawValue;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::budget::Budget;
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, MAX_DEEP_SWEEPS};
 use crate::deliver::{Batch, DeliverError, Floors, Ledger};
 use crate::metrics::Metric;
 use crate::ports::{
@@ -413,7 +413,7 @@ impl<'a> BucketRun<'a> {
             // A stream's positions all stand at its newest event: nothing is read by time.
             positions.fresh_read_to_ms = newest.min(now);
             positions.window_swept_to_ms = positions.fresh_read_to_ms;
-            positions.deep_swept_to_ms = positions.fresh_read_to_ms;
+            positions.deep_swept_to_ms = [positions.fresh_read_to_ms; MAX_DEEP_SWEEPS];
             Floors { prune_before_ms: newest.saturating_sub(window_ms), unload_before_ms: oldest_ms.unwrap_or(newest) }
         };
         let delivered =
