@@ -188,3 +188,24 @@ async fn a_connector_whose_clock_is_an_hour_off_githubs_either_way_loses_nothing
         assert!((offset * 1000.0 - github_ahead_ms as f64).abs() <= 1_500.0, "reckoned {offset} s");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_longer_than_the_first_deep_age_is_caught_by_the_next_one() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let mut h = Harness::start().await;
+    // Compressed: window 1 s, deep sweeps at 2 s and 7 s; GitHub's index stalls for 4 s.
+    compressed(&mut h, "1s", "2s,7s");
+    let start = now_ms();
+    let ids = h.add_live(&LiveLog {
+        start_ms: start,
+        span: Duration::from_secs(5),
+        per_second: 60.0,
+        max_delay: Duration::from_millis(300),
+        stall: Some(Stall { after: Duration::from_secs(1), lasts: Duration::from_secs(4), release_speed: 2 }),
+        seed: 85,
+    });
+    let summaries = schedule(&h, Duration::from_millis(250), start + 16_000).await;
+    assert_eq!(h.missing_and_repeated(&ids), (0, 0), "(missing, repeated)");
+    let deeper = summaries.iter().filter_map(|s| s.deeper_swept_to.first()).last();
+    assert!(deeper.is_some(), "the second deep sweep reports its position");
+}
