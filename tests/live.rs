@@ -206,6 +206,6 @@ async fn a_stall_longer_than_the_first_deep_age_is_caught_by_the_next_one() {
     });
     let summaries = schedule(&h, Duration::from_millis(250), start + 16_000).await;
     assert_eq!(h.missing_and_repeated(&ids), (0, 0), "(missing, repeated)");
-    let deeper = summaries.iter().filter_map(|s| s.deeper_swept_to.first()).last();
+    let deeper = summaries.iter().rev().find_map(|s| s.deeper_swept_to.first());
     assert!(deeper.is_some(), "the second deep sweep reports its position");
 }
