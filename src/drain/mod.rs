@@ -707,8 +707,9 @@ struct Delivery<'p> {
     next: Option<String>,
 }
 
+/// A link's identity: the same link with its query in another order is the same link.
 fn link_hash(link: &str) -> u64 {
-    xxh3_64(link.as_bytes())
+    xxh3_64(plan::link_identity(link).as_bytes())
 }
 
 /// Fetches the page after while the current one is delivered.
