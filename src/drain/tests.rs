@@ -332,20 +332,21 @@ async fn a_host_clock_an_hour_off_githubs_either_way_loses_nothing() {
 }
 
 #[tokio::test]
-async fn a_stall_longer_than_the_first_deep_age_is_caught_by_the_second() {
+async fn a_stall_of_four_hours_loses_nothing_with_the_default_deep_sweeps() {
     let mut lost = Vec::new();
-    for ladder in [&[D][..], &[D, 4 * D][..]] {
+    // `1h` alone, then the default `1h,6h`.
+    for ladder in [&[D][..], &[D, 6 * D][..]] {
         let clock = FakeClock::at(T0);
         let world = World::new(&clock);
-        // GitHub's index stops for two hours, then releases its backlog at four times real time.
+        // GitHub's index stops for four hours, then releases its backlog at eight times real time.
         let mut events = live(2_000, T0, 8 * D, 20_000, 25);
-        stall(&mut events, T0 + D, 2 * D, 4);
+        stall(&mut events, T0 + D, 4 * D, 8);
         world.log.add(events);
         let plan = DrainPlan { sweeps: Some(SweepAges::new(W, ladder)), ..plan(true) };
-        world.schedule(&plan, 5 * MINUTE, T0 + 13 * D).await;
+        world.schedule(&plan, 5 * MINUTE, T0 + 16 * D).await;
         assert_eq!(world.repeated(), 0);
         lost.push(world.missing());
     }
-    assert!(lost[0] > 0, "a stall of two hours outlasts a deep sweep at one hour");
-    assert_eq!(lost[1], 0, "the sweep at four hours reads it again");
+    assert!(lost[0] > 0, "a stall of four hours outlasts a deep sweep at one hour");
+    assert_eq!(lost[1], 0, "the sweep at six hours reads it again");
 }
