@@ -25,6 +25,7 @@ pub mod forwarder;
 pub mod github;
 pub mod http;
 pub mod lambda;
+pub mod logging;
 pub mod metrics;
 pub mod ports;
 pub mod push;

@@ -179,14 +179,7 @@ fn permissions(json: bool) -> ExitCode {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    github_audit_sekoia::logging::init_cli();
     let (outcome, emf) = match Cli::parse().command {
         Command::Run { settings, dry_run, emf } => (run(&settings, dry_run).await, emf),
         Command::Backfill { settings, since, until } => (backfill(&settings, &since, &until).await, false),

@@ -166,3 +166,39 @@ async fn run_shows_progress_on_a_terminal_only() {
     assert_eq!(String::from_utf8_lossy(&piped.stdout).lines().count(), 1, "only the summary");
     h.assert_exactly_once();
 }
+
+/// The Lambda binary's log lines at start-up, with `AWS_LAMBDA_RUNTIME_API` pointing nowhere (it
+/// reads its configuration, says so at debug, then fails to reach the runtime and exits).
+fn lambda_start_up_logs(vars: &[(&str, &str)]) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_github-audit-sekoia-lambda"));
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.envs([
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
+        ("AWS_LAMBDA_FUNCTION_NAME", "connector"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("TARGETS", "org:acme"),
+        ("SECRET_ID", "github-audit-sekoia"),
+        ("CURSOR_TABLE", "cursors"),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+    ]);
+    command.envs(vars.iter().copied());
+    let output = command.output().expect("the Lambda binary runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_lambda_honours_log_level_for_its_own_logs_and_keeps_libraries_at_warn() {
+    let started = "configuration read; waiting for invocations";
+    assert!(!lambda_start_up_logs(&[]).contains(started), "info by default");
+    let debug = lambda_start_up_logs(&[("LOG_LEVEL", "debug")]);
+    assert!(debug.contains(started), "LOG_LEVEL=debug: {debug}");
+    assert!(debug.lines().all(|line| line.starts_with('{')), "JSON lines, as the function's log format asks");
+    // Lambda's own level (the template's LogLevel) applies when LOG_LEVEL is not set.
+    assert!(lambda_start_up_logs(&[("AWS_LAMBDA_LOG_LEVEL", "DEBUG")]).contains(started));
+    let everything = lambda_start_up_logs(&[("LOG_LEVEL", "debug"), ("LOG_LEVEL_DEPS", "debug")]);
+    assert!(everything.lines().count() > debug.lines().count(), "the libraries' debug lines only when asked");
+}

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    github_audit_sekoia::logging::init_lambda();
     let environment = |name: &str| std::env::var(name).ok();
     let settings = Settings::new(&environment);
     let shared = Shared::load(&settings)?;
@@ -21,6 +21,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         true => Some(Connector::new(Config::with_shared(shared, &settings)?).await?),
         false => None,
     };
+    tracing::debug!(
+        pull_targets = pull.as_ref().map(|connector| connector.config().target_list()),
+        stream_bucket = push.stream_bucket.as_deref(),
+        "configuration read; waiting for invocations"
+    );
     let function = Function { pull, push: Forwarder::new(push).await? };
     let function = &function;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
