@@ -53,10 +53,12 @@ fn push(vars: &[(&str, &str)]) -> Result<(), ConfigError> {
     PushConfig::load(|name| map.get(name).map(|v| v.to_string())).map(|_| ())
 }
 
-/// The parser's words for a refused value, without the value it quotes (`is "…": `, `has "…": `).
+/// The parser's words for a refused value, without the value it quotes (`is "…": `,
+/// `is "…"; `, `has "…": `).
 fn words(err: &ConfigError) -> String {
     let problem = &err.problem;
-    match problem.strip_prefix("is \"").or(problem.strip_prefix("has \"")).and_then(|rest| rest.split_once("\": ")) {
+    let quoted = problem.strip_prefix("is \"").or(problem.strip_prefix("has \""));
+    match quoted.and_then(|rest| rest.split_once("\": ").or(rest.split_once("\"; "))) {
         Some((_, words)) => words.to_owned(),
         None => problem.clone(),
     }
@@ -73,6 +75,8 @@ fn parse(parameter: &str, value: &str) -> Result<(), ConfigError> {
         "StreamDedupeWindow" => push(&[("STREAM_DEDUPE_WINDOW", value)]),
         "IncludeActions" => push(&[("INCLUDE_ACTIONS", value)]),
         "ExcludeActions" => pull(&[("EXCLUDE_ACTIONS", value)]).map(|_| ()),
+        "FirstRunLookback" => pull(&[("FIRST_RUN_LOOKBACK", value)]).map(|_| ()),
+        "RateLimitReserve" => pull(&[("RATE_LIMIT_RESERVE", value)]).map(|_| ()),
         other => panic!("no parser mapping for {other}"),
     }
 }
@@ -140,6 +144,8 @@ const SAMPLES: &[(&str, &[&str])] = &[
     ("StreamDedupeWindow", &["1s", "1h", "7d", "0s", "0", "00m", "10m", "1 h"]),
     ("IncludeActions", ACTION_LISTS),
     ("ExcludeActions", ACTION_LISTS),
+    ("FirstRunLookback", &["24h", "7d", "30m", "99999d", "0h", "01h", "1x", "", "100000d"]),
+    ("RateLimitReserve", &["", "0", "87", "999999999", "4294967296", "-1", "5%"]),
 ];
 
 const ACTION_LISTS: &[&str] =
@@ -184,6 +190,7 @@ fn what_the_function_refuses_the_template_refuses_in_the_same_words() {
         ("IntakeUrl", "http://intake.sekoia.io", "SEKOIA_INTAKE_URL"),
         ("StreamDedupeWindow", "0s", "STREAM_DEDUPE_WINDOW"),
         ("ExcludeActions", "git.?", "EXCLUDE_ACTIONS"),
+        ("RateLimitReserve", "-1", "RATE_LIMIT_RESERVE"),
     ];
     for (name, value, variable) in refusals {
         let parameter = &parameters[name];
