@@ -77,7 +77,10 @@ impl Report {
         let configuration = Verdict::fail(
             "configuration",
             err.to_string(),
-            format!("set {} as the message says (github-audit-sekoia run --help lists every variable)", err.variable),
+            format!(
+                "set {} as the message says (the README's Configuration table lists every variable; run --help the flags)",
+                err.variable
+            ),
         );
         Self { ok: false, configuration, targets: Vec::new() }
     }
@@ -246,16 +249,17 @@ async fn check_github(connector: &Connector, config: &Config) -> Vec<Verdict> {
     };
     let facts = probe::credential_facts(connector.client(), &config.github_api_url, &authorization, &budget).await;
     let credential = match (&facts, &app) {
-        (Err(err), _) => Verdict::fail(
-            "credential",
-            format!("GitHub refused it: {}", err),
-            match err.status.map(|s| s.as_u16()) {
-                Some(401) => {
-                    "the token is wrong, expired or revoked: create a classic personal access token with read:audit_log and store it"
-                }
-                _ => "check GITHUB_API_URL and that this host can reach GitHub",
-            },
-        ),
+        (Err(err), _) => match err.status.map(|s| s.as_u16()) {
+            Some(401) => Verdict::fail(
+                "credential",
+                format!("GitHub refused it: {err}"),
+                "the token is wrong, expired or revoked: create a classic personal access token with read:audit_log and store it",
+            ),
+            Some(_) => Verdict::fail("credential", format!("GitHub refused it: {err}"), "see GitHub's message above"),
+            None => {
+                Verdict::fail("credential", format!("GitHub did not answer: {err}"), unreachable_remedy(&err.message))
+            }
+        },
         (Ok(_), Some(installation)) => app_verdict(installation),
         (Ok(facts), None) => token_verdict(facts, &config.target),
     };
@@ -274,6 +278,21 @@ async fn check_github(connector: &Connector, config: &Config) -> Vec<Verdict> {
         None => Verdict::skip("clock", "GitHub's answer carried no Date"),
     });
     verdicts
+}
+
+/// What to look at when GitHub's host gave no HTTP answer, from what the connection said.
+pub fn unreachable_remedy(message: &str) -> String {
+    let said = message.to_ascii_lowercase();
+    if said.contains("certificate") || said.contains("unknownissuer") || said.contains("tls") {
+        "the connection's certificate is not trusted: a GitHub Enterprise Server with a private CA, or a TLS-inspecting proxy, needs its CA among this host's roots (SSL_CERT_FILE)".to_owned()
+    } else if said.contains("proxy") {
+        "the proxy refused or failed the connection: check HTTPS_PROXY (and NO_PROXY)".to_owned()
+    } else if said.contains("dns") || said.contains("resolve") || said.contains("lookup") {
+        "GitHub's host name does not resolve here: check GITHUB_API_URL and this host's DNS".to_owned()
+    } else {
+        "check GITHUB_API_URL, and that this host reaches it: firewall, HTTPS_PROXY, a VPC without a route out"
+            .to_owned()
+    }
 }
 
 /// This host's clock against GitHub's. The drain reckons by GitHub's, but AWS refuses requests
@@ -454,6 +473,15 @@ async fn check_store(connector: &Connector, config: &Config) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_github_that_does_not_answer_is_told_apart_by_what_the_connection_said() {
+        let remedy = |said: &str| unreachable_remedy(said);
+        assert!(remedy("error sending request: invalid peer certificate: UnknownIssuer").contains("private CA"));
+        assert!(remedy("error sending request: proxy connect failed").contains("HTTPS_PROXY"));
+        assert!(remedy("dns error: failed to lookup address information").contains("DNS"));
+        assert!(remedy("connection refused").contains("firewall"));
+    }
 
     #[test]
     fn a_clock_a_minute_off_githubs_passes_and_more_fails_naming_the_fix() {

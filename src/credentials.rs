@@ -40,7 +40,8 @@ pub struct AppCredential {
 
 impl AppCredential {
     /// Checks the key now, so a bad one is a configuration error rather than a failed run.
-    /// The problem never quotes the key.
+    /// The problem, which is the key's, never quotes it. `app_id` is not empty (the callers
+    /// name an empty one themselves).
     pub fn new(app_id: String, private_key_pem: &str, installation_id: Option<u64>) -> Result<Self, String> {
         // Keys pasted into one-line settings often carry literal "\n"s.
         let pem = if private_key_pem.contains('\n') {
@@ -50,9 +51,6 @@ impl AppCredential {
         };
         jsonwebtoken::EncodingKey::from_rsa_pem(pem.trim().as_bytes())
             .map_err(|_| "is not an RSA private key in PEM form (PKCS#1 \"BEGIN RSA PRIVATE KEY\" or PKCS#8 \"BEGIN PRIVATE KEY\")".to_owned())?;
-        if app_id.trim().is_empty() {
-            return Err("is empty".into());
-        }
         Ok(Self { app_id: app_id.trim().to_owned(), private_key: Secret::new(pem.trim()), installation_id })
     }
 }
@@ -157,7 +155,12 @@ pub fn parse_secret(secret_id: &str, text: &str) -> Result<Credentials, Credenti
         error(format!("is not a JSON object of the expected keys (line {}, column {})", e.line(), e.column()))
     })?;
     let present = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
-    let github = match (present(fields.github_token), fields.github_app_id.map(StringOrNumber::text)) {
+    let token = present(fields.github_token);
+    let app_id = fields.github_app_id.map(StringOrNumber::text);
+    if token.is_none() && app_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+        return Err(error("has an empty \"github_app_id\": set the GitHub App's ID (or client ID)".into()));
+    }
+    let github = match (token, present(app_id)) {
         (Some(_), Some(_)) => return Err(error("has both github_token and github_app_id; keep one".into())),
         (Some(token), None) => Some(GitHubCredential::Token(Secret::new(token))),
         (None, Some(app_id)) => {
@@ -235,6 +238,11 @@ mod tests {
         let message = parse_secret("s", text).expect_err("bad key").to_string();
         assert!(message.contains("github_app_private_key") && message.contains("PEM"), "{message}");
         assert!(!message.contains("not-a-key"));
+        let empty_id = r#"{"github_app_id": "", "github_app_private_key": "key", "sekoia_intake_key": "k"}"#;
+        let said = parse_secret("s", empty_id).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(said.contains("empty \"github_app_id\"") && !said.contains("private_key"), "{said}");
+        let token_beside_an_empty_id = r#"{"github_token": "t", "github_app_id": "", "sekoia_intake_key": "k"}"#;
+        assert!(parse_secret("s", token_beside_an_empty_id).is_ok());
         let both = r#"{"github_token": "t", "github_app_id": "1", "sekoia_intake_key": "k"}"#;
         assert!(parse_secret("s", both).expect_err("ambiguous").to_string().contains("keep one"));
     }

@@ -157,7 +157,39 @@ impl Settings {
         .filter_map(|(name, value)| value.as_ref().map(|v| (name, v)))
         .collect();
         Config::load(|name| overrides.get(name).map(|v| v.to_string()).or_else(|| std::env::var(name).ok()))
+            .map_err(|err| named_by_flag(err, |variable| overrides.contains_key(variable)))
     }
+}
+
+/// Each flag, and the variable it overrides.
+const FLAGS: [(&str, &str); 14] = [
+    ("GITHUB_ORG", "--org (GITHUB_ORG)"),
+    ("TARGETS", "--targets (TARGETS)"),
+    ("GITHUB_ENTERPRISE", "--enterprise (GITHUB_ENTERPRISE)"),
+    ("GITHUB_API_URL", "--api-url (GITHUB_API_URL)"),
+    ("GITHUB_INCLUDE", "--include (GITHUB_INCLUDE)"),
+    ("GITHUB_PHRASE", "--phrase (GITHUB_PHRASE)"),
+    ("SEKOIA_INTAKE_URL", "--intake-url (SEKOIA_INTAKE_URL)"),
+    ("STATE_DIR", "--state-dir (STATE_DIR)"),
+    ("FIRST_RUN_LOOKBACK", "--first-run-lookback (FIRST_RUN_LOOKBACK)"),
+    ("LATE_ARRIVAL_WINDOW", "--late-arrival-window (LATE_ARRIVAL_WINDOW)"),
+    ("LATE_SWEEP_AFTER", "--late-sweep-after (LATE_SWEEP_AFTER)"),
+    ("MAX_RUN_SECONDS", "--max-run-seconds (MAX_RUN_SECONDS)"),
+    ("STREAM_BUCKET", "--bucket (STREAM_BUCKET)"),
+    ("STREAM_DEDUPE_WINDOW", "--dedupe-window (STREAM_DEDUPE_WINDOW)"),
+];
+
+/// A refused setting given by a flag is named by the flag (and its variable).
+fn named_by_flag(
+    mut err: github_audit_sekoia::config::ConfigError,
+    given: impl Fn(&str) -> bool,
+) -> github_audit_sekoia::config::ConfigError {
+    if given(err.variable)
+        && let Some((_, label)) = FLAGS.iter().find(|(variable, _)| *variable == err.variable)
+    {
+        err.variable = label;
+    }
+    err
 }
 
 fn permissions(json: bool) -> ExitCode {
@@ -319,7 +351,8 @@ async fn forward_s3(overrides: &[(&str, Option<String>)], prefix: Option<&str>, 
     let lookup = |name: &str| {
         overrides.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.clone()).or_else(|| std::env::var(name).ok())
     };
-    let (forwarder, bucket) = match push_forwarder(lookup).await {
+    let given = |variable: &str| overrides.iter().any(|(name, value)| *name == variable && value.is_some());
+    let (forwarder, bucket) = match push_forwarder(lookup, given).await {
         Ok(opened) => opened,
         Err(message) => {
             eprintln!("{message}");
@@ -356,8 +389,11 @@ async fn forward_s3(overrides: &[(&str, Option<String>)], prefix: Option<&str>, 
 }
 
 /// Push mode's settings and clients, and the bucket to forward.
-async fn push_forwarder(lookup: impl Fn(&str) -> Option<String>) -> Result<(Forwarder, String), String> {
-    let config = PushConfig::load(lookup).map_err(|err| err.to_string())?;
+async fn push_forwarder(
+    lookup: impl Fn(&str) -> Option<String>,
+    given: impl Fn(&str) -> bool,
+) -> Result<(Forwarder, String), String> {
+    let config = PushConfig::load(&lookup).map_err(|err| named_by_flag(err, given).to_string())?;
     let Some(bucket) = config.stream_bucket.clone() else {
         return Err("configuration error: --bucket (or STREAM_BUCKET) is required: the bucket GitHub streams to".into());
     };

@@ -78,6 +78,21 @@ fn a_bad_setting_exits_2_naming_the_variable_and_sends_nothing() {
     assert!(h.received().is_empty());
 }
 
+#[test]
+fn a_bad_value_given_by_a_flag_is_named_by_the_flag() {
+    let h = tokio::runtime::Runtime::new().expect("runtime").block_on(Harness::start());
+    let by_flag = h.cli(&["run", "--late-sweep-after", "5m"], &[]).output().expect("the binary runs");
+    let said = String::from_utf8_lossy(&by_flag.stderr);
+    assert!(said.contains("--late-sweep-after (LATE_SWEEP_AFTER) must be longer than"), "{said}");
+    let by_variable = h.cli(&["run"], &[("LATE_SWEEP_AFTER", "5m")]).output().expect("the binary runs");
+    let said = String::from_utf8_lossy(&by_variable.stderr);
+    assert!(said.contains("LATE_SWEEP_AFTER must be longer than") && !said.contains("--late"), "{said}");
+    let push = h.cli(&["forward-s3", "--bucket", "b-1", "--dedupe-window", "0s"], &[]).output().expect("runs");
+    let said = String::from_utf8_lossy(&push.stderr);
+    assert!(said.contains("--dedupe-window (STREAM_DEDUPE_WINDOW) must be above 0"), "{said}");
+    assert_eq!((by_flag.status.code(), push.status.code()), (Some(2), Some(2)));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_token_fails_with_a_clear_message_and_no_secret_in_the_output() {
     let h = Harness::start().await;

@@ -159,7 +159,7 @@ fn deployment_credentials(
             None
         }
         None => Some(CredentialsConfig::Environment {
-            github: github_credential(settings)?,
+            github: github_credential(settings).map_err(|err| for_targets_without_a_secret(err, targets))?,
             intake_key: settings.get("SEKOIA_INTAKE_KEY").map(Secret::new),
         }),
     };
@@ -169,6 +169,21 @@ fn deployment_credentials(
         return Err(problem("GITHUB_APP_ID", ENTERPRISE_NEEDS_A_TOKEN));
     }
     Ok(credentials)
+}
+
+/// A missing deployment credential, when some targets have secrets of their own: said for
+/// those that do not.
+fn for_targets_without_a_secret(err: ConfigError, targets: &[TargetEntry]) -> ConfigError {
+    let without: Vec<String> = targets.iter().filter(|e| e.secret_id.is_none()).map(TargetEntry::spec).collect();
+    if without.len() == targets.len() {
+        return err;
+    }
+    let problem_text = format!(
+        "{} — needed for {}, which name no secret of their own (or give each =SECRET_ID in TARGETS, or set SECRET_ID)",
+        err.problem,
+        without.join(", ")
+    );
+    problem(err.variable, problem_text)
 }
 
 /// `LATE_ARRIVAL_WINDOW`, and `LATE_SWEEP_AFTER`'s ages (ascending, each longer than the window;
@@ -397,6 +412,8 @@ mod tests {
         assert_eq!(both.err().map(|e| e.variable), Some("TARGETS"));
         // Every target with a secret of its own: no deployment-wide credential needed.
         assert!(load(&[("TARGETS", "org:a=s1,org:b=s2")]).is_ok());
-        assert_eq!(load(&[("TARGETS", "org:a=s1,org:b")]).err().map(|e| e.variable), Some("GITHUB_TOKEN"));
+        let mixed = load(&[("TARGETS", "org:a=s1,org:b")]).expect_err("org:b has no credential");
+        assert_eq!(mixed.variable, "GITHUB_TOKEN");
+        assert!(mixed.problem.contains("needed for org:b,") && !mixed.problem.contains("org:a"), "{}", mixed.problem);
     }
 }
