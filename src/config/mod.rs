@@ -24,7 +24,10 @@ pub use target::{Include, SAME_RESOURCE_NAME, Target, TargetEntry};
 pub mod defaults {
     pub const GITHUB_API_URL: &str = "https://api.github.com";
     pub const INTAKE_URL: &str = "https://intake.sekoia.io";
-    pub const STATE_DIR: &str = "./state";
+    /// Where state lives without `STATE_DIR`: `$XDG_STATE_HOME/github-audit-sekoia`, else
+    /// `~/.local/state/github-audit-sekoia` (absolute, so cron's or systemd's working directory
+    /// does not matter), else `./state` when there is no home.
+    pub const STATE_DIR: &str = "$XDG_STATE_HOME/github-audit-sekoia, else ~/.local/state/github-audit-sekoia";
     pub const MAX_RUN_SECONDS: u64 = 600;
     pub const INCLUDE: &str = "web";
     pub const FIRST_RUN_LOOKBACK: &str = "24h";
@@ -93,7 +96,7 @@ impl Shared {
         };
         Ok(Self {
             intake_url: settings.base_url("SEKOIA_INTAKE_URL", defaults::INTAKE_URL)?,
-            state_dir: PathBuf::from(settings.get("STATE_DIR").unwrap_or_else(|| defaults::STATE_DIR.to_owned())),
+            state_dir: settings.get("STATE_DIR").map_or_else(|| default_state_dir(settings), PathBuf::from),
             cursor_table: settings.get("CURSOR_TABLE"),
             max_run: Duration::from_secs(max_run_seconds),
             shaping: shaping(settings)?,
@@ -126,6 +129,16 @@ fn shaping(settings: &Settings) -> Result<Shaping, ConfigError> {
     };
     let filter = ActionFilter::new(patterns("INCLUDE_ACTIONS")?, patterns("EXCLUDE_ACTIONS")?);
     Ok(Shaping { fill_created_at, filter })
+}
+
+/// [`defaults::STATE_DIR`], from `XDG_STATE_HOME` and `HOME`.
+fn default_state_dir(settings: &Settings) -> PathBuf {
+    let absolute = |dir: String| Some(PathBuf::from(dir)).filter(|path| path.is_absolute());
+    match (settings.get("XDG_STATE_HOME").and_then(absolute), settings.get("HOME").and_then(absolute)) {
+        (Some(state), _) => state.join("github-audit-sekoia"),
+        (None, Some(home)) => home.join(".local/state/github-audit-sekoia"),
+        (None, None) => PathBuf::from("./state"),
+    }
 }
 
 /// https only, except for loopback hosts (the simulator, tests).
@@ -162,8 +175,15 @@ mod tests {
         assert_eq!(defaults.intake_url.as_str(), "https://intake.sekoia.io/");
         assert_eq!(
             (defaults.max_run, defaults.state_dir.as_path()),
-            (Duration::from_secs(600), std::path::Path::new("./state"))
+            (Duration::from_secs(600), std::path::Path::new("./state")),
+            "no home: the working directory"
         );
+        let home = shared(&[("HOME", "/home/ops")]).expect("valid").state_dir;
+        assert_eq!(home, PathBuf::from("/home/ops/.local/state/github-audit-sekoia"));
+        let xdg = shared(&[("HOME", "/home/ops"), ("XDG_STATE_HOME", "/var/lib/ops")]).expect("valid").state_dir;
+        assert_eq!(xdg, PathBuf::from("/var/lib/ops/github-audit-sekoia"));
+        let relative = shared(&[("HOME", "/home/ops"), ("XDG_STATE_HOME", "state")]).expect("valid").state_dir;
+        assert_eq!(relative, PathBuf::from("/home/ops/.local/state/github-audit-sekoia"), "XDG wants it absolute");
         assert!(defaults.require_table().is_err() && defaults.cursor_table.is_none());
         assert!(defaults.shaping.fill_created_at && defaults.shaping.filter.is_empty());
         for (variable, value) in [
