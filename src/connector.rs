@@ -172,7 +172,7 @@ impl Connector {
         progress: Option<&Progress>,
     ) -> Result<Summary, RunError> {
         let credentials = self.credentials(config).await;
-        check_credentials(&credentials, &config.target, request.dry_run).await?;
+        check_credentials(&credentials, config, request.dry_run).await?;
         let source = GitHubSource::new(self.client.clone(), config, self.authorizer(config).await);
         let summary = if request.dry_run {
             let store = ReadOnlyStore::new(self.store.as_ref());
@@ -212,15 +212,24 @@ pub(crate) async fn load_aws() -> aws_config::SdkConfig {
 }
 
 /// What the credentials cannot do is a configuration error, found before anything is fetched.
-pub async fn check_credentials(credentials: &CredentialCache, target: &Target, dry_run: bool) -> Result<(), RunError> {
+pub async fn check_credentials(credentials: &CredentialCache, config: &Config, dry_run: bool) -> Result<(), RunError> {
     let credentials = credentials.get().await?;
-    if let (Target::Enterprise(_), GitHubCredential::App(_)) = (target, credentials.github()?) {
+    if let (Target::Enterprise(_), GitHubCredential::App(_)) = (&config.target, credentials.github()?) {
         return Err(problem("github_app_id", ENTERPRISE_NEEDS_A_TOKEN).into());
     }
-    if !dry_run && credentials.intake_key.is_none() {
-        return Err(problem("SEKOIA_INTAKE_KEY", "is required: the key of the Sekoia.io intake to post to").into());
+    if dry_run || credentials.intake_key.is_some() {
+        return Ok(());
     }
-    Ok(())
+    Err(match &config.credentials {
+        CredentialsConfig::SecretsManager { secret_id } => CredentialError::Secret {
+            secret_id: secret_id.clone(),
+            problem: "has no \"sekoia_intake_key\": a drain posts to the intake".into(),
+        }
+        .into(),
+        CredentialsConfig::Environment { .. } => {
+            problem("SEKOIA_INTAKE_KEY", "is required: the key of the Sekoia.io intake to post to").into()
+        }
+    })
 }
 
 /// Every AWS call ends within 10 s, retries included: a save started just before the run's

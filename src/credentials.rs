@@ -179,9 +179,12 @@ pub fn parse_secret(secret_id: &str, text: &str) -> Result<Credentials, Credenti
         }
         (None, None) => None,
     };
-    let intake_key =
-        present(fields.sekoia_intake_key).ok_or_else(|| error("has no \"sekoia_intake_key\" key".into()))?;
-    Ok(Credentials { github, intake_key: Some(Secret::new(intake_key)) })
+    // Each use asks for what it needs (a drain both, `streams` a token, push mode the key), and
+    // says which is missing.
+    if github.is_none() && present(fields.sekoia_intake_key.clone()).is_none() {
+        return Err(error("holds neither a GitHub credential nor \"sekoia_intake_key\"".into()));
+    }
+    Ok(Credentials { github, intake_key: present(fields.sekoia_intake_key).map(Secret::new) })
 }
 
 /// Credentials read once and shared by every run of a container.
@@ -225,8 +228,13 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_key_is_named_and_no_value_is_quoted() {
-        let err = parse_secret("prod/gh", r#"{"github_token":"ghp_very_secret"}"#).expect_err("incomplete");
+    fn a_secret_holds_what_its_use_needs_and_an_empty_one_is_named_without_quoting_values() {
+        // `streams` needs a token alone; push mode the intake key alone.
+        let token_only = parse_secret("prod/gh", r#"{"github_token":"ghp_very_secret"}"#).expect("a token");
+        assert!(token_only.github.is_some() && token_only.intake_key.is_none());
+        let key_only = parse_secret("prod/gh", r#"{"sekoia_intake_key":"k"}"#).expect("a key");
+        assert!(key_only.github.is_none() && key_only.intake_key.is_some());
+        let err = parse_secret("prod/gh", r#"{"github_token":" ","note":"ghp_very_secret"}"#).expect_err("empty");
         let message = err.to_string();
         assert!(message.contains("sekoia_intake_key") && message.contains("prod/gh"), "{message}");
         assert!(!message.contains("ghp_very_secret"));
