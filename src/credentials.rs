@@ -3,6 +3,7 @@
 //! them (the secret was rotated).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -190,22 +191,47 @@ pub fn parse_secret(secret_id: &str, text: &str) -> Result<Credentials, Credenti
 /// Credentials read once and shared by every run of a container.
 pub struct CredentialCache {
     source: Box<dyn CredentialSource>,
-    current: Mutex<Option<Arc<Credentials>>>,
+    current: Mutex<Option<(Instant, Arc<Credentials>)>>,
+    max_age: Duration,
 }
+
+/// Credentials are read again at least this often, so a rotated secret (a new intake key, a new
+/// token, another intake) takes effect within this, even while the old one still works.
+pub const CREDENTIALS_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 
 impl CredentialCache {
     pub fn new(source: Box<dyn CredentialSource>) -> Self {
-        Self { source, current: Mutex::new(None) }
+        Self { source, current: Mutex::new(None), max_age: CREDENTIALS_MAX_AGE }
     }
 
+    /// How long what was read is used before it is read again.
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// What was read, read again once it is older than the maximum age. A re-read that fails
+    /// keeps what was read before (it worked), and says so.
     pub async fn get(&self) -> Result<Arc<Credentials>, CredentialError> {
         let mut current = self.current.lock().await;
-        if let Some(credentials) = current.as_ref() {
-            return Ok(credentials.clone());
+        let stale = match current.as_ref() {
+            Some((read_at, credentials)) if read_at.elapsed() < self.max_age => return Ok(credentials.clone()),
+            Some((_, credentials)) => Some(credentials.clone()),
+            None => None,
+        };
+        match (self.source.fetch().await, stale) {
+            (Ok(fresh), _) => {
+                let fresh = Arc::new(fresh);
+                *current = Some((Instant::now(), fresh.clone()));
+                Ok(fresh)
+            }
+            (Err(err), Some(stale)) => {
+                tracing::warn!(error = %err, "the credentials could not be read again; the ones read before are used");
+                *current = Some((Instant::now(), stale.clone()));
+                Ok(stale)
+            }
+            (Err(err), None) => Err(err),
         }
-        let fresh = Arc::new(self.source.fetch().await?);
-        *current = Some(fresh.clone());
-        Ok(fresh)
     }
 
     /// Reads the source again: what was cached has just been rejected.
@@ -268,5 +294,39 @@ mod tests {
         let err = parse_secret("s", "github_token=ghp_very_secret").expect_err("not json");
         assert!(err.to_string().contains("not a JSON object"));
         assert!(!err.to_string().contains("ghp_very_secret"));
+    }
+
+    /// Hands out a new intake key at every read; fails the reads after `fail_after`.
+    struct Rotating {
+        reads: std::sync::atomic::AtomicUsize,
+        fail_after: usize,
+    }
+
+    #[async_trait]
+    impl CredentialSource for Rotating {
+        async fn fetch(&self) -> Result<Credentials, CredentialError> {
+            let n = self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n >= self.fail_after {
+                return Err(CredentialError::Unreachable { secret_id: "s".into(), problem: "throttled".into() });
+            }
+            Ok(Credentials { github: None, intake_key: Some(Secret::new(format!("key-{n}"))) })
+        }
+    }
+
+    fn key(credentials: &Credentials) -> String {
+        credentials.intake_key.as_ref().map(|k| k.expose().to_owned()).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn credentials_are_read_again_once_older_than_their_maximum_age_and_kept_if_that_fails() {
+        let source = Rotating { reads: std::sync::atomic::AtomicUsize::new(0), fail_after: 2 };
+        let cache = CredentialCache::new(Box::new(source)).with_max_age(Duration::from_millis(50));
+        assert_eq!(key(&*cache.get().await.expect("read")), "key-0");
+        assert_eq!(key(&*cache.get().await.expect("cached")), "key-0", "within the age: not read again");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(key(&*cache.get().await.expect("read again")), "key-1", "the rotated key, with no rejection");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(key(&*cache.get().await.expect("kept")), "key-1", "a failed re-read keeps the working key");
+        assert_eq!(CREDENTIALS_MAX_AGE, Duration::from_secs(900));
     }
 }
