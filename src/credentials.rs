@@ -321,12 +321,12 @@ mod tests {
     async fn credentials_are_read_again_once_older_than_their_maximum_age_and_kept_if_that_fails() {
         let source = Rotating { reads: std::sync::atomic::AtomicUsize::new(0), fail_after: 2 };
         let cache = CredentialCache::new(Box::new(source)).with_max_age(Duration::from_millis(50));
-        assert_eq!(key(&*cache.get().await.expect("read")), "key-0");
-        assert_eq!(key(&*cache.get().await.expect("cached")), "key-0", "within the age: not read again");
+        assert_eq!(key(&cache.get().await.expect("read")), "key-0");
+        assert_eq!(key(&cache.get().await.expect("cached")), "key-0", "within the age: not read again");
         tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(key(&*cache.get().await.expect("read again")), "key-1", "the rotated key, with no rejection");
+        assert_eq!(key(&cache.get().await.expect("read again")), "key-1", "the rotated key, with no rejection");
         tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(key(&*cache.get().await.expect("kept")), "key-1", "a failed re-read keeps the working key");
+        assert_eq!(key(&cache.get().await.expect("kept")), "key-1", "a failed re-read keeps the working key");
         assert_eq!(CREDENTIALS_MAX_AGE, Duration::from_secs(900));
     }
 }
