@@ -53,6 +53,17 @@ if sorted(per_target) != ["LagAlarm", "Schedule"] or any(push_only[k].get("Condi
     problems.append(f"with no target, per-target resources {per_target} are not all under HasTargets")
 if "StreamEventSource" not in push_only:
     problems.append("push mode has no event source mapping")
+# A push-only stack with no traffic stays OK: no alarm it makes may count missing data as breaching
+# (CloudFormation makes nothing of resources whose condition is HasTargets).
+breaching = [
+    name
+    for name, r in push_only.items()
+    if r["Type"] == "AWS::CloudWatch::Alarm"
+    and r.get("Condition") != "HasTargets"
+    and r["Properties"].get("TreatMissingData", "missing") in ("breaching", "missing")
+]
+if breaching:
+    problems.append(f"a quiet push-only stack would be in alarm: {breaching} treat missing data as breaching")
 
 # Fn::ForEach names each target's resources after its letters and digits alone: two items that
 # differ only in the rest must be refused (here by the expansion, at deploy by CloudFormation,
@@ -72,5 +83,5 @@ if problems:
     sys.exit("template targets expansion: " + "; ".join(problems))
 print(
     f"template targets expansion OK: {len(inputs)} schedules and {len(dimensions)} lag alarms for {len(TARGETS)} targets;"
-    " none made with no target (push mode alone); org:a-b beside org:ab refused"
+    " none made with no target (push mode alone), whose alarms stay OK when quiet; org:a-b beside org:ab refused"
 )
