@@ -170,7 +170,7 @@ async fn check_target(connector: &Connector, config: &Config) -> TargetReport {
         credential_unusable(Verdict::skip("credential", "the secret could not be read"))
     });
     checks.push(if intake_ok {
-        check_intake(connector, config, credentials).await
+        check_intake(connector.client(), &config.shared.intake_url, credentials).await
     } else {
         Verdict::skip("intake", "no intake key")
     });
@@ -397,25 +397,22 @@ pub fn budget_verdict(facts: &CredentialFacts, now: SystemTime) -> Verdict {
 }
 
 async fn check_intake(
-    connector: &Connector,
-    config: &Config,
+    client: &reqwest::Client,
+    intake_url: &url::Url,
     credentials: std::sync::Arc<crate::credentials::CredentialCache>,
 ) -> Verdict {
-    let intake = SekoiaIntake::new(connector.client().clone(), &config.shared.intake_url, credentials);
+    let intake = SekoiaIntake::new(client.clone(), intake_url, credentials);
     match intake.probe(&Budget::lasting(PROBE_TIME)).await {
-        Ok(()) => Verdict::pass(
-            "intake",
-            format!("{} took the key (an empty batch, nothing stored)", config.shared.intake_url),
-        ),
+        Ok(()) => Verdict::pass("intake", format!("{intake_url} took the key (an empty batch, nothing stored)")),
         Err(err) => match err.status.map(|s| s.as_u16()) {
             Some(401 | 403) => Verdict::fail(
                 "intake",
-                format!("{} refused the key ({})", config.shared.intake_url, err),
+                format!("{intake_url} refused the key ({err})"),
                 "copy the intake key from Sekoia.io (Intakes, your GitHub intake) into SEKOIA_INTAKE_KEY or the secret's sekoia_intake_key, and check SEKOIA_INTAKE_URL is your region's",
             ),
             _ => Verdict::fail(
                 "intake",
-                format!("{}: {}", config.shared.intake_url, err),
+                format!("{intake_url}: {err}"),
                 "check SEKOIA_INTAKE_URL (your region's intake URL) and that this host can reach it",
             ),
         },
@@ -455,18 +452,76 @@ async fn check_store(connector: &Connector, config: &Config) -> Verdict {
         Err(CursorError::Busy { .. }) => {
             Verdict::pass("cursor store", format!("{place}: a run holds the lease right now (draining)"))
         }
+        Err(err) => Verdict::fail("cursor store", format!("{place}: {err}"), store_remedy(&config.shared)),
+    }
+}
+
+/// Push mode's links: the intake key, the intake, the stream's bucket, the record store.
+pub async fn check_push(forwarder: &crate::forwarder::Forwarder) -> Report {
+    let config = forwarder.config();
+    let Some(bucket) = config.stream_bucket.clone() else {
+        let missing = crate::config::problem("STREAM_BUCKET", "is required: the bucket GitHub streams to");
+        return Report::configuration_failed(&missing);
+    };
+    let key = crate::push::rules::cursor_key(&bucket);
+    let place = match &config.shared.cursor_table {
+        Some(table) => format!("DynamoDB table {table}"),
+        None => format!("files under {}", config.shared.state_dir.display()),
+    };
+    let configuration = Verdict::pass(
+        "configuration",
+        format!("push mode: bucket {bucket}, intake {}, records in {place}", config.shared.intake_url),
+    );
+    let (client, credentials) = forwarder.intake_parts();
+    let mut checks = vec![match credentials.get().await {
+        Ok(found) if found.intake_key.is_some() => Verdict::pass("secret", "an intake key"),
+        Ok(_) => Verdict::fail("secret", "no intake key", "set SEKOIA_INTAKE_KEY, or sekoia_intake_key in the secret"),
+        Err(err) => Verdict::fail("secret", err.to_string(), "check SECRET_ID and that the role may read it"),
+    }];
+    checks.push(check_intake(client, &config.shared.intake_url, credentials.clone()).await);
+    checks.push(match forwarder.objects().list(&bucket, None, None).await {
+        Ok(page) => {
+            Verdict::pass("bucket", format!("s3://{bucket} lists ({} object(s) on its first page)", page.objects.len()))
+        }
         Err(err) => Verdict::fail(
-            "cursor store",
-            format!("{place}: {err}"),
-            match &config.shared.cursor_table {
-                Some(table) => format!(
-                    "check that table {table} exists in this region (partition key \"target\", a string) and that the role may GetItem, UpdateItem, PutItem and BatchGetItem it"
-                ),
-                None => {
-                    format!("check that {} can be created and written by this user", config.shared.state_dir.display())
-                }
-            },
+            "bucket",
+            format!("s3://{bucket}: {err}"),
+            "check STREAM_BUCKET and that this role may s3:ListBucket and s3:GetObject it",
         ),
+    });
+    checks.push(lease_verdict(forwarder.store(), &key, &format!("{place}, item {key}"), &config.shared).await);
+    Report::new(configuration, vec![TargetReport { target: key, checks }])
+}
+
+/// Takes a cursor's lease and gives it back at once: the store is readable and writable.
+async fn lease_verdict(
+    store: &dyn crate::ports::CursorStore,
+    key: &str,
+    place: &str,
+    shared: &crate::config::Shared,
+) -> Verdict {
+    match store.acquire(key, SystemTime::now() + LEASE_PROBE).await {
+        Ok(_) => match store.release(key).await {
+            Ok(()) => Verdict::pass("cursor store", format!("{place}: read and written, lease free")),
+            Err(err) => Verdict::fail(
+                "cursor store",
+                format!("{place}: read, but the lease could not be given back: {err}"),
+                "check that the role may dynamodb:UpdateItem the table",
+            ),
+        },
+        Err(CursorError::Busy { .. }) => {
+            Verdict::pass("cursor store", format!("{place}: a run holds the lease right now"))
+        }
+        Err(err) => Verdict::fail("cursor store", format!("{place}: {err}"), store_remedy(shared)),
+    }
+}
+
+fn store_remedy(shared: &crate::config::Shared) -> String {
+    match &shared.cursor_table {
+        Some(table) => format!(
+            "check that table {table} exists in this region (partition key \"target\", a string) and that the role may GetItem, UpdateItem, PutItem and BatchGetItem it"
+        ),
+        None => format!("check that {} can be created and written by this user", shared.state_dir.display()),
     }
 }
 

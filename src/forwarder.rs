@@ -94,6 +94,19 @@ impl Forwarder {
         &self.config
     }
 
+    /// The intake's client and key, for `check`.
+    pub(crate) fn intake_parts(&self) -> (&reqwest::Client, &Arc<CredentialCache>) {
+        (&self.client, &self.credentials)
+    }
+
+    pub(crate) fn objects(&self) -> &dyn ObjectSource {
+        &self.objects
+    }
+
+    pub(crate) fn store(&self) -> &dyn crate::ports::CursorStore {
+        self.store.as_cursor_store()
+    }
+
     async fn check_intake_key(&self) -> Result<(), ForwardError> {
         match self.credentials.get().await?.intake_key {
             Some(_) => Ok(()),

@@ -92,12 +92,35 @@ pub async fn dispatch(function: &Function, event: LambdaEvent<Value>) -> Result<
     if is_sqs_batch(&event.payload) {
         return Ok(handle_push(&function.push, event).await?);
     }
-    match &function.pull {
-        Some(connector) => Ok(handle(connector, event).await?),
-        None => {
-            Err(problem("TARGETS", "is empty: this deployment forwards its stream's bucket only (push mode)").into())
-        }
+    let Some(connector) = &function.pull else {
+        return check_push_only(&function.push, event).await;
+    };
+    Ok(handle(connector, event).await?)
+}
+
+/// A push-only deployment answers `{"check": true}` with push mode's checks; anything else is
+/// refused, saying why.
+async fn check_push_only(forwarder: &Forwarder, event: LambdaEvent<Value>) -> Result<Value, InvocationError> {
+    let budget = Budget::lasting(forwarder.config().shared.max_run);
+    match invocation(event.payload, budget)? {
+        Invocation::Check { .. } => Ok(answer_check(&crate::check::check_push(forwarder).await)),
+        Invocation::Drain(_) => Err(problem(
+            "TARGETS",
+            "is empty: this deployment forwards its stream's bucket only (push mode); it answers SQS batches and {\"check\": true}",
+        )
+        .into()),
     }
+}
+
+/// The doctor's report as the invocation's answer, logged as passed or failed.
+fn answer_check(report: &crate::check::Report) -> Value {
+    let answer = serde_json::to_value(report).unwrap_or_default();
+    if report.ok {
+        tracing::info!(report = %answer, "check passed");
+    } else {
+        tracing::warn!(report = %answer, "check failed");
+    }
+    answer
 }
 
 /// An SQS batch of S3 notifications: answers the messages to retry (`batchItemFailures`, for
@@ -118,16 +141,7 @@ pub async fn handle(connector: &Connector, event: LambdaEvent<Value>) -> Result<
     let budget = Budget::before_deadline(event.context.deadline(), SAFETY_MARGIN, connector.config().shared.max_run);
     let request = match invocation(event.payload, budget)? {
         Invocation::Drain(request) => request,
-        Invocation::Check { target } => {
-            let report = check(connector, target.as_deref()).await;
-            let answer = serde_json::to_value(&report).unwrap_or_default();
-            if report.ok {
-                tracing::info!(report = %answer, "check passed");
-            } else {
-                tracing::warn!(report = %answer, "check failed");
-            }
-            return Ok(answer);
-        }
+        Invocation::Check { target } => return Ok(answer_check(&check(connector, target.as_deref()).await)),
     };
     // The drain logs its own summary line; the metrics line goes beside it.
     let summary = connector.run(&request).await;

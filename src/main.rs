@@ -161,6 +161,13 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// A pull target named by a flag.
+    fn names_a_target(&self) -> bool {
+        self.org.is_some() || self.targets.is_some() || self.enterprise.is_some()
+    }
+}
+
 /// Each flag, and the variable it overrides.
 const FLAGS: [(&str, &str); 14] = [
     ("GITHUB_ORG", "--org (GITHUB_ORG)"),
@@ -267,7 +274,23 @@ async fn run(settings: &Settings, dry_run: bool) -> Result<Summary, RunError> {
 
 /// The doctor's report on stdout; exit 0 when every check passed.
 async fn check(settings: &Settings, json: bool) -> ExitCode {
+    let environment = |name: &str| std::env::var(name).ok();
+    let push_only = !settings.names_a_target()
+        && !github_audit_sekoia::config::pull_targets_configured(&github_audit_sekoia::config::Settings::new(
+            &environment,
+        ))
+        && environment("STREAM_BUCKET").is_some();
     let report = match settings.config() {
+        _ if push_only => match PushConfig::load(environment) {
+            Err(err) => github_audit_sekoia::check::Report::configuration_failed(&err),
+            Ok(config) => match Forwarder::new(config).await {
+                Ok(forwarder) => github_audit_sekoia::check::check_push(&forwarder).await,
+                Err(err) => {
+                    eprintln!("{err}");
+                    return ExitCode::from(2);
+                }
+            },
+        },
         Err(err) => github_audit_sekoia::check::Report::configuration_failed(&err),
         Ok(config) => match Connector::new(config).await {
             Ok(connector) => github_audit_sekoia::check::check(&connector, settings.target.as_deref()).await,

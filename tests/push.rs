@@ -308,3 +308,48 @@ async fn streamed_git_events_arrive_dated_and_excluded_actions_never_reach_the_i
     assert_eq!(again.figures.events_forwarded + again.figures.events_filtered, 0);
     assert_eq!(h.sim.intake().stats.batches, batches, "the second run posts nothing");
 }
+
+#[tokio::test]
+async fn a_push_only_deployment_passes_check_from_the_cli_and_the_function() {
+    let h = push_harness(SimOptions::default()).await;
+    let bucket = create_bucket().await;
+    // The CLI: no pull target, a bucket.
+    let output = h.run_cli(&["check", "--json"], &[("GITHUB_ORG", ""), ("STREAM_BUCKET", &bucket)]).await;
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("a report ({e}): {}", String::from_utf8_lossy(&output.stderr)));
+    assert_eq!(report["ok"], true, "{report}");
+    let checks: Vec<&str> =
+        report["targets"][0]["checks"].as_array().into_iter().flatten().filter_map(|c| c["check"].as_str()).collect();
+    assert_eq!(checks, ["secret", "intake", "bucket", "cursor store"]);
+    assert_eq!(output.status.code(), Some(0));
+
+    // The function: a push-only stack answers {"check": true}, and a wrong bucket fails its line.
+    let table = create_table().await;
+    let secret = create_secret(json!({"sekoia_intake_key": SimOptions::default().intake_key})).await;
+    let answer = |stream_bucket: String| {
+        let vars = [
+            ("SEKOIA_INTAKE_URL", h.sim.intake_url.clone()),
+            ("SECRET_ID", secret.clone()),
+            ("CURSOR_TABLE", table.clone()),
+            ("STREAM_BUCKET", stream_bucket),
+        ];
+        async move {
+            let config = PushConfig::load(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()));
+            let function =
+                Function { pull: None, push: Forwarder::new(config.expect("config")).await.expect("forwarder") };
+            dispatch(&function, invocation(json!({"check": true}), Duration::from_secs(60))).await.expect("an answer")
+        }
+    };
+    let good = answer(bucket.clone()).await;
+    assert_eq!(good["ok"], true, "{good}");
+    let wrong = answer("no-such-bucket-here".into()).await;
+    let failed: Vec<&str> = wrong["targets"][0]["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["status"] == "fail")
+        .filter_map(|c| c["check"].as_str())
+        .collect();
+    assert_eq!(failed, ["bucket"], "{wrong}");
+    assert!(h.received().is_empty(), "the doctor sent no event");
+}
