@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::budget::Budget;
+use crate::checkpoint::Checkpoint;
 use crate::config::{Config, ConfigError, CredentialsConfig, Target};
 use crate::connector::Connector;
 use crate::credentials::{Credentials, GitHubCredential};
@@ -423,37 +424,18 @@ async fn check_intake(
 /// parses) and writable, and no run holds the target.
 async fn check_store(connector: &Connector, config: &Config) -> Verdict {
     let plan = crate::connector::plan(config, None);
-    let store = connector.store();
     let place = match &config.shared.cursor_table {
         Some(table) => format!("DynamoDB table {table}, item {}", plan.key),
         None => format!("{} ({})", config.shared.state_dir.display(), plan.key),
     };
-    match store.acquire(&plan.key, SystemTime::now() + LEASE_PROBE).await {
-        Ok(checkpoint) => {
-            let released = store.release(&plan.key).await;
-            let state = match checkpoint {
-                Some(checkpoint) => {
-                    format!("fresh read up to {}", rfc3339_seconds(checkpoint.positions.fresh_read_to_ms))
-                }
-                None => format!(
-                    "no checkpoint yet: the first run starts {} back",
-                    humantime::format_duration(config.first_run_lookback)
-                ),
-            };
-            match released {
-                Ok(()) => Verdict::pass("cursor store", format!("{place}: read and written, lease free; {state}")),
-                Err(err) => Verdict::fail(
-                    "cursor store",
-                    format!("{place}: read, but the lease could not be given back: {err}"),
-                    "check that the role may dynamodb:UpdateItem the table",
-                ),
-            }
-        }
-        Err(CursorError::Busy { .. }) => {
-            Verdict::pass("cursor store", format!("{place}: a run holds the lease right now (draining)"))
-        }
-        Err(err) => Verdict::fail("cursor store", format!("{place}: {err}"), store_remedy(&config.shared)),
-    }
+    let state = |checkpoint: Option<Checkpoint>| match checkpoint {
+        Some(checkpoint) => format!("; fresh read up to {}", rfc3339_seconds(checkpoint.positions.fresh_read_to_ms)),
+        None => format!(
+            "; no checkpoint yet: the first run starts {} back",
+            humantime::format_duration(config.first_run_lookback)
+        ),
+    };
+    lease_verdict(connector.store(), &plan.key, &place, &config.shared, state).await
 }
 
 /// Push mode's links: the intake key, the intake, the stream's bucket, the record store.
@@ -489,20 +471,25 @@ pub async fn check_push(forwarder: &crate::forwarder::Forwarder) -> Report {
             "check STREAM_BUCKET and that this role may s3:ListBucket and s3:GetObject it",
         ),
     });
-    checks.push(lease_verdict(forwarder.store(), &key, &format!("{place}, item {key}"), &config.shared).await);
+    let place = format!("{place}, item {key}");
+    checks.push(lease_verdict(forwarder.store(), &key, &place, &config.shared, |_| String::new()).await);
     Report::new(configuration, vec![TargetReport { target: key, checks }])
 }
 
-/// Takes a cursor's lease and gives it back at once: the store is readable and writable.
+/// Takes a cursor's lease and gives it back at once: the store is readable and writable;
+/// `state` says what the checkpoint found tells.
 async fn lease_verdict(
     store: &dyn crate::ports::CursorStore,
     key: &str,
     place: &str,
     shared: &crate::config::Shared,
+    state: impl FnOnce(Option<Checkpoint>) -> String,
 ) -> Verdict {
     match store.acquire(key, SystemTime::now() + LEASE_PROBE).await {
-        Ok(_) => match store.release(key).await {
-            Ok(()) => Verdict::pass("cursor store", format!("{place}: read and written, lease free")),
+        Ok(checkpoint) => match store.release(key).await {
+            Ok(()) => {
+                Verdict::pass("cursor store", format!("{place}: read and written, lease free{}", state(checkpoint)))
+            }
             Err(err) => Verdict::fail(
                 "cursor store",
                 format!("{place}: read, but the lease could not be given back: {err}"),
@@ -510,7 +497,7 @@ async fn lease_verdict(
             ),
         },
         Err(CursorError::Busy { .. }) => {
-            Verdict::pass("cursor store", format!("{place}: a run holds the lease right now"))
+            Verdict::pass("cursor store", format!("{place}: a run holds the lease right now (draining)"))
         }
         Err(err) => Verdict::fail("cursor store", format!("{place}: {err}"), store_remedy(shared)),
     }
