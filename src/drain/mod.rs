@@ -126,10 +126,9 @@ struct Stretch {
     empty_pages: u32,
     /// GitHub's links this pass has followed (hashed): one offered again means a loop.
     followed: HashSet<u64>,
-    /// GitHub's pagination went round in this pass: its links are no longer followed, each
-    /// page is asked for anew from the read's position.
-    linkless: bool,
-    /// Where the read stood when it last started over without a link; `None` before any.
+    /// Set once GitHub's pagination went round in this pass: its links are no longer followed,
+    /// each page is asked for anew from the read's position; where the read stood when it last
+    /// did so.
     restarted_at_ms: Option<i64>,
 }
 
@@ -145,7 +144,6 @@ impl Stretch {
             resumed: false,
             empty_pages: 0,
             followed: HashSet::new(),
-            linkless: false,
             restarted_at_ms: None,
         }
     }
@@ -162,7 +160,6 @@ impl Stretch {
             resumed: true,
             empty_pages: 0,
             followed: HashSet::new(),
-            linkless: false,
             restarted_at_ms: None,
         }
     }
@@ -303,10 +300,7 @@ impl Run {
                     prefetched = ahead;
                 }
                 After::Stop(stop) => return Ok(Some(stop)),
-                After::StartOver => {
-                    stretch.restarted_at_ms = Some(stretch.covered_to_ms);
-                    stretch.restart();
-                }
+                After::StartOver => stretch.restart(),
                 After::Done => return Ok(None),
                 After::GoingRound => {
                     tracing::warn!(
@@ -424,13 +418,15 @@ impl Run {
         let link = page.next.clone().filter(|_| sweep_ahead.is_none_or(plan::sweep_goes_on));
         stretch.empty_pages = plan::empty_pages_in_a_row(stretch.empty_pages, page.events.len());
         let offered_again = link.as_ref().is_some_and(|link| stretch.followed.contains(&link_hash(link)));
+        let restarted_at_ms = stretch.restarted_at_ms;
         if offered_again || behind > 0 {
             self.report_loop(stretch, page.next.as_deref(), behind);
-            stretch.linkless = true;
         }
-        if stretch.linkless {
-            // The looping link is never kept, for this run or the next.
-            let after = match (&link, plan::linkless_next(stretch.restarted_at_ms, read_to, page.events.len())) {
+        if offered_again || behind > 0 || restarted_at_ms.is_some() {
+            // The looping link is never kept, for this run or the next; the next page, if any,
+            // is asked for anew from where this one leaves the read.
+            stretch.restarted_at_ms = Some(read_to);
+            let after = match (&link, plan::linkless_next(restarted_at_ms, read_to, page.events.len())) {
                 (None, _) | (Some(_), plan::Linkless::Done) => After::Done,
                 (Some(_), plan::Linkless::StartOver) => After::StartOver,
                 (Some(_), plan::Linkless::Stop) => After::Stop(StopReason::PaginationLoop),
