@@ -182,10 +182,11 @@ pub fn parse_secret(secret_id: &str, text: &str) -> Result<Credentials, Credenti
     };
     // Each use asks for what it needs (a drain both, `streams` a token, push mode the key), and
     // says which is missing.
-    if github.is_none() && present(fields.sekoia_intake_key.clone()).is_none() {
+    let intake_key = present(fields.sekoia_intake_key).map(Secret::new);
+    if github.is_none() && intake_key.is_none() {
         return Err(error("holds neither a GitHub credential nor \"sekoia_intake_key\"".into()));
     }
-    Ok(Credentials { github, intake_key: present(fields.sekoia_intake_key).map(Secret::new) })
+    Ok(Credentials { github, intake_key })
 }
 
 /// Credentials read once and shared by every run of a container.
