@@ -3,7 +3,6 @@
 
 mod cli_streams;
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -139,60 +138,46 @@ struct Settings {
 
 impl Settings {
     fn config(&self) -> Result<Config, github_audit_sekoia::config::ConfigError> {
-        let overrides: HashMap<&str, &String> = [
-            ("GITHUB_ORG", &self.org),
-            ("TARGETS", &self.targets),
-            ("GITHUB_ENTERPRISE", &self.enterprise),
-            ("GITHUB_API_URL", &self.api_url),
-            ("GITHUB_INCLUDE", &self.include),
-            ("GITHUB_PHRASE", &self.phrase),
-            ("SEKOIA_INTAKE_URL", &self.intake_url),
-            ("STATE_DIR", &self.state_dir),
-            ("FIRST_RUN_LOOKBACK", &self.first_run_lookback),
-            ("LATE_ARRIVAL_WINDOW", &self.late_arrival_window),
-            ("LATE_SWEEP_AFTER", &self.late_sweep_after),
-            ("MAX_RUN_SECONDS", &self.max_run_seconds),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| value.as_ref().map(|v| (name, v)))
-        .collect();
-        Config::load(|name| overrides.get(name).map(|v| v.to_string()).or_else(|| std::env::var(name).ok()))
-            .map_err(|err| named_by_flag(err, |variable| overrides.contains_key(variable)))
+        let flags: [Flag; 12] = [
+            ("GITHUB_ORG", "--org (GITHUB_ORG)", self.org.as_deref()),
+            ("TARGETS", "--targets (TARGETS)", self.targets.as_deref()),
+            ("GITHUB_ENTERPRISE", "--enterprise (GITHUB_ENTERPRISE)", self.enterprise.as_deref()),
+            ("GITHUB_API_URL", "--api-url (GITHUB_API_URL)", self.api_url.as_deref()),
+            ("GITHUB_INCLUDE", "--include (GITHUB_INCLUDE)", self.include.as_deref()),
+            ("GITHUB_PHRASE", "--phrase (GITHUB_PHRASE)", self.phrase.as_deref()),
+            ("SEKOIA_INTAKE_URL", "--intake-url (SEKOIA_INTAKE_URL)", self.intake_url.as_deref()),
+            ("STATE_DIR", "--state-dir (STATE_DIR)", self.state_dir.as_deref()),
+            ("FIRST_RUN_LOOKBACK", "--first-run-lookback (FIRST_RUN_LOOKBACK)", self.first_run_lookback.as_deref()),
+            ("LATE_ARRIVAL_WINDOW", "--late-arrival-window (LATE_ARRIVAL_WINDOW)", self.late_arrival_window.as_deref()),
+            ("LATE_SWEEP_AFTER", "--late-sweep-after (LATE_SWEEP_AFTER)", self.late_sweep_after.as_deref()),
+            ("MAX_RUN_SECONDS", "--max-run-seconds (MAX_RUN_SECONDS)", self.max_run_seconds.as_deref()),
+        ];
+        Config::load(flags_then_environment(&flags)).map_err(|err| named_by_flag(err, &flags))
     }
-}
 
-impl Settings {
     /// A pull target named by a flag.
     fn names_a_target(&self) -> bool {
         self.org.is_some() || self.targets.is_some() || self.enterprise.is_some()
     }
 }
 
-/// Each flag, and the variable it overrides.
-const FLAGS: [(&str, &str); 14] = [
-    ("GITHUB_ORG", "--org (GITHUB_ORG)"),
-    ("TARGETS", "--targets (TARGETS)"),
-    ("GITHUB_ENTERPRISE", "--enterprise (GITHUB_ENTERPRISE)"),
-    ("GITHUB_API_URL", "--api-url (GITHUB_API_URL)"),
-    ("GITHUB_INCLUDE", "--include (GITHUB_INCLUDE)"),
-    ("GITHUB_PHRASE", "--phrase (GITHUB_PHRASE)"),
-    ("SEKOIA_INTAKE_URL", "--intake-url (SEKOIA_INTAKE_URL)"),
-    ("STATE_DIR", "--state-dir (STATE_DIR)"),
-    ("FIRST_RUN_LOOKBACK", "--first-run-lookback (FIRST_RUN_LOOKBACK)"),
-    ("LATE_ARRIVAL_WINDOW", "--late-arrival-window (LATE_ARRIVAL_WINDOW)"),
-    ("LATE_SWEEP_AFTER", "--late-sweep-after (LATE_SWEEP_AFTER)"),
-    ("MAX_RUN_SECONDS", "--max-run-seconds (MAX_RUN_SECONDS)"),
-    ("STREAM_BUCKET", "--bucket (STREAM_BUCKET)"),
-    ("STREAM_DEDUPE_WINDOW", "--dedupe-window (STREAM_DEDUPE_WINDOW)"),
-];
+/// A flag: the variable it overrides, how a refused value is named, and its value if given.
+type Flag<'a> = (&'static str, &'static str, Option<&'a str>);
+
+/// Each setting from its flag when given, else from the environment.
+fn flags_then_environment<'a>(flags: &'a [Flag<'a>]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        let flag = flags.iter().find(|(variable, _, value)| *variable == name && value.is_some());
+        flag.and_then(|(_, _, value)| value.map(str::to_owned)).or_else(|| std::env::var(name).ok())
+    }
+}
 
 /// A refused setting given by a flag is named by the flag (and its variable).
 fn named_by_flag(
     mut err: github_audit_sekoia::config::ConfigError,
-    given: impl Fn(&str) -> bool,
+    flags: &[Flag],
 ) -> github_audit_sekoia::config::ConfigError {
-    if given(err.variable)
-        && let Some((_, label)) = FLAGS.iter().find(|(variable, _)| *variable == err.variable)
+    if let Some((_, label, _)) = flags.iter().find(|(variable, _, value)| *variable == err.variable && value.is_some())
     {
         err.variable = label;
     }
@@ -224,13 +209,13 @@ async fn main() -> ExitCode {
         Command::Backfill { settings, since, until } => (backfill(&settings, &since, &until).await, false),
         Command::Check { settings, json } => return check(&settings, json).await,
         Command::ForwardS3 { bucket, prefix, intake_url, state_dir, dedupe_window, emf } => {
-            let overrides = [
-                ("STREAM_BUCKET", bucket),
-                ("SEKOIA_INTAKE_URL", intake_url),
-                ("STATE_DIR", state_dir),
-                ("STREAM_DEDUPE_WINDOW", dedupe_window),
+            let flags: [Flag; 4] = [
+                ("STREAM_BUCKET", "--bucket (STREAM_BUCKET)", bucket.as_deref()),
+                ("SEKOIA_INTAKE_URL", "--intake-url (SEKOIA_INTAKE_URL)", intake_url.as_deref()),
+                ("STATE_DIR", "--state-dir (STATE_DIR)", state_dir.as_deref()),
+                ("STREAM_DEDUPE_WINDOW", "--dedupe-window (STREAM_DEDUPE_WINDOW)", dedupe_window.as_deref()),
             ];
-            return forward_s3(&overrides, prefix.as_deref(), emf).await;
+            return forward_s3(&flags, prefix.as_deref(), emf).await;
         }
         Command::Permissions { json } => return permissions(json),
         Command::Streams { settings, action } => {
@@ -370,12 +355,8 @@ fn spinner() -> ProgressBar {
 
 /// Forwards the bucket's objects, a run after another while the time budget is what stopped
 /// it; on a terminal a line follows the objects.
-async fn forward_s3(overrides: &[(&str, Option<String>)], prefix: Option<&str>, emf: bool) -> ExitCode {
-    let lookup = |name: &str| {
-        overrides.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.clone()).or_else(|| std::env::var(name).ok())
-    };
-    let given = |variable: &str| overrides.iter().any(|(name, value)| *name == variable && value.is_some());
-    let (forwarder, bucket) = match push_forwarder(lookup, given).await {
+async fn forward_s3(flags: &[Flag<'_>], prefix: Option<&str>, emf: bool) -> ExitCode {
+    let (forwarder, bucket) = match push_forwarder(flags).await {
         Ok(opened) => opened,
         Err(message) => {
             eprintln!("{message}");
@@ -412,11 +393,9 @@ async fn forward_s3(overrides: &[(&str, Option<String>)], prefix: Option<&str>, 
 }
 
 /// Push mode's settings and clients, and the bucket to forward.
-async fn push_forwarder(
-    lookup: impl Fn(&str) -> Option<String>,
-    given: impl Fn(&str) -> bool,
-) -> Result<(Forwarder, String), String> {
-    let config = PushConfig::load(&lookup).map_err(|err| named_by_flag(err, given).to_string())?;
+async fn push_forwarder(flags: &[Flag<'_>]) -> Result<(Forwarder, String), String> {
+    let config =
+        PushConfig::load(flags_then_environment(flags)).map_err(|err| named_by_flag(err, flags).to_string())?;
     let Some(bucket) = config.stream_bucket.clone() else {
         return Err("configuration error: --bucket (or STREAM_BUCKET) is required: the bucket GitHub streams to".into());
     };
