@@ -136,10 +136,7 @@ pub async fn check(connector: &Connector, only: Option<&str>) -> Report {
 }
 
 fn describe_config(config: &Config) -> String {
-    let store = match &config.shared.cursor_table {
-        Some(table) => format!("DynamoDB table {table}"),
-        None => format!("files under {}", config.shared.state_dir.display()),
-    };
+    let store = store_place(&config.shared);
     format!(
         "{} target(s) ({}), {} events, GitHub {}, intake {}, cursors in {store}; forwarded: {}",
         config.targets.len(),
@@ -446,10 +443,7 @@ pub async fn check_push(forwarder: &crate::forwarder::Forwarder) -> Report {
         return Report::configuration_failed(&missing);
     };
     let key = crate::push::rules::cursor_key(&bucket);
-    let place = match &config.shared.cursor_table {
-        Some(table) => format!("DynamoDB table {table}"),
-        None => format!("files under {}", config.shared.state_dir.display()),
-    };
+    let place = store_place(&config.shared);
     let configuration = Verdict::pass(
         "configuration",
         format!("push mode: bucket {bucket}, intake {}, records in {place}", config.shared.intake_url),
@@ -500,6 +494,14 @@ async fn lease_verdict(
             Verdict::pass("cursor store", format!("{place}: a run holds the lease right now (draining)"))
         }
         Err(err) => Verdict::fail("cursor store", format!("{place}: {err}"), store_remedy(shared)),
+    }
+}
+
+/// Where cursors and records live, for the reports.
+fn store_place(shared: &crate::config::Shared) -> String {
+    match &shared.cursor_table {
+        Some(table) => format!("DynamoDB table {table}"),
+        None => format!("files under {}", shared.state_dir.display()),
     }
 }
 
