@@ -81,7 +81,15 @@ impl AuditEvent {
         let body = text.trim_start().strip_prefix('{')?;
         let separator = if body.trim_start().starts_with('}') { "" } else { "," };
         let filled = format!("{{\"created_at\":{stamp}{separator}{body}");
-        RawValue::from_string(filled).ok().map(AuditEvent::from_raw)
+        // The fields read stay what they were: only the text is checked again, not re-read.
+        let raw = RawValue::from_string(filled).ok()?;
+        Some(Self {
+            raw,
+            timestamp_ms: self.timestamp_ms,
+            document_id: self.document_id.clone(),
+            action: self.action.clone(),
+            lacks_created_at: false,
+        })
     }
 
     pub fn json(&self) -> &str {
