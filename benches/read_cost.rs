@@ -99,7 +99,7 @@ async fn play(scenario: &Scenario, seed: u64) -> Outcome {
     };
     let credentials =
         Arc::new(CredentialCache::new(Box::new(StaticCredentials(Credentials { github: Some(github), intake_key }))));
-    let client = http::client().expect("an HTTP client");
+    let client = http::client(&Default::default()).expect("an HTTP client");
     let auth = Authorizer::new(credentials.clone(), client.clone(), config.github_api_url.clone(), None);
     let source = GitHubSource::new(client.clone(), &config, Arc::new(auth));
     let sink = SekoiaIntake::new(client, &config.shared.intake_url, credentials);

@@ -74,6 +74,11 @@ VARIANTS = {
     },
     "push mode alone, a key": {"Targets": [""], "PushMode": "on", "StreamEnterprise": "acme-corp", "KmsKeyArn": KMS_KEY},
     "reserved concurrency": {"MaxConcurrentRuns": 5},
+    "an existing cursor table, push mode": {
+        "CursorTableName": "github-audit-sekoia-cursors",
+        "PushMode": "on",
+        "StreamEnterprise": "acme-corp",
+    },
 }
 
 

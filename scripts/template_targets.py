@@ -31,7 +31,9 @@ inputs = sorted(
 dimensions = sorted(
     r["Properties"]["Dimensions"][0]["Value"]
     for r in resources.values()
-    if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"].get("Namespace") == "GitHubAuditSekoia"
+    if r["Type"] == "AWS::CloudWatch::Alarm"
+    and r["Properties"].get("Namespace") == "GitHubAuditSekoia"
+    and r.get("Condition") == "HasTargets"
 )
 problems = []
 if inputs != sorted(TARGETS):
@@ -62,6 +64,13 @@ breaching = [
     and r.get("Condition") != "HasTargets"
     and r["Properties"].get("TreatMissingData", "missing") in ("breaching", "missing")
 ]
+# The bucket's lag alarm reads the figure the function writes for it (Target s3/BUCKET).
+stream_lag = push_only.get("StreamLagAlarm", {}).get("Properties", {})
+stream_dimension = (stream_lag.get("Dimensions") or [{}])[0]
+if (stream_lag.get("MetricName"), stream_dimension.get("Name"), str(stream_dimension.get("Value"))) != (
+    "LagSeconds", "Target", "s3/${StreamBucket}"
+):
+    problems.append(f"push mode's lag alarm does not watch LagSeconds of s3/BUCKET: {stream_lag}")
 if breaching:
     problems.append(f"a quiet push-only stack would be in alarm: {breaching} treat missing data as breaching")
 

@@ -282,7 +282,7 @@ async fn check_github(connector: &Connector, config: &Config) -> Vec<Verdict> {
 pub fn unreachable_remedy(message: &str) -> String {
     let said = message.to_ascii_lowercase();
     if said.contains("certificate") || said.contains("unknownissuer") || said.contains("tls") {
-        "the connection's certificate is not trusted: a GitHub Enterprise Server with a private CA, or a TLS-inspecting proxy, needs its CA among this host's roots (SSL_CERT_FILE)".to_owned()
+        "the connection's certificate is not trusted: a GitHub Enterprise Server with a private CA, or a TLS-inspecting proxy, needs its CA: EXTRA_CA_BUNDLE=/path/to/ca.pem adds it to this host's roots".to_owned()
     } else if said.contains("proxy") {
         "the proxy refused or failed the connection: check HTTPS_PROXY (and NO_PROXY)".to_owned()
     } else if said.contains("dns") || said.contains("resolve") || said.contains("lookup") {
@@ -521,7 +521,7 @@ mod tests {
     #[test]
     fn a_github_that_does_not_answer_is_told_apart_by_what_the_connection_said() {
         let remedy = |said: &str| unreachable_remedy(said);
-        assert!(remedy("error sending request: invalid peer certificate: UnknownIssuer").contains("private CA"));
+        assert!(remedy("error sending request: invalid peer certificate: UnknownIssuer").contains("EXTRA_CA_BUNDLE"));
         assert!(remedy("error sending request: proxy connect failed").contains("HTTPS_PROXY"));
         assert!(remedy("dns error: failed to lookup address information").contains("DNS"));
         assert!(remedy("connection refused").contains("firewall"));

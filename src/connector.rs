@@ -19,6 +19,7 @@ use crate::drain::{DrainFailure, DrainPlan, Edges, Progress, Summary, SweepAges,
 use crate::dry_run::NdjsonStdout;
 use crate::github::{Authorizer, GitHubSource};
 use crate::http::{self, ClientError};
+use crate::network::{ExtraRoots, aws_http_client};
 use crate::ports::{CursorStore, SystemClock};
 use crate::sekoia::SekoiaIntake;
 use crate::timefmt::{now_ms, rfc3339_seconds};
@@ -92,13 +93,13 @@ impl Connector {
         let aws = tokio::sync::OnceCell::new();
         let store: Box<dyn CursorStore> = match &config.shared.cursor_table {
             Some(table) => {
-                let sdk = aws.get_or_init(load_aws).await;
+                let sdk = aws.get_or_init(|| load_aws(&config.shared.extra_roots)).await;
                 Box::new(DynamoCursorStore::new(aws_sdk_dynamodb::Client::new(sdk), table))
             }
             None => Box::new(FileCursorStore::new(&config.shared.state_dir)),
         };
         Ok(Self {
-            client: http::client()?,
+            client: http::client(&config.shared.extra_roots)?,
             aws,
             credentials: tokio::sync::Mutex::new(HashMap::new()),
             store,
@@ -139,7 +140,7 @@ impl Connector {
         }
         let source: Box<dyn CredentialSource> = match &config.credentials {
             CredentialsConfig::SecretsManager { secret_id } => {
-                let sdk = self.aws.get_or_init(load_aws).await;
+                let sdk = self.aws.get_or_init(|| load_aws(&self.config.shared.extra_roots)).await;
                 Box::new(SecretsManagerCredentials::new(aws_sdk_secretsmanager::Client::new(sdk), secret_id))
             }
             CredentialsConfig::Environment { github, intake_key } => Box::new(StaticCredentials(Credentials {
@@ -207,8 +208,14 @@ fn credentials_key(credentials: &CredentialsConfig) -> String {
     }
 }
 
-pub(crate) async fn load_aws() -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).timeout_config(aws_timeouts()).load().await
+/// The standard AWS configuration (region, credentials, `AWS_ENDPOINT_URL`) over a client that
+/// honours the environment's proxy and `roots`.
+pub(crate) async fn load_aws(roots: &ExtraRoots) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(aws_timeouts())
+        .http_client(aws_http_client(roots))
+        .load()
+        .await
 }
 
 /// What the credentials cannot do is a configuration error, found before anything is fetched.

@@ -74,7 +74,7 @@ pub struct BatchOutcome {
 impl Forwarder {
     /// AWS is always needed here (S3); the store is DynamoDB with `CURSOR_TABLE`, else files.
     pub async fn new(config: PushConfig) -> Result<Self, ClientError> {
-        let sdk = load_aws().await;
+        let sdk = load_aws(&config.shared.extra_roots).await;
         let store: Box<dyn StateStore> = match &config.shared.cursor_table {
             Some(table) => Box::new(DynamoCursorStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)),
             None => Box::new(FileCursorStore::new(&config.shared.state_dir)),
@@ -87,7 +87,13 @@ impl Forwarder {
                 Box::new(StaticCredentials(Credentials { github: None, intake_key: key.clone() }))
             }
         }));
-        Ok(Self { objects: S3Objects::new(&sdk), client: http::client()?, store, credentials, config })
+        Ok(Self {
+            objects: S3Objects::new(&sdk),
+            client: http::client(&config.shared.extra_roots)?,
+            store,
+            credentials,
+            config,
+        })
     }
 
     pub fn config(&self) -> &PushConfig {

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::{RequestBuilder, Response};
 
 use crate::budget::Budget;
+use crate::network::ExtraRoots;
 
 pub(crate) const USER_AGENT: &str = concat!("github-audit-sekoia/", env!("CARGO_PKG_VERSION"));
 
@@ -20,11 +21,13 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 pub struct ClientError(String);
 
 /// One client for GitHub and the intake: one TLS stack, one connection pool, no redirects
-/// (a token must not follow one to another host). Failing to build it is an error: a default
-/// client would follow redirects and wait for ever on a dead host.
-pub fn client() -> Result<reqwest::Client, ClientError> {
+/// (a token must not follow one to another host), the system's roots and `roots`, the proxy
+/// the environment names. Failing to build it is an error: a default client would follow
+/// redirects and wait for ever on a dead host.
+pub fn client(roots: &ExtraRoots) -> Result<reqwest::Client, ClientError> {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
+        .tls_certs_merge(roots.reqwest_certificates())
         .connect_timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -27,6 +27,7 @@ pub mod http;
 pub mod lambda;
 pub mod logging;
 pub mod metrics;
+pub mod network;
 pub mod ports;
 pub mod push;
 pub mod s3;

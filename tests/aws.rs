@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::aws::{aws, create_secret, create_table, invocation};
+use common::aws::{aws, create_bucket, create_secret, create_table, invocation, moto_env, put};
+use common::network::{LoopbackProxy, PrivateCa};
 use common::{Harness, events_between};
 use github_audit_sekoia::checkpoint::Checkpoint;
 use github_audit_sekoia::checkpoint::delivered::{DeliveredRecord, DeliveredSet};
@@ -19,7 +20,7 @@ use github_audit_sekoia::lambda::{SAFETY_MARGIN, handle};
 use github_audit_sekoia::ports::{AuditEvent, CheckpointSave, CursorError, CursorStore};
 use github_audit_sekoia::summary::StopReason;
 use github_audit_sekoia::timefmt::to_ms;
-use github_audit_sekoia_sim::SimOptions;
+use github_audit_sekoia_sim::{SimOptions, streamed_file, streamed_file_key};
 use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 
@@ -344,4 +345,47 @@ async fn a_backfill_split_across_invocations_ends_complete_without_loss_or_dupli
     let again = handled(&connector, invocation(payload, Duration::from_secs(60))).await.expect("after completion");
     assert_eq!((again.pages, again.figures.events_forwarded), (0, 0), "a complete backfill reads nothing");
     assert_eq!(again.backfill.map(|b| b.complete), Some(true));
+}
+
+#[tokio::test]
+async fn behind_a_proxy_and_a_private_ca_every_client_reaches_its_service() {
+    let mut h = Harness::with_options(SimOptions { behind_tls: true, ..SimOptions::default() }).await;
+    let pulled = events_between(300, DAY, Duration::from_secs(1), 41);
+    let streamed = events_between(50, DAY, Duration::from_secs(1), 42);
+    h.add(pulled.clone());
+    h.extra_env.extend(moto_env());
+    let bucket = create_bucket().await;
+    put(&bucket, &streamed_file_key(streamed[0].timestamp_ms, 1), streamed_file(&streamed)).await;
+    let (secret, table) = (create_secret(secret_value(&SimOptions::default().token)).await, create_table().await);
+    // Each service on a TLS front of its own, signed by a CA only EXTRA_CA_BUNDLE names.
+    let ca = PrivateCa::new();
+    let moto = &moto_env()[0].1;
+    let fronts = [
+        ("GitHub", "GITHUB_API_URL", ca.front(&h.sim.github_url).await),
+        ("the intake", "SEKOIA_INTAKE_URL", ca.front(&h.sim.intake_url).await),
+        ("Secrets Manager", "AWS_ENDPOINT_URL_SECRETS_MANAGER", ca.front(moto).await),
+        ("DynamoDB", "AWS_ENDPOINT_URL_DYNAMODB", ca.front(moto).await),
+        ("S3", "AWS_ENDPOINT_URL", ca.front(moto).await),
+    ];
+    let bundle = h.state.path().join("ca.pem");
+    std::fs::write(&bundle, &ca.ca_pem).expect("bundle written");
+    let proxy = LoopbackProxy::start().await;
+    let mut env: Vec<(&str, &str)> = fronts.iter().map(|(_, variable, url)| (*variable, url.as_str())).collect();
+    let bundle = bundle.display().to_string();
+    env.extend([("HTTPS_PROXY", proxy.url.as_str()), ("EXTRA_CA_BUNDLE", &bundle), ("SECRET_ID", &secret)]);
+    env.extend([("CURSOR_TABLE", table.as_str()), ("GITHUB_TOKEN", ""), ("SEKOIA_INTAKE_KEY", "")]);
+
+    for args in [&["run"][..], &["forward-s3", "--bucket", &bucket]] {
+        let output = h.run_cli(args, &env).await;
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let expected: Vec<String> = pulled.iter().chain(&streamed).map(|e| e.document_id.clone()).collect();
+    h.assert_exactly(&expected);
+    let tunnels = proxy.seen();
+    for (service, _, url) in &fronts {
+        assert!(
+            tunnels.iter().any(|t| url.ends_with(t.as_str())),
+            "{service} not reached through the proxy: {tunnels:?}"
+        );
+    }
 }

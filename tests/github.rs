@@ -5,6 +5,7 @@ mod common;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::network::{LoopbackProxy, PrivateCa};
 use common::{Harness, events_between};
 use github_audit_sekoia::budget::Budget;
 use github_audit_sekoia::connector::{Connector, RunError, RunRequest};
@@ -349,4 +350,30 @@ async fn excluded_actions_never_reach_the_intake_count_as_filtered_and_are_not_p
         "the next run posts nothing"
     );
     h.assert_exactly(&web_ids);
+}
+
+#[tokio::test]
+async fn ghes_with_a_private_ca_is_trusted_with_extra_ca_bundle_and_refused_clearly_without() {
+    let h = Harness::with_options(SimOptions { behind_tls: true, ..SimOptions::default() }).await;
+    h.add(events_between(200, Duration::from_secs(3_600), Duration::from_secs(1), 43));
+    let ca = PrivateCa::new();
+    let github = ca.front(&h.sim.github_url).await;
+    let bundle = h.state.path().join("private-ca.pem");
+    std::fs::write(&bundle, &ca.ca_pem).expect("bundle written");
+
+    let refused = h.run_cli(&["check"], &[("GITHUB_API_URL", &github)]).await;
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("certificate is not trusted") && said.contains("EXTRA_CA_BUNDLE"), "{said}");
+    assert!(h.received().is_empty());
+
+    // Trusted, and reached through a proxy's CONNECT tunnel as a corporate network would have it.
+    let proxy = LoopbackProxy::start().await;
+    let bundle = bundle.display().to_string();
+    let env = [("GITHUB_API_URL", github.as_str()), ("EXTRA_CA_BUNDLE", &bundle), ("HTTPS_PROXY", &proxy.url)];
+    let drained = h.run_cli(&["run"], &env).await;
+    assert!(drained.status.success(), "{}", String::from_utf8_lossy(&drained.stderr));
+    h.assert_exactly_once();
+    assert_eq!(h.received().len(), 200);
+    assert!(proxy.seen().iter().any(|tunnel| github.ends_with(tunnel.as_str())), "{:?}", proxy.seen());
 }

@@ -6,9 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
-use common::aws::{aws, create_secret, create_table, invocation, moto_env, unique};
+use common::aws::{aws, create_bucket, create_secret, create_table, invocation, moto_env, put, s3, unique};
 use common::{Harness, events_between};
 use github_audit_sekoia::config::PushConfig;
 use github_audit_sekoia::forwarder::Forwarder;
@@ -16,20 +15,6 @@ use github_audit_sekoia::lambda::{Function, dispatch};
 use github_audit_sekoia::push::{CHUNK_BYTES, PushSummary};
 use github_audit_sekoia_sim::{SimEvent, SimOptions, streamed_file, streamed_file_key};
 use serde_json::{Value, json};
-
-fn s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build())
-}
-
-async fn create_bucket() -> String {
-    let bucket = unique("audit-stream");
-    s3(&aws().await).create_bucket().bucket(&bucket).send().await.expect("bucket created");
-    bucket
-}
-
-async fn put(bucket: &str, key: &str, bytes: Vec<u8>) {
-    s3(&aws().await).put_object().bucket(bucket).key(key).body(ByteStream::from(bytes)).send().await.expect("put");
-}
 
 fn ids(events: &[SimEvent]) -> Vec<String> {
     events.iter().map(|e| e.document_id.clone()).collect()

@@ -59,6 +59,7 @@ pub struct GitHubState {
     pub faults: FaultScript,
     /// GHES style: `page=N` links instead of `after=` cursors.
     page_numbers: bool,
+    link_scheme: &'static str,
     prefix: String,
     clock: SimClock,
 }
@@ -82,6 +83,7 @@ impl GitHubState {
             streams: StreamStore::default(),
             faults: FaultScript::default(),
             page_numbers: options.page_numbers,
+            link_scheme: if options.behind_tls { "https" } else { "http" },
             prefix: options.api_prefix.clone(),
             clock: options.clock.clone(),
         }
@@ -430,7 +432,7 @@ async fn audit_log(
         Some(Fault::ForeignNextLink) => "evil.example.com",
         _ => request_headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1"),
     };
-    let base = format!("http://{host}{}/{target}/audit-log", state.prefix);
+    let base = format!("{}://{host}{}/{target}/audit-log", state.link_scheme, state.prefix);
     let mut link_query: Vec<(String, String)> = params
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "after" | "before" | "page"))

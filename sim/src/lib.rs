@@ -42,6 +42,8 @@ pub struct SimOptions {
     pub api_prefix: String,
     /// GHES style pagination: `page=N` in the `Link` header instead of `after=` cursors.
     pub page_numbers: bool,
+    /// Links say https: the simulator stands behind a TLS front, as GHES behind a load balancer.
+    pub behind_tls: bool,
     /// 0 picks a free port.
     pub github_port: u16,
     pub intake_port: u16,
@@ -115,6 +117,7 @@ impl Default for SimOptions {
             intake_max_body_bytes: 10 * 1024 * 1024,
             api_prefix: String::new(),
             page_numbers: false,
+            behind_tls: false,
             github_port: 0,
             intake_port: 0,
             clock: SimClock::default(),

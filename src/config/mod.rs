@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::network::ExtraRoots;
 use crate::shaping::{ActionFilter, Shaping, action_patterns};
 
 pub use pull::{Config, CredentialsConfig, ENTERPRISE_NEEDS_A_TOKEN};
@@ -84,6 +85,8 @@ pub struct Shared {
     pub max_run: Duration,
     /// `FILL_CREATED_AT`, `INCLUDE_ACTIONS`, `EXCLUDE_ACTIONS`: what is sent of what is read.
     pub shaping: Shaping,
+    /// `EXTRA_CA_BUNDLE`: roots trusted beside the system's, by every client.
+    pub extra_roots: ExtraRoots,
 }
 
 impl Shared {
@@ -100,6 +103,10 @@ impl Shared {
             cursor_table: settings.get("CURSOR_TABLE"),
             max_run: Duration::from_secs(max_run_seconds),
             shaping: shaping(settings)?,
+            extra_roots: match settings.get("EXTRA_CA_BUNDLE") {
+                Some(value) => ExtraRoots::parse(&value).map_err(|p| problem("EXTRA_CA_BUNDLE", p))?,
+                None => ExtraRoots::default(),
+            },
         })
     }
 

@@ -62,6 +62,21 @@ pub async fn create_secret(value: Value) -> String {
     name
 }
 
+pub fn s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build())
+}
+
+pub async fn create_bucket() -> String {
+    let bucket = unique("audit-stream");
+    s3(&aws().await).create_bucket().bucket(&bucket).send().await.expect("bucket created");
+    bucket
+}
+
+pub async fn put(bucket: &str, key: &str, bytes: Vec<u8>) {
+    let body = aws_sdk_s3::primitives::ByteStream::from(bytes);
+    s3(&aws().await).put_object().bucket(bucket).key(key).body(body).send().await.expect("put");
+}
+
 /// A Lambda invocation of `payload` whose deadline is `deadline_in` from now.
 pub fn invocation(payload: Value, deadline_in: Duration) -> LambdaEvent<Value> {
     let mut context = Context::default();

@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod aws;
+pub mod network;
 
 use std::collections::HashMap;
 use std::process::{Command, Output};
@@ -96,7 +97,7 @@ impl Harness {
         max_body_bytes: Option<usize>,
     ) -> Result<Summary, DrainFailure> {
         let config = self.config();
-        let client = http::client().expect("an HTTP client");
+        let client = http::client(&Default::default()).expect("an HTTP client");
         let CredentialsConfig::Environment { github, intake_key } = config.credentials.clone() else {
             panic!("the harness configures credentials through the environment")
         };
