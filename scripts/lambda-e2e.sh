@@ -14,7 +14,7 @@ cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; r
 trap cleanup EXIT
 
 cargo build --quiet -p github-audit-sekoia-sim
-target/debug/github-audit-sekoia-sim --events 1500 --span 6h --git-share 0 >"$work/sim" 2>/dev/null &
+target/debug/github-audit-sekoia-sim --events 1500 --span 6h --git-share 0 --second-org globex >"$work/sim" 2>/dev/null &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$work/sim" ] && break; sleep 0.1; done
 # shellcheck disable=SC2046 # NAME=value words
@@ -43,6 +43,13 @@ env_vars+=",SECRET_ID=$secret,CURSOR_TABLE=$table,FIRST_RUN_LOOKBACK=1d,MAX_RUN_
 env_vars+=",AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL,AWS_REGION=$AWS_REGION,AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY"
 cargo lambda watch --quiet --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$port" \
   --bin github-audit-sekoia-lambda --env-vars "$env_vars" >"$work/watch.log" 2>&1 &
+pids+=($!)
+# The same function on a stack of two targets, for a backfill started from the CLI.
+port_two=$(free_port)
+# (--env-vars splits at commas: TARGETS' list goes through a file.)
+tr ',' '\n' <<<"${env_vars/TARGETS=org:$org/TARGETS=org:$org;org:globex}" | tr ';' ',' >"$work/env-two"
+cargo lambda watch --quiet --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$port_two" \
+  --bin github-audit-sekoia-lambda --env-file "$work/env-two" >"$work/watch-two.log" 2>&1 &
 pids+=($!)
 
 invoke() {
@@ -133,3 +140,35 @@ assert state == "OK", f"the smoke check left {alarm} in {state}"
 print("smoke check OK: the check invocation's lines printed, the alarm set to ALARM and back to OK;"
       " a topic under alias/aws/sns refused")
 PY
+
+# `backfill --on-lambda` on the stack of two targets: without --target it is refused before any
+# run, naming both; with it, runs are invoked as events and followed to completion.
+cargo build --quiet --bin github-audit-sekoia
+since=$(date -u -d '-7 hours' +%Y-%m-%dT%H:%M:%SZ)
+until=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+backfill() { AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port_two" timeout 600 target/debug/github-audit-sekoia backfill \
+  --on-lambda github-audit-sekoia-lambda --since "$since" --until "$until" "$@"; }
+for _ in $(seq 120); do
+  curl -fsS -o /dev/null -d '{"check":true}' "http://127.0.0.1:$port_two/2015-03-31/functions/github-audit-sekoia-lambda/invocations" && break
+  sleep 1
+done
+status=0
+backfill >"$work/refused.out" 2>"$work/refused.err" || status=$?
+[ "$status" -eq 2 ] && grep -q "org:$org, org:globex" "$work/refused.err" \
+  || { echo "a backfill without --target on two targets was not refused naming them (exit $status):" >&2; cat "$work/refused.err" >&2; exit 1; }
+backfill --target org:globex >"$work/backfill.out" 2>"$work/backfill.err" \
+  || { echo "backfill --on-lambda failed:" >&2; cat "$work/backfill.err" "$work/watch-two.log" >&2; exit 1; }
+cat "$work/backfill.err"
+python3 - "$work/backfill.out" "$work/backfill.err" "$SEKOIA_INTAKE_URL/_sim/stats" <<'PY'
+import json, sys, urllib.request
+last = json.load(open(sys.argv[1]))
+progress = open(sys.argv[2]).read().splitlines()
+stats = json.load(urllib.request.urlopen(sys.argv[3]))
+assert last["complete"] is True and last["events_forwarded"] == 1500, last
+assert last["cursor"].startswith("backfill/orgs/globex/web/"), last
+assert len(progress) >= 2 and "0.0% covered" in progress[0] and "100.0% covered" in progress[-1], progress
+assert stats["unique_events"] == 1500 + 200 + 1500 and stats["duplicate_events"] == 0, stats
+print(f"backfill --on-lambda OK: refused without a target on two targets; org:globex's {last['events_forwarded']} events"
+      f" forwarded once through asynchronous runs, {len(progress)} progress lines")
+PY
+

@@ -21,6 +21,8 @@ pub enum Caller {
     GitHubStream,
     /// EventBridge Scheduler, with the schedule role.
     Scheduler,
+    /// Whoever runs the CLI against the deployed stack, with their own AWS credentials.
+    Operator,
 }
 
 impl Caller {
@@ -30,6 +32,7 @@ impl Caller {
             Caller::Code | Caller::Lambda => "function",
             Caller::GitHubStream => "stream",
             Caller::Scheduler => "schedule",
+            Caller::Operator => "operator",
         }
     }
 }
@@ -68,7 +71,13 @@ impl AwsCall {
             [] => String::new(),
             actions => format!(", and {} on the resource's customer-managed key if it has one", actions.join(", ")),
         };
-        format!("the role needs {}{kms} (github-audit-sekoia permissions lists them all)", self.actions.join(", "))
+        match self.caller {
+            Caller::Operator => format!("your AWS credentials need {} on it", self.actions.join(", ")),
+            _ => format!(
+                "the role needs {}{kms} (github-audit-sekoia permissions lists them all)",
+                self.actions.join(", ")
+            ),
+        }
     }
 }
 
@@ -97,9 +106,9 @@ pub const DYNAMODB_GET_ITEM: AwsCall = AwsCall {
     actions: &["dynamodb:GetItem"],
     resource: TABLE,
     caller: Caller::Code,
-    mode: Mode::Push,
+    mode: Mode::Always,
     kms_actions: TABLE_KMS,
-    why: "push mode: the record of a streamed file (how far it was forwarded)",
+    why: "a cursor read without taking it (a backfill's status); push mode: the record of a streamed file (how far it was forwarded)",
 };
 
 pub const DYNAMODB_BATCH_GET_ITEM: AwsCall = AwsCall {
@@ -159,6 +168,22 @@ pub const S3_LIST_OBJECTS_V2: AwsCall = AwsCall {
     kms_actions: &[],
     why: "push mode: forward-s3 lists the stream's bucket (and a missing object answers 404 rather than 403)",
 };
+
+/// `backfill --on-lambda`: runs and status questions, with the operator's credentials (not a
+/// call of the stack's roles, so not in [`AWS_CALLS`]).
+pub const LAMBDA_INVOKE: AwsCall = AwsCall {
+    service: "lambda",
+    operation: "Invoke",
+    actions: &["lambda:InvokeFunction"],
+    resource: "arn:${Partition}:lambda:${Region}:${Account}:function:${ConnectorFunction}",
+    caller: Caller::Operator,
+    mode: Mode::Pull,
+    kms_actions: &[],
+    why: "backfill --on-lambda: start each run of a backfill, and ask where it stands",
+};
+
+/// The calls the CLI makes with the operator's own credentials.
+pub const OPERATOR_CALLS: &[AwsCall] = &[LAMBDA_INVOKE];
 
 /// The calls made with the stack's roles, by the code and by AWS for it.
 pub const AWS_CALLS: &[AwsCall] = &[
@@ -321,12 +346,15 @@ mod tests {
     fn every_sdk_call_in_the_code_has_its_row_and_every_code_row_is_called() {
         let called = sdk_operations_in_source();
         for (operation, file) in &called {
+            let listed = |c: &AwsCall| matches!(c.caller, Caller::Code | Caller::Operator) && c.operation == operation;
             assert!(
-                AWS_CALLS.iter().any(|c| c.caller == Caller::Code && c.operation == operation),
+                AWS_CALLS.iter().chain(OPERATOR_CALLS).any(listed),
                 "{file} calls {operation}, which src/aws_calls.rs does not list: add its row (and the template's permission)"
             );
         }
-        for call in AWS_CALLS.iter().filter(|c| c.caller == Caller::Code) {
+        for call in
+            AWS_CALLS.iter().chain(OPERATOR_CALLS).filter(|c| matches!(c.caller, Caller::Code | Caller::Operator))
+        {
             assert!(
                 called.iter().any(|(operation, _)| operation == call.operation),
                 "{} is listed as called by the code, but nothing in src/ calls it",

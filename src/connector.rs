@@ -15,12 +15,12 @@ use crate::credentials::{
     StaticCredentials,
 };
 use crate::cursor::{DynamoCursorStore, FileCursorStore, ReadOnlyStore};
-use crate::drain::{DrainFailure, DrainPlan, Edges, Progress, Summary, SweepAges, drain};
+use crate::drain::{BackfillStatus, DrainFailure, DrainPlan, Edges, Progress, Summary, SweepAges, drain};
 use crate::dry_run::NdjsonStdout;
 use crate::github::{Authorizer, GitHubSource};
 use crate::http::{self, ClientError};
 use crate::network::{ExtraRoots, aws_http_client};
-use crate::ports::{CursorStore, SystemClock};
+use crate::ports::{CursorError, CursorStore, SystemClock};
 use crate::sekoia::SekoiaIntake;
 use crate::timefmt::{now_ms, rfc3339_seconds};
 use tracing::Instrument;
@@ -35,6 +35,8 @@ pub enum RunError {
     Drain(#[from] DrainFailure),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    Cursor(#[from] CursorError),
 }
 
 /// A stretch of the audit log to deliver again, apart from the scheduled cursor.
@@ -155,6 +157,16 @@ impl Connector {
 
     pub async fn run(&self, request: &RunRequest) -> Result<Summary, RunError> {
         self.run_watched(request, None).await
+    }
+
+    /// Where the request's backfill stands, from its cursor, without taking or moving it.
+    pub async fn backfill_status(&self, request: &RunRequest) -> Result<BackfillStatus, RunError> {
+        let config = self.config_for(request)?;
+        let Some(range) = request.backfill else {
+            return Err(problem("backfill", "is required with status: the range whose progress to tell").into());
+        };
+        let plan = plan(&config, Some(range));
+        Ok(BackfillStatus::of(&plan, &self.store.peek(&plan.key).await?))
     }
 
     /// A run whose figures `progress` is told after every page.

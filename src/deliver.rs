@@ -101,6 +101,7 @@ impl<'a> Ledger<'a> {
             unacknowledged: unacknowledged as u64,
             filtered: (batch.send.len() - send.len()) as u64,
         };
+        self.checkpoint.events_forwarded += delivered.acknowledged;
         let positions = &mut self.checkpoint.positions;
         for (ts, event) in batch.seen {
             self.record.insert(ts, event);
@@ -192,6 +193,7 @@ mod tests {
         let saved = store.checkpoint().expect("saved");
         assert_eq!(saved.positions.fresh_read_to_ms, 12 * MINUTE);
         assert_eq!(saved.positions.newest_event_ms, Some(11 * MINUTE), "the set-aside event counts as seen");
+        assert_eq!(saved.events_forwarded, 1, "the cursor's running count of acknowledged events");
         assert!(ledger.record.contains(11 * MINUTE, &b), "recorded though not sent");
     }
 

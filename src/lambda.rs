@@ -33,6 +33,9 @@ struct Payload {
     /// Run the doctor instead of a drain: `{"check": true}`, optionally with a `target`.
     #[serde(default)]
     check: bool,
+    /// With `backfill`: tell where that backfill stands instead of running it.
+    #[serde(default)]
+    status: bool,
 }
 
 /// What an invocation is asked to do.
@@ -43,6 +46,8 @@ pub enum Invocation {
     Check {
         target: Option<String>,
     },
+    /// Where a backfill stands.
+    BackfillStatus(RunRequest),
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,14 +66,15 @@ pub fn invocation(payload: Value, budget: Budget) -> Result<Invocation, ConfigEr
         return Ok(Invocation::Check { target: payload.target });
     }
     let backfill = payload.backfill.map(|b| TimeRange::parse(&b.since, &b.until)).transpose()?;
-    Ok(Invocation::Drain(RunRequest {
+    let request = RunRequest {
         target: payload.target,
         org: payload.org,
         enterprise: payload.enterprise,
         backfill,
         budget,
         dry_run: false,
-    }))
+    };
+    Ok(if payload.status { Invocation::BackfillStatus(request) } else { Invocation::Drain(request) })
 }
 
 /// What one container serves: the pull targets (none in a push-only deployment) and push mode.
@@ -104,7 +110,7 @@ async fn check_push_only(forwarder: &Forwarder, event: LambdaEvent<Value>) -> Re
     let budget = Budget::lasting(forwarder.config().shared.max_run);
     match invocation(event.payload, budget)? {
         Invocation::Check { .. } => Ok(answer_check(&crate::check::check_push(forwarder).await)),
-        Invocation::Drain(_) => Err(problem(
+        Invocation::Drain(_) | Invocation::BackfillStatus(_) => Err(problem(
             "TARGETS",
             "is empty: this deployment forwards its stream's bucket only (push mode); it answers SQS batches and {\"check\": true}",
         )
@@ -121,6 +127,18 @@ fn answer_check(report: &crate::check::Report) -> Value {
         tracing::warn!(report = %answer, "check failed");
     }
     answer
+}
+
+/// A question, not a run: a refusal (no such target, no range) is its answer, for the caller
+/// to show, rather than a failed invocation that would set off the errors alarm.
+fn answer_status(status: Result<crate::drain::BackfillStatus, RunError>) -> Value {
+    match status {
+        Ok(status) => serde_json::to_value(status).unwrap_or_default(),
+        Err(err) => {
+            tracing::warn!(error = %err, "backfill status refused");
+            serde_json::json!({ "error": err.to_string() })
+        }
+    }
 }
 
 /// An SQS batch of S3 notifications: answers the messages to retry (`batchItemFailures`, for
@@ -142,6 +160,7 @@ pub async fn handle(connector: &Connector, event: LambdaEvent<Value>) -> Result<
     let request = match invocation(event.payload, budget)? {
         Invocation::Drain(request) => request,
         Invocation::Check { target } => return Ok(answer_check(&check(connector, target.as_deref()).await)),
+        Invocation::BackfillStatus(request) => return Ok(answer_status(connector.backfill_status(&request).await)),
     };
     // The drain logs its own summary line; the metrics line goes beside it.
     let summary = connector.run(&request).await;
@@ -168,7 +187,7 @@ mod tests {
     fn drain(payload: Value) -> Result<RunRequest, ConfigError> {
         match invocation(payload, budget())? {
             Invocation::Drain(request) => Ok(request),
-            Invocation::Check { .. } => panic!("a check, not a drain"),
+            other => panic!("not a drain: {other:?}"),
         }
     }
 
@@ -208,6 +227,19 @@ mod tests {
         let one = invocation(json!({"check": true, "target": "org:acme"}), budget()).expect("accepted");
         assert!(matches!(one, Invocation::Check { target: Some(ref t) } if t == "org:acme"));
         assert!(matches!(invocation(json!({"check": false}), budget()), Ok(Invocation::Drain(_))));
+    }
+
+    #[test]
+    fn a_status_question_names_the_backfill_it_asks_about() {
+        let payload = json!({"target": "org:b", "status": true,
+            "backfill": {"since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00Z"}});
+        match invocation(payload, budget()).expect("understood") {
+            Invocation::BackfillStatus(request) => {
+                assert_eq!(request.target.as_deref(), Some("org:b"));
+                assert!(request.backfill.is_some());
+            }
+            other => panic!("not a status question: {other:?}"),
+        }
     }
 
     #[test]

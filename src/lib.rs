@@ -28,6 +28,7 @@ pub mod lambda;
 pub mod logging;
 pub mod metrics;
 pub mod network;
+pub mod on_lambda;
 pub mod ports;
 pub mod push;
 pub mod s3;

@@ -10,11 +10,12 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use github_audit_sekoia::aws_calls;
 use github_audit_sekoia::budget::Budget;
-use github_audit_sekoia::config::{Config, PushConfig, defaults};
+use github_audit_sekoia::config::{Config, PushConfig, Shared, defaults};
 use github_audit_sekoia::connector::{Connector, RunError, RunRequest, TimeRange};
-use github_audit_sekoia::drain::Summary;
+use github_audit_sekoia::drain::{BackfillStatus, Summary};
 use github_audit_sekoia::forwarder::{ForwardError, Forwarder};
 use github_audit_sekoia::metrics::emf_line;
+use github_audit_sekoia::on_lambda::{LambdaBackfill, OnLambdaError};
 use github_audit_sekoia::push::{PushProgress, PushSummary};
 use github_audit_sekoia::summary::RunReport;
 use github_audit_sekoia::summary::StopReason;
@@ -96,6 +97,11 @@ enum Command {
         /// End of the range (exclusive), RFC 3339 UTC.
         #[arg(long)]
         until: String,
+        /// Have this deployed function (name or ARN) run it, invoked asynchronously run after
+        /// run, and follow it here; with --target on a stack of several targets. Needs only
+        /// lambda:InvokeFunction; AWS is reached the standard way.
+        #[arg(long, value_name = "FUNCTION")]
+        on_lambda: Option<String>,
     },
 }
 
@@ -206,7 +212,12 @@ async fn main() -> ExitCode {
     github_audit_sekoia::logging::init_cli();
     let (outcome, emf) = match Cli::parse().command {
         Command::Run { settings, dry_run, emf } => (run(&settings, dry_run).await, emf),
-        Command::Backfill { settings, since, until } => (backfill(&settings, &since, &until).await, false),
+        Command::Backfill { settings, since, until, on_lambda: Some(function) } => {
+            return backfill_on_lambda(&function, settings.target.as_deref(), &since, &until).await;
+        }
+        Command::Backfill { settings, since, until, on_lambda: None } => {
+            (backfill(&settings, &since, &until).await, false)
+        }
         Command::Check { settings, json } => return check(&settings, json).await,
         Command::ForwardS3 { bucket, prefix, intake_url, state_dir, dedupe_window, emf } => {
             let flags: [Flag; 4] = [
@@ -339,6 +350,63 @@ async fn backfill(settings: &Settings, since: &str, until: &str) -> Result<Summa
                 return Ok(summary);
             }
             _ => {}
+        }
+    }
+}
+
+/// The deployed function runs the backfill: a line on stderr each time its progress changes, its
+/// last status on stdout. Exit 0 once complete, 2 when refused, 1 when it stopped moving.
+async fn backfill_on_lambda(function: &str, target: Option<&str>, since: &str, until: &str) -> ExitCode {
+    let prepared = TimeRange::parse(since, until).and_then(|range| Ok((range, Shared::from_env()?.extra_roots)));
+    let (range, roots) = match prepared {
+        Ok(prepared) => prepared,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    let backfill = LambdaBackfill::new(function, target, range, &roots).await;
+    let (started, mut first, mut last_line) = (std::time::Instant::now(), None, String::new());
+    let shown = |status: &BackfillStatus| {
+        let p = &status.progress;
+        let (from, elapsed) = *first.get_or_insert((p.percent, started.elapsed()));
+        let rate = (p.percent - from) / (started.elapsed() - elapsed).as_secs_f64().max(1.0);
+        let left = if rate > 0.0 && !p.complete {
+            format!(
+                ", about {} left",
+                humantime::format_duration(Duration::from_secs(((100.0 - p.percent) / rate) as u64))
+            )
+        } else {
+            String::new()
+        };
+        let state = if status.running {
+            "running"
+        } else if p.complete {
+            "complete"
+        } else {
+            "between runs"
+        };
+        let line = format!(
+            "{}: {:.1}% covered up to {}, {} events, {state}",
+            status.cursor, p.percent, p.covered_until, status.events_forwarded
+        );
+        if line != last_line {
+            eprintln!("{line}{left}");
+            last_line = line;
+        }
+    };
+    match backfill.follow(shown).await {
+        Ok(status) => {
+            println!("{}", serde_json::to_string(&status).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(err @ OnLambdaError::Refused { .. }) => {
+            eprintln!("{err}");
+            ExitCode::from(2)
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::FAILURE
         }
     }
 }

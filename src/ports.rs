@@ -98,6 +98,14 @@ pub struct CheckpointSave<'a> {
     pub removed: Vec<i64>,
 }
 
+/// A cursor as it stands, read without taking it: how a backfill is followed from outside.
+#[derive(Debug, Default)]
+pub struct CursorState {
+    pub checkpoint: Option<Checkpoint>,
+    /// A run holds it now.
+    pub held: bool,
+}
+
 /// Where a target's checkpoint and delivered record live between runs.
 #[async_trait]
 pub trait CursorStore: Send + Sync {
@@ -111,6 +119,8 @@ pub trait CursorStore: Send + Sync {
     /// buckets that list events which were delivered, never a checkpoint ahead of its record.
     async fn save(&self, key: &str, save: &CheckpointSave<'_>) -> Result<(), CursorError>;
     async fn release(&self, key: &str) -> Result<(), CursorError>;
+    /// The checkpoint and whether a run holds `key`, without taking it or writing anything.
+    async fn peek(&self, key: &str) -> Result<CursorState, CursorError>;
 }
 
 /// The time the drain goes by: the wall clock, or a simulated one in tests and benchmarks.

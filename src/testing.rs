@@ -14,7 +14,7 @@ use crate::budget::Budget;
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::delivered::DeliveredSet;
 use crate::ports::{
-    AuditEvent, AuditLogSource, CheckpointSave, Clock, CursorError, CursorStore, IntakeSink, ObjectLedger,
+    AuditEvent, AuditLogSource, CheckpointSave, Clock, CursorError, CursorState, CursorStore, IntakeSink, ObjectLedger,
     ObjectRecord, Page, PageRequest, RateBudget, SinkError, SourceError,
 };
 use crate::timefmt::{ceil_to_second, floor_to_second};
@@ -224,6 +224,10 @@ impl CursorStore for MemoryStore {
 
     async fn release(&self, _key: &str) -> Result<(), CursorError> {
         Ok(())
+    }
+
+    async fn peek(&self, _key: &str) -> Result<CursorState, CursorError> {
+        Ok(CursorState { checkpoint: self.checkpoint(), held: false })
     }
 }
 

@@ -301,6 +301,13 @@ async fn a_concurrent_invocation_on_the_same_org_stops_cleanly_without_sending()
     h.assert_exactly_once();
 }
 
+/// Where a backfill stands, as the function answers the payload with `"status": true`.
+async fn backfill_status(connector: &Connector, payload: &Value) -> Value {
+    let mut question = payload.clone();
+    question["status"] = json!(true);
+    handle(connector, invocation(question, Duration::from_secs(30))).await.expect("a status")
+}
+
 #[tokio::test]
 async fn a_backfill_split_across_invocations_ends_complete_without_loss_or_duplicates() {
     let h = Harness::with_options(SimOptions { latency: Duration::from_millis(120), ..SimOptions::default() }).await;
@@ -316,6 +323,9 @@ async fn a_backfill_split_across_invocations_ends_complete_without_loss_or_dupli
         "since": humantime::format_rfc3339_seconds(since).to_string(),
         "until": humantime::format_rfc3339_seconds(until).to_string(),
     }});
+
+    let before = backfill_status(&connector, &payload).await;
+    assert_eq!((before["percent"].as_f64(), before["events_forwarded"].as_u64()), (Some(0.0), Some(0)), "{before}");
 
     let mut summaries: Vec<Summary> = Vec::new();
     for _ in 0..30 {
@@ -341,6 +351,13 @@ async fn a_backfill_split_across_invocations_ends_complete_without_loss_or_dupli
     assert_eq!(received.len(), expected.len(), "only the range's events arrive");
     assert!(expected.iter().all(|id| received.get(id) == Some(&1)), "each exactly once");
     assert!(!item_exists(&table, "orgs/acme/web").await, "the scheduled cursor was not touched");
+
+    let after = backfill_status(&connector, &payload).await;
+    assert_eq!(after["complete"], true, "{after}");
+    assert_eq!(after["running"], false, "{after}");
+    assert_eq!(after["events_forwarded"].as_u64(), Some(expected.len() as u64), "all runs together");
+    let refused = handle(&connector, invocation(json!({"status": true}), Duration::from_secs(30))).await;
+    assert!(refused.expect("answered, not failed")["error"].as_str().is_some_and(|e| e.contains("backfill")));
 
     let again = handled(&connector, invocation(payload, Duration::from_secs(60))).await.expect("after completion");
     assert_eq!((again.pages, again.figures.events_forwarded), (0, 0), "a complete backfill reads nothing");

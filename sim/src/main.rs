@@ -35,6 +35,9 @@ struct Args {
     seed: u64,
     #[arg(long, default_value = "acme")]
     org: String,
+    /// A second organization, with as many events of its own (a deployment of several targets).
+    #[arg(long)]
+    second_org: Option<String>,
     #[arg(long, env = "SIM_GITHUB_TOKEN", default_value = "ghp_simulated_token", hide_env_values = true)]
     token: String,
     #[arg(long, env = "SIM_INTAKE_KEY", default_value = "simulated-intake-key", hide_env_values = true)]
@@ -86,6 +89,10 @@ async fn main() -> std::io::Result<()> {
         std::fs::write(path, streamed_file(&events))?;
     }
     sim.github().add_events(events);
+    if let Some(org) = &args.second_org {
+        let events = generate_events(args.events, now - span_ms, now - 1000, args.git_share, org, args.seed + 1);
+        sim.github().add_events_to(&format!("orgs/{org}"), events);
+    }
     if let Some(per_second) = args.live_per_second {
         let stall = args.stall_after.map(|after| Stall {
             after: after.into(),

@@ -159,6 +159,9 @@ pub struct Checkpoint {
     pub delivered_buckets: Vec<i64>,
     /// A v1 checkpoint's single delivered set, until the first save splits it into buckets.
     pub legacy_delivered: Option<DeliveredSet>,
+    /// Events the intake acknowledged under this cursor, all runs together: a backfill's
+    /// progress, followed from outside.
+    pub events_forwarded: u64,
 }
 
 const FORMAT: u32 = 2;
@@ -189,6 +192,8 @@ struct StoredCheckpoint {
     passes: Vec<Pass>,
     #[serde(default)]
     delivered_buckets: Vec<i64>,
+    #[serde(default)]
+    events_forwarded: u64,
 }
 
 /// What version 1 stored: a settled point and one delivered set for the whole window.
@@ -215,6 +220,7 @@ impl Checkpoint {
             passes: Vec::new(),
             delivered_buckets: Vec::new(),
             legacy_delivered: None,
+            events_forwarded: 0,
         }
     }
 
@@ -234,6 +240,7 @@ impl Checkpoint {
             passes: Vec::new(),
             delivered_buckets: Vec::new(),
             legacy_delivered: Some(delivered),
+            events_forwarded: 0,
         }
     }
 
@@ -263,6 +270,7 @@ impl Checkpoint {
             deeper_swept_to_ms: p.deep_swept_to_ms[1..].to_vec(),
             passes: self.passes.clone(),
             delivered_buckets: self.delivered_buckets.clone(),
+            events_forwarded: self.events_forwarded,
         };
         serde_json::to_string_pretty(&stored).map_err(|e| CheckpointError(format!("cannot render the checkpoint: {e}")))
     }
@@ -299,7 +307,13 @@ impl Checkpoint {
                         passes.push(pass);
                     }
                 }
-                Ok(Self { positions, passes, delivered_buckets: stored.delivered_buckets, legacy_delivered: None })
+                Ok(Self {
+                    positions,
+                    passes,
+                    delivered_buckets: stored.delivered_buckets,
+                    legacy_delivered: None,
+                    events_forwarded: stored.events_forwarded,
+                })
             }
             other => Err(CheckpointError(format!(
                 "unknown checkpoint format {other}; it was written by a newer version of this connector"

@@ -22,7 +22,7 @@ use crate::aws_calls::{
 };
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::delivered::DeliveredSet;
-use crate::ports::{CheckpointSave, CursorError, CursorStore, ObjectLedger, ObjectRecord};
+use crate::ports::{CheckpointSave, CursorError, CursorState, CursorStore, ObjectLedger, ObjectRecord};
 use crate::timefmt::{now_ms, rfc3339_ms, to_ms};
 
 /// The table's partition key (a string): the cursor key, e.g. `orgs/acme/web`.
@@ -282,6 +282,22 @@ impl CursorStore for DynamoCursorStore {
             Err(err) => Err(self.storage_error(&DYNAMODB_UPDATE_ITEM, "release the lease", err)),
             Ok(_) => Ok(()),
         }
+    }
+
+    async fn peek(&self, key: &str) -> Result<CursorState, CursorError> {
+        let answer = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.storage_error(&DYNAMODB_GET_ITEM, "read the cursor", e))?;
+        let item = answer.item.unwrap_or_default();
+        let problem = |p: String| CursorError::Storage(format!("item {key} in {}: {p}", self.table));
+        let held = number(&item, "lease_until_ms").map_err(problem)?.is_some_and(|until| until >= now_ms());
+        Ok(CursorState { checkpoint: checkpoint_from_item(&item).map_err(problem)?, held })
     }
 }
 

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::delivered::DeliveredSet;
-use crate::ports::{CheckpointSave, CursorError, CursorStore, ObjectLedger, ObjectRecord};
+use crate::ports::{CheckpointSave, CursorError, CursorState, CursorStore, ObjectLedger, ObjectRecord};
 
 pub struct FileCursorStore {
     dir: PathBuf,
@@ -21,6 +21,20 @@ pub struct FileCursorStore {
 }
 
 impl FileCursorStore {
+    fn read_checkpoint(&self, key: &str) -> Result<Option<Checkpoint>, CursorError> {
+        let path = self.path_for(key);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(Checkpoint::from_json(&text).map_err(|problem| {
+                CursorError::Storage(format!(
+                    "{}: {problem}; fix or delete the file (and its .delivered folder) to restart from FIRST_RUN_LOOKBACK",
+                    path.display()
+                ))
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(storage_error("read", &path, e)),
+        }
+    }
+
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into(), locks: Mutex::new(HashMap::new()) }
     }
@@ -135,17 +149,7 @@ impl CursorStore for FileCursorStore {
             }
             Err(TryLockError::Error(e)) => return Err(storage_error("lock", &lock_path, e)),
         }
-        let path = self.path_for(key);
-        let checkpoint = match fs::read_to_string(&path) {
-            Ok(text) => Some(Checkpoint::from_json(&text).map_err(|problem| {
-                CursorError::Storage(format!(
-                    "{}: {problem}; fix or delete the file (and its .delivered folder) to restart from FIRST_RUN_LOOKBACK",
-                    path.display()
-                ))
-            })?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(storage_error("read", &path, e)),
-        };
+        let checkpoint = self.read_checkpoint(key)?;
         self.locks.lock().map_err(|_| CursorError::Storage("lock table poisoned".into()))?.insert(key.to_owned(), lock);
         Ok(checkpoint)
     }
@@ -187,6 +191,19 @@ impl CursorStore for FileCursorStore {
         // Dropping the handle releases the OS lock.
         self.locks.lock().map_err(|_| CursorError::Storage("lock table poisoned".into()))?.remove(key);
         Ok(())
+    }
+
+    async fn peek(&self, key: &str) -> Result<CursorState, CursorError> {
+        let held_here =
+            self.locks.lock().map_err(|_| CursorError::Storage("lock table poisoned".into()))?.contains_key(key);
+        let lock_path = self.lock_path(key);
+        let held = held_here
+            || match File::open(&lock_path) {
+                Ok(lock) => matches!(lock.try_lock_shared(), Err(TryLockError::WouldBlock)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(e) => return Err(storage_error("open", &lock_path, e)),
+            };
+        Ok(CursorState { checkpoint: self.read_checkpoint(key)?, held })
     }
 }
 
@@ -235,6 +252,20 @@ mod tests {
         assert!(matches!(second.acquire("orgs/acme/web", now).await, Err(CursorError::Busy { .. })));
         first.release("orgs/acme/web").await.expect("release");
         assert!(second.acquire("orgs/acme/web", now).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_peek_tells_whether_another_holds_the_cursor_and_takes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (holder, onlooker) = (FileCursorStore::new(dir.path()), FileCursorStore::new(dir.path()));
+        let key = "backfill/orgs/acme/web/2026-11-01T00:00:00Z..2026-11-02T00:00:00Z";
+        let never = onlooker.peek(key).await.expect("peek");
+        assert!(!never.held && never.checkpoint.is_none());
+        holder.acquire(key, SystemTime::now()).await.expect("acquire");
+        assert!(onlooker.peek(key).await.expect("peek").held);
+        holder.release(key).await.expect("release");
+        assert!(!onlooker.peek(key).await.expect("peek").held);
+        assert!(holder.acquire(key, SystemTime::now()).await.is_ok(), "the peek left no hold behind");
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ pub use file::FileCursorStore;
 
 use crate::checkpoint::Checkpoint;
 use crate::checkpoint::delivered::DeliveredSet;
-use crate::ports::{CheckpointSave, CursorError, CursorStore, ObjectLedger};
+use crate::ports::{CheckpointSave, CursorError, CursorState, CursorStore, ObjectLedger};
 
 /// A store that keeps both checkpoints and the record of forwarded objects.
 pub trait StateStore: CursorStore + ObjectLedger {
@@ -74,5 +74,9 @@ impl CursorStore for ReadOnlyStore<'_> {
 
     async fn release(&self, key: &str) -> Result<(), CursorError> {
         self.inner.release(key).await
+    }
+
+    async fn peek(&self, key: &str) -> Result<CursorState, CursorError> {
+        self.inner.peek(key).await
     }
 }

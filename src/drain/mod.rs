@@ -35,7 +35,7 @@ use crate::summary::{Figures, StopReason, log_finished};
 use crate::timefmt::{ceil_to_second, floor_to_second, rfc3339_ms, rfc3339_seconds, to_ms};
 use clock::GitHubClock;
 pub use plan::SweepAges;
-pub use report::{BackfillProgress, Summary};
+pub use report::{BackfillProgress, BackfillStatus, Summary};
 
 /// A clock further off GitHub's than this is said in a warning.
 const CLOCK_WARNING_MS: u64 = 60_000;

@@ -6,6 +6,7 @@ use serde_json::json;
 use super::DrainPlan;
 use crate::checkpoint::Positions;
 use crate::metrics::Metric;
+use crate::ports::CursorState;
 use crate::summary::{Figures, RunReport, StopReason};
 use crate::timefmt::rfc3339_ms;
 
@@ -18,6 +19,32 @@ pub struct BackfillProgress {
     pub covered_until: String,
     pub percent: f64,
     pub complete: bool,
+}
+
+/// Where a backfill stands, read from its cursor without taking it: what the function answers
+/// to `{"backfill": …, "status": true}`, and `backfill --on-lambda` follows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackfillStatus {
+    pub cursor: String,
+    #[serde(flatten)]
+    pub progress: BackfillProgress,
+    /// Acknowledged by the intake so far, all runs of this backfill together.
+    pub events_forwarded: u64,
+    /// A run works on it now.
+    pub running: bool,
+}
+
+impl BackfillStatus {
+    pub fn of(plan: &DrainPlan, state: &CursorState) -> Self {
+        let checkpoint = state.checkpoint.as_ref();
+        let covered_ms = checkpoint.map_or(plan.start_ms, |c| c.positions.fresh_read_to_ms);
+        Self {
+            cursor: plan.key.clone(),
+            progress: backfill_progress(plan.start_ms, plan.until_ms.unwrap_or(plan.start_ms), covered_ms),
+            events_forwarded: checkpoint.map_or(0, |c| c.events_forwarded),
+            running: state.held,
+        }
+    }
 }
 
 /// What one run did: printed by the CLI, returned by the Lambda.

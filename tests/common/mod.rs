@@ -20,7 +20,7 @@ use github_audit_sekoia::cursor::FileCursorStore;
 use github_audit_sekoia::drain::{DrainFailure, Edges, Summary, drain};
 use github_audit_sekoia::github::{Authorizer, GitHubSource};
 use github_audit_sekoia::http;
-use github_audit_sekoia::ports::{CheckpointSave, CursorError, CursorStore, SystemClock};
+use github_audit_sekoia::ports::{CheckpointSave, CursorError, CursorState, CursorStore, SystemClock};
 use github_audit_sekoia::sekoia::SekoiaIntake;
 use github_audit_sekoia::timefmt::now_ms;
 use github_audit_sekoia_sim::{LiveLog, SimEvent, SimOptions, Simulator, live_events};
@@ -221,6 +221,10 @@ impl<S: CursorStore> CursorStore for CrashBeforeSave<S> {
 
     async fn release(&self, key: &str) -> Result<(), CursorError> {
         self.inner.release(key).await
+    }
+
+    async fn peek(&self, key: &str) -> Result<CursorState, CursorError> {
+        self.inner.peek(key).await
     }
 }
 
