@@ -13,22 +13,16 @@ demo:
 ## Everything CI checks: the template (cfn-lint, sam validate --lint, checkov, the targets
 ## expansion, the policy check), formatting, lints, the function end to end, forward-s3 under the
 ## template's role with moto enforcing IAM, all tests (AWS is moto's server on a
-## loopback port). Tests run last so their summary closes the log; the benchmarks are `make bench`.
-test: tools lint
-	./scripts/check-template.sh
-	./scripts/with-moto.sh ./scripts/lambda-e2e.sh
-	$(CARGO) build --quiet --bins -p github-audit-sekoia -p github-audit-sekoia-sim
-	./scripts/with-moto.sh target/tools/sam/bin/python scripts/iam_e2e.py template.yaml \
-	  target/debug/github-audit-sekoia target/debug/github-audit-sekoia-sim
-	$(CARGO) test -p github-audit-sekoia-sim --lib
-	./scripts/with-moto.sh $(CARGO) test -p github-audit-sekoia --lib --bins --tests
+## loopback port). Each stage is timed (scripts/test.sh); the benchmarks are `make bench`.
+test:
+	./scripts/test.sh
 
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## moto (AWS stand-in), cfn-lint and cargo-lambda (with zig for arm64), all from PyPI; SAM and
-## checkov get virtual environments of their own under target/tools (scripts/check-template.sh).
+## checkov get virtual environments of their own, once per machine (scripts/tools.sh).
 tools:
 	@command -v moto_server >/dev/null && command -v cfn-lint >/dev/null && command -v cargo-lambda >/dev/null \
 	  || { $(PYTHON) -m pip install --quiet "moto[server]" cfn-lint cargo-lambda && { pyenv rehash 2>/dev/null || true; }; }

@@ -1,26 +1,25 @@
 #!/usr/bin/env bash
 # The template's checks: cfn-lint, `sam validate --lint`, checkov (each skip is annotated in the
 # template with why), the expansion of the targets list, and the policy check: the stack's IAM
-# read the way AWS reads it, against the AWS calls the product makes (src/aws_calls.rs). SAM and checkov live in their own
-# virtual environments under target/tools (their dependencies clash with each other's).
+# read the way AWS reads it, against the AWS calls the product makes (src/aws_calls.rs). SAM and
+# checkov live in virtual environments of their own (scripts/tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-tool_venv() { # name, executable, pip requirement
-  local dir="target/tools/$1"
-  [ -x "$dir/bin/$2" ] || { python3 -m venv "$dir" && "$dir/bin/pip" install --quiet "$3"; }
-}
-tool_venv sam sam aws-sam-cli
-tool_venv checkov checkov checkov
+# shellcheck source=scripts/tools.sh
+. scripts/tools.sh
+work=target/template-checks
+mkdir -p "$work"
+tool_venv sam aws-sam-cli
+tool_venv checkov checkov
 
 export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 cfn-lint template.yaml
-target/tools/sam/bin/sam validate --lint --template template.yaml
-target/tools/checkov/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
+"$tools/sam/bin/sam" validate --lint --template template.yaml
+"$tools/checkov/bin/checkov" --file template.yaml --framework cloudformation --compact --quiet --skip-download
 # checkov leaves out resources whose condition is false with the defaults: push mode's are
 # scanned in a copy where it is on.
-push_variant=target/tools/template-push-mode.json
-target/tools/sam/bin/python - "$push_variant" <<'PY'
+push_variant=$work/template-push-mode.json
+"$tools/sam/bin/python" - "$push_variant" <<'PY'
 import json, sys
 from samtranslator.yaml_helper import yaml_parse
 template = yaml_parse(open("template.yaml").read())
@@ -28,8 +27,8 @@ template["Parameters"]["PushMode"]["Default"] = "on"
 template["Parameters"]["StreamEnterprise"]["Default"] = "acme-corp"
 json.dump(template, open(sys.argv[1], "w"))
 PY
-target/tools/checkov/bin/checkov --file "$push_variant" --framework cloudformation --compact --quiet --skip-download
-target/tools/sam/bin/python scripts/template_targets.py template.yaml
+"$tools/checkov/bin/checkov" --file "$push_variant" --framework cloudformation --compact --quiet --skip-download
+"$tools/sam/bin/python" scripts/template_targets.py template.yaml
 cargo build --quiet --bin github-audit-sekoia
-target/debug/github-audit-sekoia permissions --json >target/tools/aws-calls.json
-target/tools/sam/bin/python scripts/policy_check.py template.yaml target/tools/aws-calls.json
+target/debug/github-audit-sekoia permissions --json >$work/aws-calls.json
+"$tools/sam/bin/python" scripts/policy_check.py template.yaml $work/aws-calls.json

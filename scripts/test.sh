@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# `make test`: every check CI makes, stage by stage, each timed; the times are printed at the end
+# (also after a failure), then the test runner's summary again, so that it closes the log.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/tools.sh
+. scripts/tools.sh
+CARGO=${CARGO:-cargo}
+log=target/test-stages
+mkdir -p target && : >"$log"
+
+stage() { # name, command…
+  local name=$1 start=$SECONDS
+  shift
+  echo "== $name"
+  "$@"
+  printf '%5d s  %s\n' $((SECONDS - start)) "$name" >>"$log"
+}
+report() {
+  local status=$?
+  echo "== make test: time per stage (${SECONDS} s in all)"
+  cat "$log"
+  grep -h -E '^ +Summary \[|^test result:' target/test-summary 2>/dev/null | tail -1 || true
+  exit $status
+}
+trap report EXIT
+
+# The test binaries, the CLI, the function and the simulator in one build, before anything
+# needs one of them; nextest (when this machine has it) runs every binary's tests side by side.
+tests() {
+  if $CARGO nextest --version >/dev/null 2>&1; then
+    ./scripts/with-moto.sh $CARGO nextest run --workspace --no-fail-fast 2>&1 | tee target/test-summary
+  else
+    ./scripts/with-moto.sh $CARGO test --workspace --lib --bins --tests 2>&1 | tee target/test-summary
+  fi
+}
+
+stage "tools (pip; once per machine)" make --no-print-directory tools
+stage "format and lints" make --no-print-directory lint
+stage "build (tests, CLI, function, simulator)" $CARGO test --workspace --no-run --quiet
+stage "template checks" ./scripts/check-template.sh
+stage "function end to end (cargo lambda watch)" ./scripts/with-moto.sh ./scripts/lambda-e2e.sh
+stage "forward-s3 under the template's IAM (moto)" ./scripts/with-moto.sh "$tools/sam/bin/python" scripts/iam_e2e.py \
+  template.yaml target/debug/github-audit-sekoia target/debug/github-audit-sekoia-sim
+stage "tests" tests
