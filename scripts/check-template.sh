@@ -29,6 +29,6 @@ json.dump(template, open(sys.argv[1], "w"))
 PY
 "$tools/checkov/bin/checkov" --file "$push_variant" --framework cloudformation --compact --quiet --skip-download
 "$tools/sam/bin/python" scripts/template_targets.py template.yaml
-cargo build --quiet --bin github-audit-sekoia
-target/debug/github-audit-sekoia permissions --json >$work/aws-calls.json
+[ -n "${CLI_BIN:-}" ] || { cargo build --quiet --bin github-audit-sekoia && CLI_BIN=target/debug/github-audit-sekoia; }
+"$CLI_BIN" permissions --json >"$work/aws-calls.json"
 "$tools/sam/bin/python" scripts/policy_check.py template.yaml $work/aws-calls.json

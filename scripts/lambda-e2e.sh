@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The built function end to end, as AWS would run it: `cargo lambda watch` emulates the Lambda
-# runtime API, `cargo lambda invoke` sends events/scheduled.json (and an SQS batch announcing a
-# streamed file); GitHub and the intake are the simulator, DynamoDB, Secrets Manager and S3 are
-# moto (run under scripts/with-moto.sh).
+# The built function end to end, as AWS would run it: `cargo lambda watch` emulates Lambda's
+# runtime API (and its Invoke API, for the function it names `_`) while the function's binary,
+# built once with the tests (BINARIES_BUILT=1) or here, polls it; `cargo lambda invoke` sends
+# events/scheduled.json (and an SQS batch announcing a streamed file), and `backfill --on-lambda`
+# runs a backfill on a second function of two targets. GitHub and the intake are the simulator;
+# DynamoDB, Secrets Manager and S3 are moto (run under scripts/with-moto.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${AWS_ENDPOINT_URL:?run under scripts/with-moto.sh}"
@@ -13,7 +15,7 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-cargo build --quiet -p github-audit-sekoia-sim
+[ -n "${BINARIES_BUILT:-}" ] || cargo build --quiet --bins -p github-audit-sekoia -p github-audit-sekoia-sim
 target/debug/github-audit-sekoia-sim --events 1500 --span 6h --git-share 0 --second-org globex >"$work/sim" 2>/dev/null &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$work/sim" ] && break; sleep 0.1; done
@@ -38,29 +40,34 @@ boto3.client("secretsmanager").create_secret(Name=secret, SecretString=json.dump
 PY
 
 port=$(free_port)
-env_vars="TARGETS=org:$org,GITHUB_API_URL=$GITHUB_API_URL,SEKOIA_INTAKE_URL=$SEKOIA_INTAKE_URL"
-env_vars+=",SECRET_ID=$secret,CURSOR_TABLE=$table,FIRST_RUN_LOOKBACK=1d,MAX_RUN_SECONDS=60"
-env_vars+=",AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL,AWS_REGION=$AWS_REGION,AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY"
-cargo lambda watch --quiet --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$port" \
-  --bin github-audit-sekoia-lambda --env-vars "$env_vars" >"$work/watch.log" 2>&1 &
-pids+=($!)
+# The function as Lambda runs it, on its own runtime API at `port`, with these variables.
+serve_function() { # port, NAME=value…
+  local port=$1
+  shift
+  cargo lambda watch --only-lambda-apis --invoke-address 127.0.0.1 --invoke-port "$port" >"$work/apis-$port.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do (: >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  env "$@" AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 \
+    AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" target/debug/github-audit-sekoia-lambda >"$work/function-$port.log" 2>&1 &
+  pids+=($!)
+}
+common=(GITHUB_API_URL="$GITHUB_API_URL" SEKOIA_INTAKE_URL="$SEKOIA_INTAKE_URL" SECRET_ID="$secret"
+  CURSOR_TABLE="$table" FIRST_RUN_LOOKBACK=1d MAX_RUN_SECONDS=60)
+port=$(free_port)
+serve_function "$port" TARGETS="org:$org" "${common[@]}"
 # The same function on a stack of two targets, for a backfill started from the CLI.
 port_two=$(free_port)
-# (--env-vars splits at commas: TARGETS' list goes through a file.)
-tr ',' '\n' <<<"${env_vars/TARGETS=org:$org/TARGETS=org:$org;org:globex}" | tr ';' ',' >"$work/env-two"
-cargo lambda watch --quiet --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$port_two" \
-  --bin github-audit-sekoia-lambda --env-file "$work/env-two" >"$work/watch-two.log" 2>&1 &
-pids+=($!)
+serve_function "$port_two" TARGETS="org:$org,org:globex" "${common[@]}"
 
 invoke() {
-  timeout 300 cargo lambda invoke github-audit-sekoia-lambda --invoke-address 127.0.0.1 --invoke-port "$port" --data-file "$1"
+  timeout 300 cargo lambda invoke _ --invoke-address 127.0.0.1 --invoke-port "$port" --data-file "$1"
 }
 answer=""
 for _ in $(seq 120); do
   if answer=$(invoke events/scheduled.json 2>"$work/invoke.err"); then break; fi
   sleep 1
 done
-[ -n "$answer" ] || { echo "the function never answered:" >&2; cat "$work/invoke.err" "$work/watch.log" >&2; exit 1; }
+[ -n "$answer" ] || { echo "the function never answered:" >&2; cat "$work/invoke.err" "$work"/*-"$port".log >&2; exit 1; }
 echo "$answer"
 second=$(invoke events/scheduled.json)
 check=$(invoke events/check.json)
@@ -116,7 +123,7 @@ cloudformation, sns, cloudwatch = boto3.client("cloudformation"), boto3.client("
 for stack, key in ((f"smoke-{suffix}", None), (f"smoke-aws-sns-key-{suffix}", "alias/aws/sns")):
     cloudformation.create_stack(StackName=stack, TemplateBody=json.dumps({
         "Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
-        "Outputs": {"FunctionName": {"Value": "github-audit-sekoia-lambda"}}}))
+        "Outputs": {"FunctionName": {"Value": "_"}}}))
     topic = sns.create_topic(Name=f"{stack}-alarms", Attributes={"KmsMasterKeyId": key} if key else {})["TopicArn"]
     sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="soc@example.com")
     cloudwatch.put_metric_alarm(AlarmName=f"{stack}-errors", Namespace="AWS/Lambda", MetricName="Errors",
@@ -143,13 +150,12 @@ PY
 
 # `backfill --on-lambda` on the stack of two targets: without --target it is refused before any
 # run, naming both; with it, runs are invoked as events and followed to completion.
-cargo build --quiet --bin github-audit-sekoia
 since=$(date -u -d '-7 hours' +%Y-%m-%dT%H:%M:%SZ)
 until=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 backfill() { AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$port_two" timeout 600 target/debug/github-audit-sekoia backfill \
-  --on-lambda github-audit-sekoia-lambda --since "$since" --until "$until" "$@"; }
+  --on-lambda _ --since "$since" --until "$until" "$@"; }
 for _ in $(seq 120); do
-  curl -fsS -o /dev/null -d '{"check":true}' "http://127.0.0.1:$port_two/2015-03-31/functions/github-audit-sekoia-lambda/invocations" && break
+  curl -fsS -o /dev/null -d '{"check":true}' "http://127.0.0.1:$port_two/2015-03-31/functions/_/invocations" && break
   sleep 1
 done
 status=0
@@ -157,7 +163,7 @@ backfill >"$work/refused.out" 2>"$work/refused.err" || status=$?
 [ "$status" -eq 2 ] && grep -q "org:$org, org:globex" "$work/refused.err" \
   || { echo "a backfill without --target on two targets was not refused naming them (exit $status):" >&2; cat "$work/refused.err" >&2; exit 1; }
 backfill --target org:globex >"$work/backfill.out" 2>"$work/backfill.err" \
-  || { echo "backfill --on-lambda failed:" >&2; cat "$work/backfill.err" "$work/watch-two.log" >&2; exit 1; }
+  || { echo "backfill --on-lambda failed:" >&2; cat "$work/backfill.err" "$work"/*-"$port_two".log >&2; exit 1; }
 cat "$work/backfill.err"
 python3 - "$work/backfill.out" "$work/backfill.err" "$SEKOIA_INTAKE_URL/_sim/stats" <<'PY'
 import json, sys, urllib.request

@@ -25,8 +25,7 @@ report() {
 }
 trap report EXIT
 
-# The test binaries, the CLI, the function and the simulator in one build, before anything
-# needs one of them; nextest (when this machine has it) runs every binary's tests side by side.
+# Nextest (when this machine has it) runs every binary's tests side by side.
 tests() {
   if $CARGO nextest --version >/dev/null 2>&1; then
     ./scripts/with-moto.sh $CARGO nextest run --workspace --no-fail-fast 2>&1 | tee target/test-summary
@@ -37,7 +36,15 @@ tests() {
 
 stage "tools (pip; once per machine)" make --no-print-directory tools
 stage "format and lints" make --no-print-directory lint
-stage "build (tests, CLI, function, simulator)" $CARGO test --workspace --no-run --quiet
+build() {
+  $CARGO test --workspace --no-run --quiet
+  $CARGO build --quiet -p github-audit-sekoia-sim --bin github-audit-sekoia-sim
+}
+# The stages after it take the binaries this built (those of the tests' build: a plain
+# `cargo build` would compile the crate again with other features).
+export BINARIES_BUILT=1 CLI_BIN=target/debug/github-audit-sekoia
+
+stage "build (tests, CLI, function, simulator)" build
 stage "template checks" ./scripts/check-template.sh
 stage "function end to end (cargo lambda watch)" ./scripts/with-moto.sh ./scripts/lambda-e2e.sh
 stage "forward-s3 under the template's IAM (moto)" ./scripts/with-moto.sh "$tools/sam/bin/python" scripts/iam_e2e.py \
