@@ -102,6 +102,20 @@ impl DynamoCursorStore {
         Self { client, table: table.into(), held: Mutex::new(HashMap::new()) }
     }
 
+    /// One item, read consistently (after the last write); `what` names the read in an error.
+    async fn get_item(&self, key: &str, what: &str) -> Result<Option<HashMap<String, AttributeValue>>, CursorError> {
+        let answer = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.storage_error(&DYNAMODB_GET_ITEM, what, e))?;
+        Ok(answer.item)
+    }
+
     fn held(&self, key: &str) -> Result<(String, i64), CursorError> {
         let held = self.held.lock().map_err(|_| CursorError::Storage("lease table poisoned".into()))?;
         held.get(key).cloned().ok_or_else(|| CursorError::Storage(format!("{key} is not held by this run")))
@@ -285,16 +299,7 @@ impl CursorStore for DynamoCursorStore {
     }
 
     async fn peek(&self, key: &str) -> Result<CursorState, CursorError> {
-        let answer = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PARTITION_KEY, AttributeValue::S(key.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.storage_error(&DYNAMODB_GET_ITEM, "read the cursor", e))?;
-        let item = answer.item.unwrap_or_default();
+        let item = self.get_item(key, "read the cursor").await?.unwrap_or_default();
         let problem = |p: String| CursorError::Storage(format!("item {key} in {}: {p}", self.table));
         let held = number(&item, "lease_until_ms").map_err(problem)?.is_some_and(|until| until >= now_ms());
         Ok(CursorState { checkpoint: checkpoint_from_item(&item).map_err(problem)?, held })
@@ -374,16 +379,7 @@ impl DynamoCursorStore {
 impl ObjectLedger for DynamoCursorStore {
     async fn load_object(&self, key: &str, object: &str) -> Result<Option<ObjectRecord>, CursorError> {
         let item_key = object_key(key, object);
-        let answer = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PARTITION_KEY, AttributeValue::S(item_key.clone()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.storage_error(&DYNAMODB_GET_ITEM, "read the record of an object", e))?;
-        let Some(item) = answer.item else { return Ok(None) };
+        let Some(item) = self.get_item(&item_key, "read the record of an object").await? else { return Ok(None) };
         let problem = |p: String| {
             CursorError::Storage(format!(
                 "item {item_key} in {}: {p}; delete it to forward the object again",
