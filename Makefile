@@ -27,9 +27,10 @@ tools:
 	@command -v moto_server >/dev/null && command -v cfn-lint >/dev/null && command -v cargo-lambda >/dev/null \
 	  || { $(PYTHON) -m pip install --quiet "moto[server]" cfn-lint cargo-lambda && { pyenv rehash 2>/dev/null || true; }; }
 
-## Events/s and peak memory of one drain for growing backlogs; GitHub requests per 100 events
-## for each read model setting, and events lost through an indexing stall (release build,
-## simulator). Figures go to stdout and target/bench/.
+## Events/s, CPU (file and DynamoDB stores) and peak memory of one drain for growing backlogs,
+## binary sizes; push mode's figures; DynamoDB request units and USD per million events;
+## GitHub requests per 100 events for each read model setting, and events lost through an
+## indexing stall (release build, simulator, moto). Figures go to stdout and target/bench/.
 bench:
 	./scripts/bench.sh
 	$(CARGO) bench --bench read_cost

@@ -6,35 +6,17 @@
 //! Run by `make bench`; writes `target/bench/read-cost.txt` as well as printing it.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::Duration;
 
-use github_audit_sekoia::budget::Budget;
-use github_audit_sekoia::config::{Config, CredentialsConfig};
-use github_audit_sekoia::connector::plan;
-use github_audit_sekoia::credentials::{CredentialCache, Credentials, StaticCredentials};
 use github_audit_sekoia::cursor::FileCursorStore;
-use github_audit_sekoia::drain::{Edges, drain};
-use github_audit_sekoia::github::{Authorizer, GitHubSource};
-use github_audit_sekoia::http;
-use github_audit_sekoia::ports::Clock;
-use github_audit_sekoia::sekoia::SekoiaIntake;
 use github_audit_sekoia::timefmt::now_ms;
-use github_audit_sekoia_sim::{LiveLog, SimClock, SimOptions, Simulator, Stall, live_events};
+use github_audit_sekoia_sim::{LiveLog, Stall};
 
-const MINUTE: Duration = Duration::from_secs(60);
-const HOUR: Duration = Duration::from_secs(3600);
+mod common;
+use common::{HOUR, MINUTE, Stage, publish};
+
 /// How long after its `@timestamp` GitHub shows an event, at most, outside a stall.
 const MAX_DELAY: Duration = Duration::from_secs(10);
-
-/// The simulator's hand-moved clock, as the drain's clock.
-struct SimulatedTime(SimClock);
-
-impl Clock for SimulatedTime {
-    fn now_ms(&self) -> i64 {
-        self.0.now_ms()
-    }
-}
 
 struct Scenario {
     per_hour: f64,
@@ -62,77 +44,48 @@ struct Outcome {
 async fn play(scenario: &Scenario, seed: u64) -> Outcome {
     // On a whole hour, so that second and minute borders fall alike in every run.
     let start = (now_ms() / 3_600_000 - scenario.hours as i64 - 1) * 3_600_000;
-    let clock = SimClock::manual(start);
-    let options = SimOptions { rate_limit: 1_000_000, clock: clock.clone(), ..SimOptions::default() };
-    let sim = Simulator::start(options.clone()).await.expect("the simulator starts");
     let span = HOUR * scenario.hours as u32;
-    let events = live_events(
-        &LiveLog {
-            start_ms: start,
-            span,
-            per_second: scenario.per_hour / 3600.0,
-            max_delay: MAX_DELAY,
-            stall: scenario.stall,
-            seed,
-        },
-        &options.org,
-    );
-    let ids: Vec<String> = events.iter().map(|e| e.document_id.clone()).collect();
-    let held = events.iter().filter(|e| e.visible_at_ms - e.timestamp_ms > MAX_DELAY.as_millis() as i64).count();
-    sim.github().add_events(events);
-
+    let log = LiveLog {
+        start_ms: start,
+        span,
+        per_second: scenario.per_hour / 3600.0,
+        max_delay: MAX_DELAY,
+        stall: scenario.stall,
+        seed,
+    };
     let state = tempfile::tempdir().expect("a state directory");
     let vars = [
-        ("GITHUB_ORG", options.org.clone()),
-        ("GITHUB_API_URL", sim.github_url.clone()),
-        ("GITHUB_TOKEN", options.token.clone()),
-        ("SEKOIA_INTAKE_URL", sim.intake_url.clone()),
-        ("SEKOIA_INTAKE_KEY", options.intake_key.clone()),
         ("STATE_DIR", state.path().display().to_string()),
         ("LATE_ARRIVAL_WINDOW", format!("{}s", scenario.window.as_secs())),
         ("LATE_SWEEP_AFTER", scenario.deep_sweep.to_owned()),
     ];
-    let config =
-        Config::load(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())).expect("valid config");
-    let CredentialsConfig::Environment { github, intake_key } = config.credentials.clone() else {
-        unreachable!("credentials come from the variables above")
-    };
-    let credentials =
-        Arc::new(CredentialCache::new(Box::new(StaticCredentials(Credentials { github: Some(github), intake_key }))));
-    let client = http::client(&Default::default()).expect("an HTTP client");
-    let auth = Authorizer::new(credentials.clone(), client.clone(), config.github_api_url.clone(), None);
-    let source = GitHubSource::new(client.clone(), &config, Arc::new(auth));
-    let sink = SekoiaIntake::new(client, &config.shared.intake_url, credentials);
+    let stage = Stage::start(&log, &vars).await;
     let store = FileCursorStore::new(state.path());
-    let mut drain_plan = plan(&config, None);
-    drain_plan.start_ms = start;
-    let edges =
-        Edges { source: &source, sink: &sink, store: &store, clock: &SimulatedTime(clock.clone()), progress: None };
 
     let steady_from = start + scenario.steady_after.as_millis() as i64;
     let end = start + (span + HOUR).as_millis() as i64;
     let (mut requests, mut delivered, mut per_run) = (0u64, 0u64, Vec::new());
-    while clock.now_ms() < end {
-        let before = sim.github().requests;
-        let summary = drain(&edges, &drain_plan, Budget::lasting(Duration::from_secs(60))).await.expect("a run");
-        let spent = sim.github().requests - before;
-        let now = clock.now_ms();
+    while stage.clock.now_ms() < end {
+        let before = stage.sim.github().requests;
+        let summary = stage.run(&store).await;
+        let spent = stage.sim.github().requests - before;
+        let now = stage.clock.now_ms();
         if now >= steady_from && now < start + span.as_millis() as i64 {
             requests += spent;
             delivered += summary.figures.events_forwarded;
             per_run.push(spent);
         }
-        clock.advance(scenario.schedule);
+        stage.clock.advance(scenario.schedule);
     }
-    let received = sim.intake().received().clone();
+    let (lost, repeated) = stage.lost_and_repeated();
     Outcome {
         requests_per_100: requests as f64 * 100.0 / delivered.max(1) as f64,
         requests_per_run_mean: per_run.iter().sum::<u64>() as f64 / per_run.len().max(1) as f64,
         requests_per_run_max: per_run.iter().copied().max().unwrap_or(0),
-        events: ids.len(),
-        held,
-        lost: ids.iter().filter(|id| !received.contains_key(*id)).count(),
-        repeated: received.values().map(|n| n - 1).sum(),
+        events: stage.ids.len(),
+        held: stage.held,
+        lost,
+        repeated,
     }
 }
 
@@ -222,9 +175,5 @@ async fn main() {
         }
     }
 
-    print!("{report}");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join("read-cost.txt"), &report)) {
-        eprintln!("could not write target/bench/read-cost.txt: {e}");
-    }
+    publish("read-cost.txt", &report);
 }

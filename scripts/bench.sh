@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The release binaries (and the arm64 Lambda bootstrap when cargo-lambda is there), then the
-# throughput table of scripts/bench.py, and push mode's figures (scripts/bench_push.py, moto's S3).
+# throughput table of scripts/bench.py (CPU with the DynamoDB store against moto), push mode's
+# figures (scripts/bench_push.py, moto's S3), and the DynamoDB store's request units per event
+# (benches/dynamo_cost.rs, metered by scripts/dynamo_meter.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # GNU time measures each run's CPU and peak memory; Debian has it.
@@ -13,5 +15,6 @@ if command -v cargo-lambda >/dev/null; then
   cargo lambda build --release --arm64 --quiet --bin github-audit-sekoia-lambda >/dev/null 2>&1 \
     || echo "the arm64 build failed; its size is left out" >&2
 fi
-python3 scripts/bench.py
+./scripts/with-moto.sh python3 scripts/bench.py
 ./scripts/with-moto.sh python3 scripts/bench_push.py
+./scripts/with-moto.sh python3 scripts/dynamo_meter.py cargo bench --bench dynamo_cost

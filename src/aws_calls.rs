@@ -133,6 +133,17 @@ pub const DYNAMODB_UPDATE_ITEM: AwsCall = AwsCall {
     why: "the cursor item: take and release its lease, save the checkpoint (version-conditional)",
 };
 
+pub const DYNAMODB_PUT_ITEM: AwsCall = AwsCall {
+    service: "dynamodb",
+    operation: "PutItem",
+    actions: &["dynamodb:PutItem"],
+    resource: TABLE,
+    caller: Caller::Code,
+    mode: Mode::Always,
+    kms_actions: TABLE_KMS,
+    why: "the delivered record's items, each unless a later holder of the lease wrote it",
+};
+
 pub const DYNAMODB_TRANSACT_WRITE_ITEMS: AwsCall = AwsCall {
     service: "dynamodb",
     operation: "TransactWriteItems",
@@ -143,7 +154,7 @@ pub const DYNAMODB_TRANSACT_WRITE_ITEMS: AwsCall = AwsCall {
     caller: Caller::Code,
     mode: Mode::Always,
     kms_actions: TABLE_KMS,
-    why: "the delivered record's items and push mode's file records, written and pruned only while the run holds the lease",
+    why: "push mode's file records, and the minute items of a record kept by an earlier version deleted, only while the run holds the lease",
 };
 
 pub const S3_GET_OBJECT: AwsCall = AwsCall {
@@ -191,6 +202,7 @@ pub const AWS_CALLS: &[AwsCall] = &[
     DYNAMODB_GET_ITEM,
     DYNAMODB_BATCH_GET_ITEM,
     DYNAMODB_UPDATE_ITEM,
+    DYNAMODB_PUT_ITEM,
     DYNAMODB_TRANSACT_WRITE_ITEMS,
     S3_GET_OBJECT,
     S3_LIST_OBJECTS_V2,
@@ -367,7 +379,7 @@ mod tests {
     fn the_source_scan_finds_calls_across_line_breaks() {
         assert_eq!(operation_name("list_objects_v2"), "ListObjectsV2");
         let called: Vec<String> = sdk_operations_in_source().into_iter().map(|(op, _)| op).collect();
-        for op in ["UpdateItem", "TransactWriteItems", "GetSecretValue", "GetObject"] {
+        for op in ["UpdateItem", "PutItem", "TransactWriteItems", "GetSecretValue", "GetObject"] {
             assert!(called.iter().any(|c| c == op), "{op} not found in {called:?}");
         }
     }

@@ -94,8 +94,12 @@ pub struct CheckpointSave<'a> {
     pub checkpoint: &'a Checkpoint,
     /// Bucket start → its whole content.
     pub changed: Vec<(i64, &'a DeliveredSet)>,
-    /// Buckets no read will need again.
+    /// Buckets no read will need again: a store whose items expire by themselves may leave them.
     pub removed: Vec<i64>,
+    /// Buckets no read will need again that were stored without an expiry: deleted.
+    pub deleted: Vec<i64>,
+    /// The run's last save: the hold on the key is given back with it.
+    pub releases: bool,
 }
 
 /// A cursor as it stands, read without taking it: how a backfill is followed from outside.
@@ -115,8 +119,9 @@ pub trait CursorStore: Send + Sync {
     /// The delivered-record buckets starting at `starts`; a bucket the store lacks is empty.
     async fn load_buckets(&self, key: &str, starts: &[i64]) -> Result<Vec<(i64, DeliveredSet)>, CursorError>;
     /// Writes the changed buckets, then the checkpoint, then deletes the removed buckets, each
-    /// only while this run holds `key`. Durable when it returns; a crash part-way leaves
-    /// buckets that list events which were delivered, never a checkpoint ahead of its record.
+    /// only while this run holds `key`, and gives the hold back if the save says so. Durable
+    /// when it returns; a crash part-way leaves buckets that list events which were delivered,
+    /// never a checkpoint ahead of its record.
     async fn save(&self, key: &str, save: &CheckpointSave<'_>) -> Result<(), CursorError>;
     async fn release(&self, key: &str) -> Result<(), CursorError>;
     /// The checkpoint and whether a run holds `key`, without taking it or writing anything.

@@ -176,6 +176,7 @@ pub struct MemoryStore {
     buckets: Mutex<HashMap<i64, DeliveredSet>>,
     pub fail_at_save: Mutex<Option<usize>>,
     saves: AtomicUsize,
+    releases: AtomicUsize,
     /// Buckets asked for by `load_buckets`, found or not.
     pub buckets_asked: AtomicUsize,
 }
@@ -187,6 +188,15 @@ impl MemoryStore {
 
     pub fn put(&self, checkpoint: Checkpoint) {
         *self.checkpoint.lock().expect("checkpoint") = Some(checkpoint);
+    }
+
+    pub fn save_count(&self) -> usize {
+        self.saves.load(Ordering::SeqCst)
+    }
+
+    /// Holds given back, alone or with a save.
+    pub fn releases(&self) -> usize {
+        self.releases.load(Ordering::SeqCst)
     }
 
     pub fn bucket_count(&self) -> usize {
@@ -216,13 +226,17 @@ impl CursorStore for MemoryStore {
             buckets.insert(*start, (*set).clone());
         }
         *self.checkpoint.lock().expect("checkpoint") = Some(save.checkpoint.clone());
-        for start in &save.removed {
+        for start in save.removed.iter().chain(&save.deleted) {
             buckets.remove(start);
+        }
+        if save.releases {
+            self.releases.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())
     }
 
     async fn release(&self, _key: &str) -> Result<(), CursorError> {
+        self.releases.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_dynamodb::primitives::Blob;
@@ -11,7 +12,7 @@ use common::aws::{aws, create_bucket, create_secret, create_table, invocation, m
 use common::network::{LoopbackProxy, PrivateCa};
 use common::{Harness, events_between};
 use github_audit_sekoia::checkpoint::Checkpoint;
-use github_audit_sekoia::checkpoint::delivered::{DeliveredRecord, DeliveredSet};
+use github_audit_sekoia::checkpoint::delivered::{BUCKET_SPAN_MS, DeliveredRecord, DeliveredSet};
 use github_audit_sekoia::config::Config;
 use github_audit_sekoia::connector::{Connector, RunError};
 use github_audit_sekoia::cursor::{DynamoCursorStore, PARTITION_KEY};
@@ -153,7 +154,7 @@ async fn a_secret_missing_a_key_stops_before_anything_is_fetched_or_sent() {
 }
 
 fn plain(checkpoint: &Checkpoint) -> CheckpointSave<'_> {
-    CheckpointSave { checkpoint, changed: Vec::new(), removed: Vec::new() }
+    CheckpointSave { checkpoint, changed: Vec::new(), removed: Vec::new(), deleted: Vec::new(), releases: false }
 }
 
 fn event(id: &str, ts: i64) -> AuditEvent {
@@ -180,15 +181,29 @@ async fn the_lease_refuses_a_second_run_until_it_expires_and_a_stale_writer_lose
         second.acquire(key, SystemTime::now() + Duration::from_secs(60)).await.expect("expired lease taken over");
     assert_eq!(taken_over, Some(checkpoint.clone()));
 
-    // The stale holder can neither move the cursor nor touch the delivered record.
+    // The stale holder can neither move the cursor nor undo the new holder's record.
     checkpoint.positions.fresh_read_to_ms += 60_000;
     assert!(matches!(first.save(key, &plain(&checkpoint)).await, Err(CursorError::Conflict { .. })));
-    let mut bucket = DeliveredSet::default();
-    bucket.insert(1_700_000_000_500, &event("stale", 1_700_000_000_500));
-    let stale =
-        CheckpointSave { checkpoint: &checkpoint, changed: vec![(1_699_999_980_000, &bucket)], removed: vec![] };
-    assert!(matches!(first.save(key, &stale).await, Err(CursorError::Conflict { .. })), "the stale writer loses");
-    assert!(!item_exists(&table, "orgs/acme/web#delivered#1699999980000").await, "no bucket written by it");
+    let bucket_start = 1_700_000_000_000;
+    let with = |id: &str| {
+        let mut bucket = DeliveredSet::default();
+        bucket.insert(bucket_start + 500, &event(id, bucket_start + 500));
+        bucket
+    };
+    let (new_holders, stale_ones) = (with("fresh"), with("stale"));
+    let taken_over_checkpoint = Checkpoint::starting_at(1_700_000_000_000);
+    let saving = |bucket| CheckpointSave {
+        checkpoint: &taken_over_checkpoint,
+        changed: vec![(bucket_start, bucket)],
+        removed: vec![],
+        deleted: vec![],
+        releases: false,
+    };
+    second.save(key, &saving(&new_holders)).await.expect("the new holder saves");
+    assert!(matches!(first.save(key, &saving(&stale_ones)).await, Err(CursorError::Conflict { .. })));
+    let stored = second.load_buckets(key, &[bucket_start]).await.expect("bucket");
+    assert_eq!(stored, vec![(bucket_start, new_holders.clone())], "the stale writer did not overwrite it");
+    assert!(item_exists(&table, "orgs/acme/web#delivered#1700000000000").await);
     second.release(key).await.expect("release");
     assert_eq!(
         first.acquire(key, SystemTime::now()).await.expect("reload"),
@@ -197,28 +212,36 @@ async fn the_lease_refuses_a_second_run_until_it_expires_and_a_stale_writer_lose
 }
 
 #[tokio::test]
-async fn an_hour_at_two_hundred_thousand_events_an_hour_is_stored_in_minute_items_and_read_back() {
+async fn an_hour_at_two_hundred_thousand_events_an_hour_is_stored_in_small_items_and_read_back() {
     let table = create_table().await;
     let store = DynamoCursorStore::new(aws_sdk_dynamodb::Client::new(&aws().await), &table);
     let key = "orgs/acme/web";
     let start = 1_700_000_040_000;
-    let mut record = DeliveredRecord::new(&[], None);
+    let mut record = DeliveredRecord::new(&[], &[], None);
     for i in 0..200_000i64 {
         let ts = start + i * 18;
         record.insert(ts, &event(&format!("doc-{i:08}"), ts));
     }
     let mut checkpoint = Checkpoint::starting_at(start);
     checkpoint.delivered_buckets = record.starts();
-    assert_eq!(checkpoint.delivered_buckets.len(), 60);
+    assert_eq!(checkpoint.delivered_buckets.len() as i64, 3_600_000 / BUCKET_SPAN_MS);
 
     store.acquire(key, SystemTime::now() + Duration::from_secs(60)).await.expect("lease");
-    let (changed, removed) = record.changes();
-    store.save(key, &CheckpointSave { checkpoint: &checkpoint, changed, removed }).await.expect("saved");
-    store.release(key).await.expect("release");
+    let changes = record.changes();
+    let save = CheckpointSave {
+        checkpoint: &checkpoint,
+        changed: changes.changed,
+        removed: changes.removed,
+        deleted: changes.deleted,
+        releases: true,
+    };
+    store.save(key, &save).await.expect("saved, giving the lease back");
 
     let reloaded = store.acquire(key, SystemTime::now()).await.expect("reload").expect("a checkpoint");
-    let mut later = DeliveredRecord::new(&reloaded.delivered_buckets, None);
-    let minutes_11_to_13 = reloaded.delivered_buckets[11..14].to_vec();
+    assert_eq!(reloaded.delivered_buckets, checkpoint.delivered_buckets);
+    let mut later = DeliveredRecord::new(&reloaded.delivered_buckets, &[], None);
+    let minutes_11_to_13 = later.unloaded_between(start + 11 * 60_000, start + 14 * 60_000 - 1);
+    assert_eq!(minutes_11_to_13.len() as i64, 3 * 60_000 / BUCKET_SPAN_MS);
     for (bucket_start, set) in store.load_buckets(key, &minutes_11_to_13).await.expect("buckets") {
         later.add_loaded(bucket_start, set);
     }
@@ -230,7 +253,7 @@ async fn an_hour_at_two_hundred_thousand_events_an_hour_is_stored_in_minute_item
 }
 
 #[tokio::test]
-async fn a_version_1_item_is_carried_on_without_resending_and_rewritten_as_version_2() {
+async fn a_version_1_item_is_carried_on_without_resending_and_rewritten_in_the_current_format() {
     let h = Harness::start().await;
     let table = create_table().await;
     let client = aws_sdk_dynamodb::Client::new(&aws().await);
@@ -279,6 +302,83 @@ async fn a_version_1_item_is_carried_on_without_resending_and_rewritten_as_versi
     assert!(
         item.contains_key("checkpoint") && !item.contains_key("delivered") && !item.contains_key("settled_before_ms")
     );
+}
+
+#[tokio::test]
+async fn a_format_2_record_of_minute_items_is_carried_on_without_resending() {
+    let h = Harness::start().await;
+    let table = create_table().await;
+    let client = aws_sdk_dynamodb::Client::new(&aws().await);
+    let key = "orgs/acme/web";
+    // What format 2 left: an hour delivered up to two minutes ago, one item per minute, and a
+    // window sweep that still has most of the hour to read again.
+    let events = events_between(400, Duration::from_secs(3_600), Duration::from_secs(120), 41);
+    let mut minutes: BTreeMap<i64, DeliveredSet> = BTreeMap::new();
+    for e in &events {
+        let minute = e.timestamp_ms - e.timestamp_ms.rem_euclid(60_000);
+        minutes.entry(minute).or_default().insert(e.timestamp_ms, &event(&e.document_id, e.timestamp_ms));
+    }
+    for (minute, set) in &minutes {
+        client
+            .put_item()
+            .table_name(&table)
+            .item(PARTITION_KEY, AttributeValue::S(format!("{key}#delivered#{minute}")))
+            .item("delivered", AttributeValue::B(Blob::new(set.encode())))
+            .send()
+            .await
+            .expect("minute item");
+    }
+    let newest = events.last().map(|e| e.timestamp_ms).expect("events");
+    let first = events[0].timestamp_ms - 1_000;
+    let format_2 = json!({
+        "format": 2, "newest_event_ms": newest, "fresh_read_to_ms": newest + 1, "window_swept_to_ms": first,
+        "deep_swept_to_ms": first, "delivered_buckets": minutes.keys().collect::<Vec<_>>(), "events_forwarded": 400,
+    });
+    client
+        .put_item()
+        .table_name(&table)
+        .item(PARTITION_KEY, AttributeValue::S(key.into()))
+        .item("checkpoint", AttributeValue::S(format_2.to_string()))
+        .item("version", AttributeValue::N("12".into()))
+        .send()
+        .await
+        .expect("format 2 item");
+    h.add(events);
+    let late = events_between(30, Duration::from_secs(1_800), Duration::from_secs(600), 42);
+    let late_ids: Vec<String> = late.iter().map(|e| e.document_id.clone()).collect();
+    let late_minutes: BTreeSet<i64> = late.iter().map(|e| e.timestamp_ms - e.timestamp_ms.rem_euclid(60_000)).collect();
+    h.add(late);
+
+    let connector =
+        Connector::new(lambda_config(&h, &create_secret(secret_value(&SimOptions::default().token)).await, &table))
+            .await
+            .expect("the connector starts");
+    // The window sweep reads a few pages a run: two runs read the hour again.
+    let mut forwarded = 0;
+    for _ in 0..2 {
+        let summary = handled(&connector, invocation(json!({}), Duration::from_secs(120))).await.expect("invocation");
+        forwarded += summary.figures.events_forwarded;
+    }
+
+    assert_eq!(forwarded, 30, "only the late events the window sweep found");
+    h.assert_exactly(&late_ids);
+    // The minute items are read as they are; those that took a late event were written anew,
+    // with an expiry, and the others are still listed as stored without one.
+    let stored = connector.store().peek(key).await.expect("peek").checkpoint.expect("a checkpoint");
+    for minute in minutes.keys() {
+        let item = client
+            .get_item()
+            .table_name(&table)
+            .key(PARTITION_KEY, AttributeValue::S(format!("{key}#delivered#{minute}")))
+            .send()
+            .await
+            .expect("get_item")
+            .item
+            .expect("still stored");
+        let rewritten = late_minutes.contains(minute);
+        assert_eq!(item.contains_key("expires_at"), rewritten, "minute {minute}");
+        assert_eq!(stored.buckets_without_expiry.contains(minute), !rewritten, "minute {minute}");
+    }
 }
 
 #[tokio::test]

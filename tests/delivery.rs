@@ -215,6 +215,6 @@ async fn a_version_1_state_file_is_carried_on_without_loss_or_resending() {
     assert_eq!(summary.figures.events_forwarded, 120, "only what version 1 had not delivered");
     h.assert_exactly(&new_ids);
     let rewritten = std::fs::read_to_string(h.store().path_for("orgs/acme/web")).expect("state file");
-    assert!(rewritten.contains("\"format\": 2"), "{rewritten}");
+    assert!(rewritten.contains(r#""format":3"#), "{rewritten}");
     assert!(h.store().buckets_dir("orgs/acme/web").read_dir().is_ok_and(|mut d| d.next().is_some()));
 }

@@ -2,6 +2,7 @@
 //! buckets of the delivered record exist. A leaf: it knows events and time, nothing else.
 
 pub mod delivered;
+mod listing;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::timefmt::{floor_to_second, rfc3339_ms};
 use delivered::DeliveredSet;
+use listing::Listing;
 
 /// Deep sweeps a target may have (`LATE_SWEEP_AFTER` lists their ages).
 pub const MAX_DEEP_SWEEPS: usize = 3;
@@ -157,6 +159,9 @@ pub struct Checkpoint {
     pub passes: Vec<Pass>,
     /// Starts of the stored buckets of the delivered record.
     pub delivered_buckets: Vec<i64>,
+    /// Those of them a format 2 checkpoint listed, stored without an expiry, until a save
+    /// writes them or they are pruned (and deleted).
+    pub buckets_without_expiry: Vec<i64>,
     /// A v1 checkpoint's single delivered set, until the first save splits it into buckets.
     pub legacy_delivered: Option<DeliveredSet>,
     /// Events the intake acknowledged under this cursor, all runs together: a backfill's
@@ -164,34 +169,51 @@ pub struct Checkpoint {
     pub events_forwarded: u64,
 }
 
-const FORMAT: u32 = 2;
+/// How a checkpoint is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Times in milliseconds only: a DynamoDB item, billed by its size on every save.
+    Compact,
+    /// Each time also in RFC 3339: a file an operator may open.
+    Readable,
+}
+
+/// Format 3 lists buckets compactly ([`listing`]) and gives times in milliseconds only, with
+/// their readable forms in files alone; format 2 listed buckets one by one.
+const FORMAT: u32 = 3;
 
 /// The stored shape; the readable times are for operators and ignored when loading.
 #[derive(Serialize, Deserialize)]
 struct StoredCheckpoint {
     format: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     newest_event: Option<String>,
     newest_event_ms: Option<i64>,
-    #[serde(default)]
-    fresh_read_to: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fresh_read_to: Option<String>,
     fresh_read_to_ms: i64,
-    #[serde(default)]
-    window_swept_to: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    window_swept_to: Option<String>,
     window_swept_to_ms: i64,
-    #[serde(default)]
-    deep_swept_to: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deep_swept_to: Option<String>,
     deep_swept_to_ms: i64,
     /// The further deep sweeps' positions; a checkpoint written with one deep sweep has none,
     /// and they start where the first stands (nothing behind it is read again).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     deeper_swept_to: Vec<String>,
     #[serde(default)]
     deeper_swept_to_ms: Vec<i64>,
     #[serde(default)]
     passes: Vec<Pass>,
-    #[serde(default)]
+    /// Format 2: every bucket start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     delivered_buckets: Vec<i64>,
+    /// Format 3: every bucket start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    buckets: Option<Listing>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    buckets_without_expiry: Vec<i64>,
     #[serde(default)]
     events_forwarded: u64,
 }
@@ -219,6 +241,7 @@ impl Checkpoint {
             positions: Positions::starting_at(ms),
             passes: Vec::new(),
             delivered_buckets: Vec::new(),
+            buckets_without_expiry: Vec::new(),
             legacy_delivered: None,
             events_forwarded: 0,
         }
@@ -239,6 +262,7 @@ impl Checkpoint {
             },
             passes: Vec::new(),
             delivered_buckets: Vec::new(),
+            buckets_without_expiry: Vec::new(),
             legacy_delivered: Some(delivered),
             events_forwarded: 0,
         }
@@ -254,25 +278,30 @@ impl Checkpoint {
         self.passes.extend(pass);
     }
 
-    pub fn to_json(&self) -> Result<String, CheckpointError> {
+    /// One line of JSON (DynamoDB bills every save by the item's size); with `Style::Readable`
+    /// each time also in RFC 3339, for an operator opening the file.
+    pub fn to_json(&self, style: Style) -> Result<String, CheckpointError> {
         let p = &self.positions;
+        let readable = |ms: i64| matches!(style, Style::Readable).then(|| rfc3339_ms(ms));
         let stored = StoredCheckpoint {
             format: FORMAT,
-            newest_event: p.newest_event_ms.map(rfc3339_ms),
+            newest_event: p.newest_event_ms.and_then(readable),
             newest_event_ms: p.newest_event_ms,
-            fresh_read_to: rfc3339_ms(p.fresh_read_to_ms),
+            fresh_read_to: readable(p.fresh_read_to_ms),
             fresh_read_to_ms: p.fresh_read_to_ms,
-            window_swept_to: rfc3339_ms(p.window_swept_to_ms),
+            window_swept_to: readable(p.window_swept_to_ms),
             window_swept_to_ms: p.window_swept_to_ms,
-            deep_swept_to: rfc3339_ms(p.deep_swept_to_ms[0]),
+            deep_swept_to: readable(p.deep_swept_to_ms[0]),
             deep_swept_to_ms: p.deep_swept_to_ms[0],
-            deeper_swept_to: p.deep_swept_to_ms[1..].iter().map(|ms| rfc3339_ms(*ms)).collect(),
+            deeper_swept_to: p.deep_swept_to_ms[1..].iter().filter_map(|ms| readable(*ms)).collect(),
             deeper_swept_to_ms: p.deep_swept_to_ms[1..].to_vec(),
             passes: self.passes.clone(),
-            delivered_buckets: self.delivered_buckets.clone(),
+            delivered_buckets: Vec::new(),
+            buckets: listing::listing(&self.delivered_buckets),
+            buckets_without_expiry: self.buckets_without_expiry.clone(),
             events_forwarded: self.events_forwarded,
         };
-        serde_json::to_string_pretty(&stored).map_err(|e| CheckpointError(format!("cannot render the checkpoint: {e}")))
+        serde_json::to_string(&stored).map_err(|e| CheckpointError(format!("cannot render the checkpoint: {e}")))
     }
 
     /// Reads what [`Self::to_json`] wrote, or a version 1 checkpoint.
@@ -288,7 +317,7 @@ impl Checkpoint {
                 let delivered = DeliveredSet::decode(&bytes).map_err(|e| CheckpointError(e.to_string()))?;
                 Ok(Self::from_v1(v1.settled_before_ms, v1.newest_event_ms, delivered))
             }
-            FORMAT => {
+            2 | FORMAT => {
                 let stored: StoredCheckpoint = serde_json::from_str(text).map_err(not_a_checkpoint)?;
                 let mut deep = [stored.deep_swept_to_ms; MAX_DEEP_SWEEPS];
                 for (slot, ms) in deep[1..].iter_mut().zip(&stored.deeper_swept_to_ms) {
@@ -307,10 +336,19 @@ impl Checkpoint {
                         passes.push(pass);
                     }
                 }
+                // Format 2's buckets were stored without an expiry.
+                let (delivered_buckets, buckets_without_expiry) = match stored.buckets {
+                    Some(listed) => (
+                        listing::starts(&listed).map_err(|e| CheckpointError(e.to_string()))?,
+                        stored.buckets_without_expiry,
+                    ),
+                    None => (stored.delivered_buckets.clone(), stored.delivered_buckets),
+                };
                 Ok(Self {
                     positions,
                     passes,
-                    delivered_buckets: stored.delivered_buckets,
+                    delivered_buckets,
+                    buckets_without_expiry,
                     legacy_delivered: None,
                     events_forwarded: stored.events_forwarded,
                 })
@@ -340,7 +378,8 @@ mod tests {
         cp.positions.newest_event_ms = Some(1_700_000_000_500);
         cp.positions.fresh_read_to_ms = 1_700_000_009_000;
         cp.positions.window_swept_to_ms = 1_700_000_004_000;
-        cp.delivered_buckets = vec![1_699_999_980_000];
+        cp.delivered_buckets = vec![1_699_999_980_000, 1_699_999_990_000, 1_700_000_000_000, 1_700_000_003_217];
+        cp.buckets_without_expiry = vec![1_699_999_980_000];
         cp.passes.push(Pass {
             read: Read::WindowSweep,
             next_page: "https://api.github.com/x?after=abc".into(),
@@ -348,7 +387,50 @@ mod tests {
             read_at_ms: 1_700_000_400_000,
             until_ms: Some(1_700_000_004_000),
         });
-        assert_eq!(Checkpoint::from_json(&cp.to_json().expect("renders")), Ok(cp));
+        assert_eq!(Checkpoint::from_json(&cp.to_json(Style::Readable).expect("renders")), Ok(cp));
+    }
+
+    #[test]
+    fn a_busy_checkpoint_stays_well_under_a_dynamodb_write_unit() {
+        let mut cp = Checkpoint::starting_at(1_796_000_000_000);
+        cp.positions.newest_event_ms = Some(1_796_023_400_123);
+        cp.delivered_buckets = (0..2_340).map(|n| 1_796_000_000_000 + n * 10_000).collect();
+        cp.events_forwarded = 123_456_789;
+        cp.passes.push(Pass {
+            read: Read::Fresh,
+            next_page: format!("https://api.github.com/orgs/acme/audit-log?phrase=created%3A%3E%3D2026-12-02T10%3A00%3A00Z&include=web&order=asc&per_page=100&after={}", "M".repeat(60)),
+            covered_to_ms: 1_796_023_400_000,
+            read_at_ms: 1_796_023_410_000,
+            until_ms: None,
+        });
+        let compact = cp.to_json(Style::Compact).expect("renders");
+        assert!(compact.len() < 750, "{} bytes: {compact}", compact.len());
+        assert!(!compact.contains("newest_event\""), "times in milliseconds only");
+        assert_eq!(Checkpoint::from_json(&compact), Ok(cp.clone()));
+        let readable = cp.to_json(Style::Readable).expect("renders");
+        assert!(readable.contains(r#""newest_event":"2026-"#), "{readable}");
+    }
+
+    #[test]
+    fn a_format_2_checkpoint_keeps_its_buckets_as_stored_without_an_expiry() {
+        let format_2 = r#"{"format":2,"newest_event_ms":1700000000500,"fresh_read_to_ms":1700000009000,
+            "window_swept_to_ms":1700000004000,"deep_swept_to_ms":1700000000000,
+            "delivered_buckets":[1699999980000,1700000040000,1700000071234],"events_forwarded":12}"#;
+        let cp = Checkpoint::from_json(format_2).expect("format 2 loads");
+        let buckets = vec![1_699_999_980_000, 1_700_000_040_000, 1_700_000_071_234];
+        assert_eq!((&cp.delivered_buckets, &cp.buckets_without_expiry), (&buckets, &buckets));
+        assert_eq!(cp.events_forwarded, 12);
+        let again = Checkpoint::from_json(&cp.to_json(Style::Compact).expect("renders")).expect("loads");
+        assert_eq!(again, cp);
+    }
+
+    #[test]
+    fn a_listing_no_record_could_have_is_refused() {
+        let text = r#"{"format":3,"newest_event_ms":null,"fresh_read_to_ms":0,"window_swept_to_ms":0,"deep_swept_to_ms":0,"buckets":{"from":0,"slots":"b"}}"#;
+        assert!(Checkpoint::from_json(text).is_ok());
+        let text = text.replace(r#""slots":"b""#, r#""slots":"q""#);
+        let err = Checkpoint::from_json(&text).expect_err("unknown listing");
+        assert!(err.to_string().contains("buckets: unknown kind of listing"), "{err}");
     }
 
     #[test]
@@ -380,8 +462,8 @@ mod tests {
             read_at_ms: 9_000,
             until_ms: Some(6_000),
         });
-        let text = cp.to_json().expect("renders");
-        assert!(text.contains(r#""read": "deep_sweep_3""#), "{text}");
+        let text = cp.to_json(Style::Readable).expect("renders");
+        assert!(text.contains(r#""read":"deep_sweep_3""#), "{text}");
         assert_eq!(Checkpoint::from_json(&text), Ok(cp));
         let mut one_deep: serde_json::Value = serde_json::from_str(&text).expect("json");
         one_deep.as_object_mut().map(|o| (o.remove("deeper_swept_to_ms"), o.remove("passes")));
@@ -400,7 +482,7 @@ mod tests {
     fn edited_positions_are_put_back_in_order_and_unknown_formats_refused() {
         let mut cp = Checkpoint::starting_at(5_000);
         cp.positions.fresh_read_to_ms = 1_000;
-        let loaded = Checkpoint::from_json(&cp.to_json().expect("renders")).expect("loads");
+        let loaded = Checkpoint::from_json(&cp.to_json(Style::Readable).expect("renders")).expect("loads");
         assert_eq!(loaded.positions.window_swept_to_ms, 1_000);
         assert_eq!(loaded.positions.deep_swept_to_ms, [1_000; MAX_DEEP_SWEEPS]);
         let err = Checkpoint::from_json(r#"{"format":9}"#).expect_err("future format");
@@ -430,11 +512,13 @@ mod tests {
             numbers in proptest::collection::vec(any::<i64>(), 4),
             delivered in "[A-Za-z0-9+/=]{0,40}",
             buckets in proptest::collection::vec(any::<i64>(), 0..5),
+            from in any::<i64>(),
+            slots in "[rb][A-Za-z0-9+/=]{0,12}",
         ) {
             let text = serde_json::json!({
                 "format": format, "settled_before_ms": numbers[0], "newest_event_ms": numbers[1],
                 "delivered": delivered, "fresh_read_to_ms": numbers[2], "window_swept_to_ms": numbers[3],
-                "deep_swept_to_ms": numbers[0], "delivered_buckets": buckets,
+                "deep_swept_to_ms": numbers[0], "delivered_buckets": buckets, "buckets": {"from": from, "slots": slots},
                 "passes": [{"read": "fresh", "next_page": "x", "covered_to_ms": numbers[1], "read_at_ms": numbers[2], "until_ms": null}],
             }).to_string();
             if let Ok(cp) = Checkpoint::from_json(&text) {

@@ -1,8 +1,13 @@
 //! Checkpoints as DynamoDB items: one per cursor key, and one per bucket of its delivered
-//! record (`<key>#delivered#<minute>`, each well under the 400 KB item limit). Every write is
-//! conditional on this run holding the lease (and, for the checkpoint, on the version it read),
-//! so a run that lost a race cannot move the cursor or touch the record; the lease expires, so
-//! a crashed run never blocks the next one for long.
+//! record (`<key>#delivered#<start>`, each well under the 400 KB item limit). Every write is
+//! conditional on the lease: the checkpoint on this run holding it at the version it read, so a
+//! run that lost a race cannot move the cursor; a bucket on no later holder having written it,
+//! so a run that lost a race cannot undo a later one's record (what it may still write lists
+//! events it did deliver). The lease expires, so a crashed run never blocks the next one for long.
+//!
+//! Cost, as DynamoDB bills by the KB written: a bucket is a plain conditional put (a transaction
+//! costs twice, and its check of the lease as much again), and buckets no read needs are left to
+//! expire (`expires_at`, the table's time to live) rather than deleted, which costs a write each.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,10 +23,11 @@ use aws_sdk_dynamodb::types::{
 
 use crate::aws::aws_error;
 use crate::aws_calls::{
-    AwsCall, DYNAMODB_BATCH_GET_ITEM, DYNAMODB_GET_ITEM, DYNAMODB_TRANSACT_WRITE_ITEMS, DYNAMODB_UPDATE_ITEM,
+    AwsCall, DYNAMODB_BATCH_GET_ITEM, DYNAMODB_GET_ITEM, DYNAMODB_PUT_ITEM, DYNAMODB_TRANSACT_WRITE_ITEMS,
+    DYNAMODB_UPDATE_ITEM,
 };
-use crate::checkpoint::Checkpoint;
 use crate::checkpoint::delivered::DeliveredSet;
+use crate::checkpoint::{Checkpoint, Style};
 use crate::ports::{CheckpointSave, CursorError, CursorState, CursorStore, ObjectLedger, ObjectRecord};
 use crate::timefmt::{now_ms, rfc3339_ms, to_ms};
 
@@ -62,6 +68,9 @@ fn object_key(key: &str, object: &str) -> String {
 /// Object records outlive any sensible lifecycle of the stream's bucket; DynamoDB's time to
 /// live (attribute `expires_at`) then removes them.
 const OBJECT_RECORD_SECONDS: i64 = 400 * 86_400;
+/// A bucket is kept this long after it was last written: far beyond the deepest sweep, so
+/// that a connector stopped for weeks still recognises what it delivered when it resumes.
+const BUCKET_SECONDS: i64 = 30 * 86_400;
 
 fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Result<Option<i64>, String> {
     match item.get(name) {
@@ -184,13 +193,14 @@ impl CursorStore for DynamoCursorStore {
             .table_name(&self.table)
             .key(PARTITION_KEY, AttributeValue::S(key.to_owned()))
             .update_expression(
-                "SET lease_owner = :owner, lease_until_ms = :until, version = if_not_exists(version, :zero)",
+                "SET lease_owner = :owner, lease_until_ms = :until, version = if_not_exists(version, :zero) + :one",
             )
             .condition_expression("attribute_not_exists(lease_until_ms) OR lease_until_ms < :now")
             .expression_attribute_values(":owner", AttributeValue::S(owner.clone()))
             .expression_attribute_values(":until", AttributeValue::N(to_ms(held_until).to_string()))
             .expression_attribute_values(":now", AttributeValue::N(now_ms().to_string()))
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
@@ -257,24 +267,30 @@ impl CursorStore for DynamoCursorStore {
         Ok(buckets)
     }
 
+    /// Buckets first, then the checkpoint that lists them: a crash in between leaves buckets
+    /// the checkpoint does not list yet, and the page is read again and recognised. Pruned
+    /// buckets expire; those a format 2 checkpoint wrote, which would not, are deleted (while
+    /// the lease is held, so a last save with deletes gives it back on its own).
     async fn save(&self, key: &str, save: &CheckpointSave<'_>) -> Result<(), CursorError> {
         let (owner, version) = self.held(key)?;
-        self.fenced_writes(key, &owner, self.bucket_puts(key, save)?).await?;
-        self.update_checkpoint(key, &owner, version, save.checkpoint).await?;
-        self.held
-            .lock()
-            .map_err(|_| CursorError::Storage("lease table poisoned".into()))?
-            .insert(key.to_owned(), (owner.clone(), version + 1));
-        let mut deletes = Vec::with_capacity(save.removed.len());
-        for start in &save.removed {
-            let delete = Delete::builder()
-                .table_name(&self.table)
-                .key(PARTITION_KEY, AttributeValue::S(bucket_key(key, *start)))
-                .build()
-                .map_err(|e| self.build_error(e))?;
-            deletes.push((TransactWriteItem::builder().delete(delete).build(), 100));
+        for (start, set) in &save.changed {
+            self.put_bucket(key, version, *start, set).await?;
         }
-        self.fenced_writes(key, &owner, deletes).await
+        let releases = save.releases && save.deleted.is_empty();
+        self.update_checkpoint(key, &owner, version, save.checkpoint, releases).await?;
+        {
+            let mut held = self.held.lock().map_err(|_| CursorError::Storage("lease table poisoned".into()))?;
+            if releases {
+                held.remove(key);
+                return Ok(());
+            }
+            held.insert(key.to_owned(), (owner.clone(), version + 1));
+        }
+        self.delete_buckets(key, &owner, &save.deleted).await?;
+        if save.releases {
+            self.release(key).await?;
+        }
+        Ok(())
     }
 
     async fn release(&self, key: &str) -> Result<(), CursorError> {
@@ -307,42 +323,60 @@ impl CursorStore for DynamoCursorStore {
 }
 
 impl DynamoCursorStore {
-    /// The changed minutes of the delivered record, each a whole item (with its size, for the
-    /// transaction's limit).
-    fn bucket_puts(
-        &self,
-        key: &str,
-        save: &CheckpointSave<'_>,
-    ) -> Result<Vec<(TransactWriteItem, usize)>, CursorError> {
-        let mut puts = Vec::with_capacity(save.changed.len());
-        for (start, set) in &save.changed {
-            let bytes = set.encode();
-            let size = bytes.len() + 200;
-            let put = Put::builder()
-                .table_name(&self.table)
-                .item(PARTITION_KEY, AttributeValue::S(bucket_key(key, *start)))
-                .item("delivered", AttributeValue::B(Blob::new(bytes)))
-                .item("entries", AttributeValue::N(set.len().to_string()))
-                .item("minute", AttributeValue::S(rfc3339_ms(*start)))
-                .build()
-                .map_err(|e| self.build_error(e))?;
-            puts.push((TransactWriteItem::builder().put(put).build(), size));
+    /// One bucket whole, unless a later holder of the lease wrote it (versions grow with each
+    /// lease taken and each save).
+    async fn put_bucket(&self, key: &str, version: i64, start: i64, set: &DeliveredSet) -> Result<(), CursorError> {
+        let answer = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PARTITION_KEY, AttributeValue::S(bucket_key(key, start)))
+            .item("delivered", AttributeValue::B(Blob::new(set.encode())))
+            .item("entries", AttributeValue::N(set.len().to_string()))
+            .item("starts_at", AttributeValue::S(rfc3339_ms(start)))
+            .item("version", AttributeValue::N(version.to_string()))
+            .item("expires_at", AttributeValue::N((now_ms() / 1000 + BUCKET_SECONDS).to_string()))
+            .condition_expression("attribute_not_exists(version) OR version <= :version")
+            .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
+            .send()
+            .await;
+        match answer {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => Err(CursorError::Conflict { key: key.to_owned() }),
+            Err(err) => Err(self.storage_error(&DYNAMODB_PUT_ITEM, "write the delivered record", err)),
         }
-        Ok(puts)
     }
 
-    /// The checkpoint, written only while this run holds the lease at `version`; the attributes
-    /// of a v1 record go.
+    /// Format 2's buckets, which have no expiry, deleted once no read needs them.
+    async fn delete_buckets(&self, key: &str, owner: &str, starts: &[i64]) -> Result<(), CursorError> {
+        let mut deletes = Vec::with_capacity(starts.len());
+        for start in starts {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .key(PARTITION_KEY, AttributeValue::S(bucket_key(key, *start)))
+                .build()
+                .map_err(|e| self.build_error(e))?;
+            deletes.push((TransactWriteItem::builder().delete(delete).build(), 100));
+        }
+        self.fenced_writes(key, owner, deletes).await
+    }
+
+    /// The checkpoint, written only while this run holds the lease at `version`, giving the
+    /// lease back with it when `releases`; the attributes of a v1 record go.
     async fn update_checkpoint(
         &self,
         key: &str,
         owner: &str,
         version: i64,
         checkpoint: &Checkpoint,
+        releases: bool,
     ) -> Result<(), CursorError> {
-        let json = checkpoint.to_json().map_err(|e| CursorError::Storage(e.to_string()))?;
+        let json = checkpoint.to_json(Style::Compact).map_err(|e| CursorError::Storage(e.to_string()))?;
         // Names through placeholders: FORMAT and others are reserved words in expressions.
-        let removed: Vec<String> = (0..V1_ATTRIBUTES.len()).map(|i| format!("#v1_{i}")).collect();
+        let mut removed: Vec<String> = (0..V1_ATTRIBUTES.len()).map(|i| format!("#v1_{i}")).collect();
+        if releases {
+            removed.extend(["#owner".to_owned(), "#until".to_owned()]);
+        }
         let mut request = self
             .client
             .update_item()
@@ -364,6 +398,9 @@ impl DynamoCursorStore {
             .expression_attribute_values(":format", AttributeValue::N("2".into()))
             .expression_attribute_values(":checkpoint", AttributeValue::S(json))
             .expression_attribute_values(":now", AttributeValue::S(rfc3339_ms(now_ms())));
+        if releases {
+            request = request.expression_attribute_names("#until", "lease_until_ms");
+        }
         for (placeholder, name) in removed.iter().zip(V1_ATTRIBUTES) {
             request = request.expression_attribute_names(placeholder, name);
         }

@@ -11,8 +11,8 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
-use crate::checkpoint::Checkpoint;
 use crate::checkpoint::delivered::DeliveredSet;
+use crate::checkpoint::{Checkpoint, Style};
 use crate::ports::{CheckpointSave, CursorError, CursorState, CursorStore, ObjectLedger, ObjectRecord};
 
 pub struct FileCursorStore {
@@ -179,12 +179,16 @@ impl CursorStore for FileCursorStore {
     async fn save(&self, key: &str, save: &CheckpointSave<'_>) -> Result<(), CursorError> {
         let path = self.path_for(key);
         let buckets = self.buckets_dir(key);
-        let checkpoint = save.checkpoint.to_json().map_err(|e| CursorError::Storage(e.to_string()))?;
+        let checkpoint = save.checkpoint.to_json(Style::Readable).map_err(|e| CursorError::Storage(e.to_string()))?;
         let changed: Vec<(i64, Vec<u8>)> = save.changed.iter().map(|(start, set)| (*start, set.encode())).collect();
-        let removed = save.removed.clone();
+        let removed: Vec<i64> = save.removed.iter().chain(&save.deleted).copied().collect();
         tokio::task::spawn_blocking(move || write_save(&path, &buckets, &checkpoint, &changed, &removed))
             .await
-            .map_err(|e| CursorError::Storage(format!("checkpoint writer stopped: {e}")))?
+            .map_err(|e| CursorError::Storage(format!("checkpoint writer stopped: {e}")))??;
+        if save.releases {
+            self.release(key).await?;
+        }
+        Ok(())
     }
 
     async fn release(&self, key: &str) -> Result<(), CursorError> {
@@ -282,15 +286,26 @@ mod tests {
         );
         bucket.insert(1_700_000_000_500, &event);
         cp.delivered_buckets = vec![1_699_999_980_000];
-        let save = CheckpointSave { checkpoint: &cp, changed: vec![(1_699_999_980_000, &bucket)], removed: vec![] };
-        store.save("orgs/acme/web", &save).await.expect("save");
-        store.release("orgs/acme/web").await.expect("release");
+        let save = CheckpointSave {
+            checkpoint: &cp,
+            changed: vec![(1_699_999_980_000, &bucket)],
+            removed: vec![],
+            deleted: vec![],
+            releases: true,
+        };
+        store.save("orgs/acme/web", &save).await.expect("save, giving the hold back");
         assert_eq!(store.acquire("orgs/acme/web", now).await.expect("load"), Some(cp.clone()));
         let loaded = store.load_buckets("orgs/acme/web", &[1_699_999_980_000, 5]).await.expect("buckets");
         assert_eq!(loaded, vec![(1_699_999_980_000, bucket.clone())]);
 
         cp.delivered_buckets.clear();
-        let save = CheckpointSave { checkpoint: &cp, changed: vec![], removed: vec![1_699_999_980_000] };
+        let save = CheckpointSave {
+            checkpoint: &cp,
+            changed: vec![],
+            removed: vec![1_699_999_980_000],
+            deleted: vec![],
+            releases: false,
+        };
         store.save("orgs/acme/web", &save).await.expect("save");
         assert!(store.load_buckets("orgs/acme/web", &[1_699_999_980_000]).await.expect("buckets").is_empty());
     }

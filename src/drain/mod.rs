@@ -98,15 +98,31 @@ pub async fn drain(edges: &Edges<'_>, plan: &DrainPlan, budget: Budget) -> Resul
             let checkpoint = stored.unwrap_or_else(|| Checkpoint::starting_at(plan.start_ms));
             let mut ledger = Ledger::open(key, edges.store, checkpoint, plan.shaping.clone());
             let outcome = run.pump(edges, &mut ledger, plan).await;
-            run.checkpoint = Some(ledger.into_checkpoint());
-            if let Err(err) = edges.store.release(key).await {
-                tracing::warn!("could not release the hold on {key}: {err}");
-            }
-            outcome
+            let (checkpoint, closed) = ledger.close().await;
+            run.checkpoint = Some(checkpoint);
+            closed_with(outcome, closed)
         }
     };
     run.summary.rate_limit_remaining = edges.source.rate_budget().map(|rate| rate.left);
     run.finish(outcome, plan, edges.clock)
+}
+
+/// A run's outcome once the positions its last pages moved are saved: a failed save fails a
+/// run that had not failed already.
+fn closed_with(
+    outcome: Result<StopReason, DrainError>,
+    closed: Result<(), CursorError>,
+) -> Result<StopReason, DrainError> {
+    match (outcome, closed) {
+        (Ok(stop), Ok(())) => Ok(stop),
+        (Ok(_), Err(err)) => Err(DrainError::Cursor(err)),
+        (Err(err), closed) => {
+            if let Err(save_err) = closed {
+                tracing::warn!("the last pages' positions were not saved: {save_err}");
+            }
+            Err(err)
+        }
+    }
 }
 
 /// One read's progress through its stretch.

@@ -419,6 +419,8 @@ impl<'a> BucketRun<'a> {
         let delivered =
             self.ledger.deliver(self.edges.sink, budget, Batch { send: &send, seen }, move_positions).await?;
         self.summary.figures.count(&delivered);
+        // The record before the file's progress, as for every body: whatever the ledger waits for.
+        self.ledger.save_pending().await?;
         pass.progress.events_done = pass.position;
         self.edges.ledger.save_object(&self.key, &pass.key, &pass.progress).await?;
         pass.chunk = Chunk::default();
@@ -454,13 +456,14 @@ impl<'a> BucketRun<'a> {
         PushError::Object { bucket: self.bucket.clone(), key: key.to_owned(), problem: err.to_string() }
     }
 
-    /// Gives the lease back; the run's figures.
+    /// Saves what waits and gives the lease back; the run's figures.
     pub async fn close(mut self) -> PushSummary {
-        if let Err(err) = self.edges.store.release(&self.key).await {
-            tracing::warn!(error = %err, "the bucket's lease was not given back; it expires on its own");
+        let (checkpoint, closed) = self.ledger.close().await;
+        if let Err(err) = closed {
+            tracing::warn!(error = %err, "the last batches' positions were not saved; the next run reads them again");
         }
         let now = self.edges.clock.now_ms();
-        if let Some(newest) = self.ledger.checkpoint.positions.newest_event_ms {
+        if let Some(newest) = checkpoint.positions.newest_event_ms {
             self.summary.figures.newest_event = Some(rfc3339_ms(newest));
             self.summary.figures.lag_seconds = Some((now - newest).max(0) as f64 / 1000.0);
         }

@@ -251,9 +251,10 @@ async fn a_crash_between_a_body_and_its_save_repeats_that_body_at_most() {
     assert_eq!((crashed.objects_failed, failed.len()), (1, 1));
     world.forward(&["a.json.gz"], &small).await.expect("rerun");
 
+    // The run saves once more as it closes, which may record the body the failed save left.
     let (missing, repeated) = world.missing_and_repeated(1_000);
     assert_eq!(missing, 0);
-    assert!(repeated > 0 && repeated as usize <= per_body, "{repeated} repeated, a body holds {per_body}");
+    assert!(repeated as usize <= per_body, "{repeated} repeated, a body holds {per_body}");
 }
 
 #[tokio::test]
