@@ -31,7 +31,7 @@ tools:
 ## binary sizes; push mode's figures; DynamoDB request units and USD per million events;
 ## GitHub requests per 100 events for each read model setting, and events lost through an
 ## indexing stall (release build, simulator, moto). Figures go to stdout and target/bench/.
-bench:
+bench: tools
 	./scripts/bench.sh
 	$(CARGO) bench --bench read_cost
 

@@ -9,8 +9,8 @@
 //! The record covers the deep sweep's whole horizon (hours), so it is kept in buckets of
 //! `@timestamp`s, each stored on its own (one file, one DynamoDB item) and loaded only when a
 //! read reaches it. A save rewrites every bucket its page touched, so buckets stay small: a
-//! bucket is at most a minute, and once it holds [`FILL_ENTRIES`] the next ten-second slot
-//! starts a bucket of its own. A busy organization's bucket is ten seconds, a few KB
+//! bucket is at most a minute, and once it holds [`FILL_ENTRIES`] the next five-second slot
+//! starts a bucket of its own. A busy organization's bucket is five seconds, a KB or two
 //! (DynamoDB bills a write per KB of the item, a read per 4 KB), and a read loads little beyond
 //! the stretch it reads; a quiet one's is its minute. A bucket that outgrows
 //! [`MAX_BUCKET_ENTRIES`] is split inside its slot. Format 2 kept a bucket a minute, which these

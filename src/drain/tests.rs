@@ -240,7 +240,7 @@ async fn the_record_holds_the_deep_horizon_in_small_buckets_and_forgets_what_is_
     world.schedule(&plan(true), 5 * MINUTE, T0 + 3 * D + 20 * MINUTE).await;
     world.assert_exactly_once();
     // From the deep sweep's position to the newest event, none before: a bucket a minute at
-    // least, one per ten seconds at most.
+    // least, one per slot at most.
     let positions = world.store.checkpoint().expect("checkpoint").positions;
     let newest = positions.newest_event_ms.expect("events were delivered");
     let (minutes, slots) =
