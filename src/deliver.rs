@@ -108,8 +108,8 @@ impl<'a> Ledger<'a> {
         self.unsaved_batches == 0 && self.record.unchanged()
     }
 
-    /// The end of a run: saves what batches that brought nothing new left unsaved and gives
-    /// the hold back with that save (one write), or alone. A failed save is the run's error; a
+    /// The end of a run: saves what the last batches left unsaved and gives the hold back with
+    /// that save (one write), or alone. A failed save is the run's error; a
     /// hold not given back expires by itself.
     pub async fn close(mut self) -> (Checkpoint, Result<(), CursorError>) {
         let saved = if self.nothing_pending() { Ok(false) } else { self.save(true).await.map(|()| true) };
