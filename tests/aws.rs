@@ -11,8 +11,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use common::aws::{aws, create_bucket, create_secret, create_table, invocation, moto_env, put};
 use common::network::{LoopbackProxy, PrivateCa};
 use common::{Harness, events_between};
-use github_audit_sekoia::checkpoint::Checkpoint;
 use github_audit_sekoia::checkpoint::delivered::{BUCKET_SPAN_MS, DeliveredRecord, DeliveredSet};
+use github_audit_sekoia::checkpoint::{Checkpoint, FORMAT};
 use github_audit_sekoia::config::Config;
 use github_audit_sekoia::connector::{Connector, RunError};
 use github_audit_sekoia::cursor::{DynamoCursorStore, PARTITION_KEY};
@@ -302,6 +302,7 @@ async fn a_version_1_item_is_carried_on_without_resending_and_rewritten_in_the_c
     assert!(
         item.contains_key("checkpoint") && !item.contains_key("delivered") && !item.contains_key("settled_before_ms")
     );
+    assert_eq!(item.get("format"), Some(&AttributeValue::N(FORMAT.to_string())), "the item says its format");
 }
 
 #[tokio::test]

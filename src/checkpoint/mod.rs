@@ -180,7 +180,7 @@ pub enum Style {
 
 /// Format 3 lists buckets compactly ([`listing`]) and gives times in milliseconds only, with
 /// their readable forms in files alone; format 2 listed buckets one by one.
-const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 3;
 
 /// The stored shape; the readable times are for operators and ignored when loading.
 #[derive(Serialize, Deserialize)]

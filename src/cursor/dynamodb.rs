@@ -27,7 +27,7 @@ use crate::aws_calls::{
     DYNAMODB_UPDATE_ITEM,
 };
 use crate::checkpoint::delivered::DeliveredSet;
-use crate::checkpoint::{Checkpoint, Style};
+use crate::checkpoint::{Checkpoint, FORMAT, Style};
 use crate::ports::{CheckpointSave, CursorError, CursorState, CursorStore, ObjectLedger, ObjectRecord};
 use crate::timefmt::{now_ms, rfc3339_ms, to_ms};
 
@@ -395,7 +395,7 @@ impl DynamoCursorStore {
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
             .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
             .expression_attribute_values(":next", AttributeValue::N((version + 1).to_string()))
-            .expression_attribute_values(":format", AttributeValue::N("2".into()))
+            .expression_attribute_values(":format", AttributeValue::N(FORMAT.to_string()))
             .expression_attribute_values(":checkpoint", AttributeValue::S(json))
             .expression_attribute_values(":now", AttributeValue::S(rfc3339_ms(now_ms())));
         if releases {
