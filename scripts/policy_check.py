@@ -412,8 +412,26 @@ def needed(stack, calls):
     return out
 
 
-def knowledge_rules(stack, calls, roles, variant):
+# The delivered record's pruned buckets (30 days) and push mode's file records (400 days) are
+# left to expire: src/cursor/dynamodb.rs writes this attribute, and DynamoDB deletes an item by
+# it only in a table whose time to live names it (Amazon DynamoDB Developer Guide, "Using time
+# to live (TTL) in DynamoDB"); moto never deletes anything, so only this rule sees it missing.
+EXPIRY_ATTRIBUTE = "expires_at"
+
+
+def expiry_problems(stack):
     problems = []
+    for logical, resource in stack.resources.items():
+        if resource["Type"] != "AWS::DynamoDB::Table":
+            continue
+        ttl = resource["Properties"].get("TimeToLiveSpecification") or {}
+        if ttl.get("AttributeName") != EXPIRY_ATTRIBUTE or str(ttl.get("Enabled")).lower() != "true":
+            problems.append(f"{logical} has no time to live on {EXPIRY_ATTRIBUTE}: pruned buckets would stay forever")
+    return problems
+
+
+def knowledge_rules(stack, calls, roles, variant):
+    problems = expiry_problems(stack)
     for role, statements in roles.items():
         for statement in statements:
             if statement["Effect"] == "Deny":
@@ -473,6 +491,13 @@ def mutations_are_caught(stack, calls, roles, variant):
         tried += 1
         if not check(stack, calls, mutated, variant):
             missed.append(f"{role} with a Deny added")
+    for logical, resource in stack.resources.items():
+        if resource["Type"] == "AWS::DynamoDB::Table":
+            without_ttl = copy.deepcopy(stack)
+            without_ttl.resources[logical]["Properties"].pop("TimeToLiveSpecification", None)
+            tried += 1
+            if not check(without_ttl, calls, roles, variant):
+                missed.append(f"{logical} without its time to live")
     return [f"{variant}: the check did not notice {m}" for m in missed], tried
 
 
@@ -494,7 +519,7 @@ def main():
     if problems:
         sys.exit("policy check:\n  " + "\n  ".join(sorted(set(problems))))
     print(f"policy check OK: {len(calls)} AWS calls against {len(VARIANTS)} variants of the stack; "
-          f"{mutations} mutations (an action removed, a Deny added) each caught")
+          f"{mutations} mutations (an action removed, a Deny added, the table's time to live removed) each caught")
     print("\n".join(report))
 
 
