@@ -8,7 +8,11 @@ use github_audit_sekoia::lambda::{Function, dispatch};
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
-#[tokio::main]
+// One thread, as the CLI: a drain is one task, and at the template's 256 MB Lambda grants about
+// a seventh of a vCPU ("Lambda allocates CPU power in proportion to the amount of memory
+// configured", Lambda developer guide, "Configure Lambda function memory"), which worker
+// threads handing each connection's I/O to one another would only spend.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     github_audit_sekoia::logging::init_lambda();
     let environment = |name: &str| std::env::var(name).ok();

@@ -25,6 +25,8 @@ const RUNS: char = 'r';
 const BITMAP: char = 'b';
 const DEFLATED_RUNS: char = 'R';
 const DEFLATED_BITMAP: char = 'B';
+/// Deflate's own header and block codes take about this much: a listing this short stays raw.
+const DEFLATE_ABOVE_BYTES: usize = 24;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listing {
@@ -50,9 +52,15 @@ pub fn listing(starts: &[i64]) -> Option<Listing> {
     let from = from - from.rem_euclid(BUCKET_SPAN_MS);
     let offsets: Vec<u64> = aligned.iter().map(|s| ((s - from) / BUCKET_SPAN_MS) as u64).collect();
     let (runs, bitmap) = (runs_of(&offsets), bitmap_of(&offsets));
-    let deflated = [(DEFLATED_RUNS, deflated(&runs)), (DEFLATED_BITMAP, deflated(&bitmap))];
-    let deflated = deflated.into_iter().filter_map(|(kind, bytes)| Some((kind, bytes?)));
-    let (kind, bytes) = [(RUNS, runs), (BITMAP, bitmap)].into_iter().chain(deflated).min_by_key(|(_, b)| b.len())?;
+    let mut candidates = vec![(RUNS, runs), (BITMAP, bitmap)];
+    // Deflating zeroes a compressor's state (hundreds of KB) on every save: not for the few
+    // bytes it could not shorten anyway.
+    if candidates.iter().all(|(_, raw)| raw.len() > DEFLATE_ABOVE_BYTES) {
+        let deflated =
+            [DEFLATED_RUNS, DEFLATED_BITMAP].into_iter().zip(candidates.iter().map(|(_, raw)| deflated(raw)));
+        candidates.extend(deflated.filter_map(|(kind, bytes)| Some((kind, bytes?))).collect::<Vec<_>>());
+    }
+    let (kind, bytes) = candidates.into_iter().min_by_key(|(_, b)| b.len())?;
     Some(Listing { from, slots: format!("{kind}{}", BASE64.encode(bytes)), inside })
 }
 
@@ -175,6 +183,16 @@ mod tests {
         let listed = listing(&quiet).expect("a listing");
         assert!(listed.slots.len() < 450, "{} bytes", listed.slots.len());
         assert_eq!(starts(&listed), Ok(quiet));
+    }
+
+    #[test]
+    fn a_listing_of_a_few_bytes_stays_raw_and_a_longer_periodic_one_is_deflated() {
+        let every_twelfth = |slots: i64| (0..slots).step_by(12).map(|n| T + n * BUCKET_SPAN_MS).collect::<Vec<_>>();
+        let short = listing(&every_twelfth(160)).expect("a listing");
+        assert!(short.slots.starts_with(['r', 'b']), "{short:?}");
+        let long = listing(&every_twelfth(4_000)).expect("a listing");
+        assert!(long.slots.starts_with(['R', 'B']) && long.slots.len() < 40, "{long:?}");
+        assert_eq!(starts(&long), Ok(every_twelfth(4_000)));
     }
 
     #[test]
