@@ -52,15 +52,15 @@ pub fn listing(starts: &[i64]) -> Option<Listing> {
     let from = from - from.rem_euclid(BUCKET_SPAN_MS);
     let offsets: Vec<u64> = aligned.iter().map(|s| ((s - from) / BUCKET_SPAN_MS) as u64).collect();
     let (runs, bitmap) = (runs_of(&offsets), bitmap_of(&offsets));
-    let mut candidates = vec![(RUNS, runs), (BITMAP, bitmap)];
     // Deflating zeroes a compressor's state (hundreds of KB) on every save: not for the few
     // bytes it could not shorten anyway.
-    if candidates.iter().all(|(_, raw)| raw.len() > DEFLATE_ABOVE_BYTES) {
-        let deflated =
-            [DEFLATED_RUNS, DEFLATED_BITMAP].into_iter().zip(candidates.iter().map(|(_, raw)| deflated(raw)));
-        candidates.extend(deflated.filter_map(|(kind, bytes)| Some((kind, bytes?))).collect::<Vec<_>>());
-    }
-    let (kind, bytes) = candidates.into_iter().min_by_key(|(_, b)| b.len())?;
+    let worth_deflating = runs.len().min(bitmap.len()) > DEFLATE_ABOVE_BYTES;
+    let deflated: Vec<(char, Vec<u8>)> = [(DEFLATED_RUNS, &runs), (DEFLATED_BITMAP, &bitmap)]
+        .into_iter()
+        .filter(|_| worth_deflating)
+        .filter_map(|(kind, raw)| Some((kind, deflated(raw)?)))
+        .collect();
+    let (kind, bytes) = [(RUNS, runs), (BITMAP, bitmap)].into_iter().chain(deflated).min_by_key(|(_, b)| b.len())?;
     Some(Listing { from, slots: format!("{kind}{}", BASE64.encode(bytes)), inside })
 }
 
