@@ -1,19 +1,18 @@
 //! The Sekoia.io HTTP intake as an [`IntakeSink`]: `POST {intake}/batch`, gzip, bounded bodies.
 
 use std::collections::VecDeque;
-use std::io::Write;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use flate2::{Compress, Compression};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue};
 use url::Url;
 
 use crate::budget::Budget;
+use crate::compression::compress_all;
 use crate::credentials::CredentialCache;
 use crate::http::{self, Backoff, Failure, ProbeFailure, send_within, send_within_grace};
 use crate::ports::{AuditEvent, IntakeSink, SinkError};
@@ -33,6 +32,8 @@ pub struct SekoiaIntake {
     batch_url: Url,
     credentials: Arc<CredentialCache>,
     max_body_bytes: usize,
+    /// One gzip compressor for every body ([`crate::compression`]).
+    gzip: Mutex<Compress>,
 }
 
 /// What the intake did with one body.
@@ -65,7 +66,8 @@ enum PostError {
 impl SekoiaIntake {
     pub fn new(client: reqwest::Client, intake_url: &Url, credentials: Arc<CredentialCache>) -> Self {
         let batch_url = http::join_path(intake_url, "batch");
-        Self { client, batch_url, credentials, max_body_bytes: MAX_BODY_BYTES }
+        let gzip = Mutex::new(Compress::new_gzip(Compression::fast(), 15));
+        Self { client, batch_url, credentials, max_body_bytes: MAX_BODY_BYTES, gzip }
     }
 
     /// Posts an empty batch, which stores nothing: whether the intake answers and takes the
@@ -186,7 +188,7 @@ impl SekoiaIntake {
     }
 
     async fn post(&self, body: &[u8], budget: &Budget) -> Result<Answer, PostError> {
-        let gzipped = gzip(body)
+        let gzipped = compress_all(&mut self.gzip.lock().unwrap_or_else(PoisonError::into_inner), body)
             .map_err(|e| PostError::Sink(SinkError::Fatal(format!("cannot compress the intake body: {e}"))))?;
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         loop {
@@ -242,12 +244,6 @@ impl SekoiaIntake {
 fn push_json_string(out: &mut Vec<u8>, text: &str) {
     // Writing into a Vec cannot fail, and a &str always serialises.
     let _ = serde_json::to_writer(&mut *out, text);
-}
-
-fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
-    encoder.write_all(body)?;
-    encoder.finish()
 }
 
 #[async_trait]

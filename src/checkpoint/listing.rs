@@ -5,17 +5,18 @@
 //! periodic bitmap), whichever is shortest; starts inside a slot (a split past
 //! `MAX_BUCKET_ENTRIES`) one by one.
 
-use std::io::{Read, Write};
+use std::cell::RefCell;
+use std::io::Read;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use flate2::Compression;
 use flate2::read::DeflateDecoder;
-use flate2::write::DeflateEncoder;
+use flate2::{Compress, Compression};
 use integer_encoding::VarInt;
 use serde::{Deserialize, Serialize};
 
 use super::delivered::BUCKET_SPAN_MS;
+use crate::compression::compress_all;
 
 /// More than half a year of five-second buckets is not a record.
 const MAX_LISTED_BUCKETS: u64 = 4_000_000;
@@ -64,11 +65,15 @@ pub fn listing(starts: &[i64]) -> Option<Listing> {
     Some(Listing { from, slots: format!("{kind}{}", BASE64.encode(bytes)), inside })
 }
 
+thread_local! {
+    /// Every save lists its buckets: one compressor a thread serves them all
+    /// ([`crate::compression`]).
+    static DEFLATE: RefCell<Compress> = RefCell::new(Compress::new(Compression::best(), false));
+}
+
 /// `None` should deflating in memory ever fail: the raw bytes serve.
 fn deflated(bytes: &[u8]) -> Option<Vec<u8>> {
-    let mut encoder = DeflateEncoder::new(Vec::new(), Compression::best());
-    encoder.write_all(bytes).ok()?;
-    encoder.finish().ok()
+    DEFLATE.with_borrow_mut(|compressor| compress_all(compressor, bytes).ok())
 }
 
 fn inflated(bytes: &[u8]) -> Result<Vec<u8>, ListingError> {
