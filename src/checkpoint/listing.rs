@@ -53,7 +53,7 @@ pub fn listing(starts: &[i64]) -> Option<Listing> {
     let from = from - from.rem_euclid(BUCKET_SPAN_MS);
     let offsets: Vec<u64> = aligned.iter().map(|s| ((s - from) / BUCKET_SPAN_MS) as u64).collect();
     let (runs, bitmap) = (runs_of(&offsets), bitmap_of(&offsets));
-    // Deflating zeroes a compressor's state (hundreds of KB) on every save: not for the few
+    // Deflating resets a compressor, zeroing its hash table, on every save: not for the few
     // bytes it could not shorten anyway.
     let worth_deflating = runs.len().min(bitmap.len()) > DEFLATE_ABOVE_BYTES;
     let deflated: Vec<(char, Vec<u8>)> = [(DEFLATED_RUNS, &runs), (DEFLATED_BITMAP, &bitmap)]
