@@ -12,9 +12,13 @@ pub fn compress_all(compressor: &mut Compress, input: &[u8]) -> std::io::Result<
     loop {
         // Each pass has room to make progress; what does not fit is written by the next.
         out.reserve(input.len() / 4 + 1024);
-        let read = usize::try_from(compressor.total_in()).map_or(input.len(), |read| read.min(input.len()));
+        let before = (compressor.total_in(), compressor.total_out());
+        let read = usize::try_from(before.0).map_or(input.len(), |read| read.min(input.len()));
         if compressor.compress_vec(&input[read..], &mut out, FlushCompress::Finish)? == Status::StreamEnd {
             return Ok(out);
+        }
+        if (compressor.total_in(), compressor.total_out()) == before {
+            return Err(std::io::Error::other("the compressor made no progress"));
         }
     }
 }
