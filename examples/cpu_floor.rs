@@ -9,23 +9,20 @@
 //!
 //! Prints the number of events it forwarded.
 
-use std::io::Write;
-
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use flate2::{Compress, Compression};
+use github_audit_sekoia::compression::compress_all;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, LINK};
 use serde_json::value::RawValue;
 
 type Error = Box<dyn std::error::Error>;
 
+/// The `rel="next"` link, parsed as the connector parses it.
 fn next_link(link: &str) -> Option<String> {
-    link.split(',')
-        .find(|part| part.contains(r#"rel="next""#))
-        .and_then(|part| part.split(';').next())
-        .map(|url| url.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+    parse_link_header::parse_with_rel(link).ok()?.remove("next").map(|next| next.raw_uri)
 }
 
-fn intake_body(key: &str, events: &[&RawValue]) -> Result<Vec<u8>, Error> {
+/// The intake body, gzipped by `gzip` as the connector's are.
+fn intake_body(gzip: &mut Compress, key: &str, events: &[&RawValue]) -> Result<Vec<u8>, Error> {
     let mut body = br#"{"intake_key":"#.to_vec();
     serde_json::to_writer(&mut body, key)?;
     body.extend_from_slice(br#","jsons":["#);
@@ -36,9 +33,7 @@ fn intake_body(key: &str, events: &[&RawValue]) -> Result<Vec<u8>, Error> {
         serde_json::to_writer(&mut body, event.get())?;
     }
     body.extend_from_slice(b"]}");
-    let mut gzip = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
-    gzip.write_all(&body)?;
-    Ok(gzip.finish()?)
+    Ok(compress_all(gzip, &body)?)
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -50,13 +45,14 @@ async fn main() -> Result<(), Error> {
     let token = format!("Bearer {}", std::env::var("GITHUB_TOKEN")?);
     let key = std::env::var("SEKOIA_INTAKE_KEY")?;
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let mut gzip = Compress::new_gzip(Compression::fast(), 15);
     let mut forwarded = 0;
     loop {
         let page = client.get(&url).header(AUTHORIZATION, &token).send().await?.error_for_status()?;
         let next = page.headers().get(LINK).and_then(|link| link.to_str().ok()).and_then(next_link);
         let bytes = page.bytes().await?;
         let events: Vec<&RawValue> = serde_json::from_slice(&bytes)?;
-        let body = intake_body(&key, &events)?;
+        let body = intake_body(&mut gzip, &key, &events)?;
         client
             .post(&intake)
             .header(CONTENT_TYPE, "application/json")

@@ -13,7 +13,7 @@ pub mod aws_calls;
 pub mod budget;
 pub mod check;
 pub mod checkpoint;
-mod compression;
+pub mod compression;
 pub mod config;
 pub mod connector;
 pub mod credentials;
