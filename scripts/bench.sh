@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The release binaries (and the arm64 Lambda bootstrap when cargo-lambda is there), then the
-# throughput table of scripts/bench.py (CPU with the DynamoDB store against moto), push mode's
+# throughput table of scripts/bench.py (CPU with the DynamoDB store against moto and against an
+# instant stand-in, beside the CPU floors of a page's requests and of its save), push mode's
 # figures (scripts/bench_push.py, moto's S3), and the DynamoDB store's request units per event
 # (benches/dynamo_cost.rs, metered by scripts/dynamo_meter.py).
 set -euo pipefail
@@ -12,7 +13,7 @@ if [ ! -x /usr/bin/time ]; then
 fi
 cargo build --release --quiet --workspace --bins
 # Its own build: an example brings the dev-dependencies, whose features must not reach the binaries measured.
-cargo build --release --quiet --example cpu_floor
+cargo build --release --quiet --example cpu_floor --example save_floor
 if command -v cargo-lambda >/dev/null; then
   cargo lambda build --release --arm64 --quiet --bin github-audit-sekoia-lambda >/dev/null 2>&1 \
     || echo "the arm64 build failed; its size is left out" >&2
