@@ -5,6 +5,9 @@
 //! SDK's part of it included.
 //!
 //!     save_floor SAVES     (the connector's environment: GITHUB_ORG, CURSOR_TABLE, AWS_ENDPOINT_URL…)
+//!
+//! It writes made-up buckets under a key of its own, so it runs only against a DynamoDB on this
+//! machine (`AWS_ENDPOINT_URL` on the loopback), never a real table.
 
 use std::time::{Duration, SystemTime};
 
@@ -18,6 +21,8 @@ use serde_json::value::RawValue;
 
 type Error = Box<dyn std::error::Error>;
 
+/// No cursor of a real target is ever named so.
+const KEY: &str = "save-floor-bench";
 const EVENTS_A_PAGE: i64 = 100;
 /// A backlog's page: 100 events over about 26 s.
 const PAGE_MS: i64 = 26_000;
@@ -37,10 +42,14 @@ fn page_bucket(start_ms: i64) -> Result<DeliveredSet, Error> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let saves: i64 = std::env::args().nth(1).ok_or("usage: save_floor SAVES")?.parse()?;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    if !endpoint.starts_with("http://127.0.0.1:") && !endpoint.starts_with("http://localhost:") {
+        return Err("save_floor writes made-up buckets: set AWS_ENDPOINT_URL to a DynamoDB on the loopback".into());
+    }
     let connector = Connector::new(Config::from_env()?).await?;
-    let (store, key) = (connector.store(), connector.config().cursor_key());
+    let store = connector.store();
     let started_ms = 1_700_000_000_000;
-    let stored = store.acquire(&key, SystemTime::now() + Duration::from_secs(3600)).await?;
+    let stored = store.acquire(KEY, SystemTime::now() + Duration::from_secs(3600)).await?;
     let mut checkpoint = stored.unwrap_or_else(|| Checkpoint::starting_at(started_ms));
     let bucket = page_bucket(started_ms)?;
     for page in 0..saves {
@@ -53,7 +62,7 @@ async fn main() -> Result<(), Error> {
             deleted: vec![],
             releases: false,
         };
-        store.save(&key, &save).await?;
+        store.save(KEY, &save).await?;
     }
     println!("{saves}");
     Ok(())
