@@ -35,17 +35,35 @@ def simulator(events, latency_ms=0, intake_latency_ms=0):
     return proc, env
 
 
+def timed(cmd, env):
+    """Runs `cmd` to the end under GNU time; returns (its standard output, wall s, CPU s (user +
+    system), peak RSS MB)."""
+    with tempfile.TemporaryDirectory() as work:
+        timing = os.path.join(work, "time")
+        out = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", timing, *cmd],
+                             env=env, capture_output=True, text=True, check=True)
+        wall, user, system, rss_kb = open(timing).read().split()
+    return out.stdout, float(wall), float(user) + float(system), int(rss_kb) / 1024
+
+
+@contextlib.contextmanager
+def loopback_server(handler):
+    """`handler` answering on a free loopback port for the block; yields the port."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+
+
 def drain(env, state, **store):
     """One CLI run to the end (`CURSOR_TABLE=...`: the DynamoDB store); returns (summary, wall s,
     cpu s, peak RSS MB)."""
     run_env = dict(os.environ, **env, **store, GITHUB_TOKEN=TOKEN, SEKOIA_INTAKE_KEY=KEY, STATE_DIR=state,
                    FIRST_RUN_LOOKBACK="7d", LOG_LEVEL="warn", MAX_RUN_SECONDS="3600")
-    timing = os.path.join(state, "time")
-    out = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", timing,
-                          os.path.join(RELEASE, "github-audit-sekoia"), "run"],
-                         env=run_env, capture_output=True, text=True, check=True)
-    wall, user, system, rss_kb = open(timing).read().split()
-    return json.loads(out.stdout.strip().splitlines()[-1]), float(wall), float(user) + float(system), int(rss_kb) / 1024
+    stdout, wall, cpu, rss = timed([os.path.join(RELEASE, "github-audit-sekoia"), "run"], run_env)
+    return json.loads(stdout.strip().splitlines()[-1]), wall, cpu, rss
 
 
 def first_page_url(env):
@@ -96,15 +114,11 @@ def cpu_floor_per_million():
     the event handling the intake needs, none of the connector's bookkeeping."""
     sim, env = simulator(1_000_000)
     try:
-        with tempfile.TemporaryDirectory() as state:
-            timing = os.path.join(state, "time")
-            out = subprocess.run(["/usr/bin/time", "-f", "%U %S", "-o", timing, os.path.join(RELEASE, "examples", "cpu_floor"),
-                                  first_page_url(env), env["SEKOIA_INTAKE_URL"] + "/batch"],
-                                 env=dict(os.environ, GITHUB_TOKEN=TOKEN, SEKOIA_INTAKE_KEY=KEY),
-                                 capture_output=True, text=True, check=True)
-            user, system = open(timing).read().split()
-        assert out.stdout.strip() == "1000000", out.stdout
-        return float(user) + float(system)
+        stdout, _, cpu, _ = timed([os.path.join(RELEASE, "examples", "cpu_floor"), first_page_url(env),
+                                   env["SEKOIA_INTAKE_URL"] + "/batch"],
+                                  dict(os.environ, GITHUB_TOKEN=TOKEN, SEKOIA_INTAKE_KEY=KEY))
+        assert stdout.strip() == "1000000", stdout
+        return cpu
     finally:
         sim.kill()
 
@@ -132,25 +146,17 @@ class InstantDynamoDB(http.server.BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def instant_dynamodb():
     """The NAME=value environment of a client of an InstantDynamoDB on a free loopback port."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), InstantDynamoDB)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_address[1]}", "AWS_REGION": "us-east-1",
+    with loopback_server(InstantDynamoDB) as port:
+        yield {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_REGION": "us-east-1",
                "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "CURSOR_TABLE": "bench"}
-    finally:
-        server.shutdown()
 
 
 def save_floor_per_million(dynamodb):
     """CPU of examples/save_floor.rs: 10,000 saves (a million events at 100 a page) of a bucket
     and the checkpoint through the connector's DynamoDB store, against `dynamodb`."""
-    env = dict(os.environ, **dynamodb, GITHUB_ORG="acme", GITHUB_TOKEN=TOKEN)
-    with tempfile.TemporaryDirectory() as state:
-        timing = os.path.join(state, "time")
-        subprocess.run(["/usr/bin/time", "-f", "%U %S", "-o", timing, os.path.join(RELEASE, "examples", "save_floor"),
-                        "10000"], env=env, capture_output=True, text=True, check=True)
-        user, system = open(timing).read().split()
-    return float(user) + float(system)
+    _, _, cpu, _ = timed([os.path.join(RELEASE, "examples", "save_floor"), "10000"],
+                         dict(os.environ, **dynamodb, GITHUB_ORG="acme", GITHUB_TOKEN=TOKEN))
+    return cpu
 
 
 def stats(env):
@@ -182,23 +188,21 @@ def first_runtime_poll():
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Runtime)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = dict(os.environ, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}",
-               AWS_LAMBDA_FUNCTION_NAME="bench", AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",
-               AWS_LAMBDA_FUNCTION_VERSION="1", AWS_REGION="eu-west-1", AWS_ACCESS_KEY_ID="x",
-               AWS_SECRET_ACCESS_KEY="x", GITHUB_ORG="acme", SECRET_ID="bench", CURSOR_TABLE="bench")
     samples = []
-    for _ in range(5):
-        polled.clear()
-        started = time.monotonic()
-        proc = subprocess.Popen([os.path.join(RELEASE, "github-audit-sekoia-lambda")], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if polled.wait(10):
-            samples.append((time.monotonic() - started) * 1000)
-        proc.kill()
-        proc.wait()
-    server.shutdown()
+    with loopback_server(Runtime) as port:
+        env = dict(os.environ, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{port}",
+                   AWS_LAMBDA_FUNCTION_NAME="bench", AWS_LAMBDA_FUNCTION_MEMORY_SIZE="256",
+                   AWS_LAMBDA_FUNCTION_VERSION="1", AWS_REGION="eu-west-1", AWS_ACCESS_KEY_ID="x",
+                   AWS_SECRET_ACCESS_KEY="x", GITHUB_ORG="acme", SECRET_ID="bench", CURSOR_TABLE="bench")
+        for _ in range(5):
+            polled.clear()
+            started = time.monotonic()
+            proc = subprocess.Popen([os.path.join(RELEASE, "github-audit-sekoia-lambda")], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if polled.wait(10):
+                samples.append((time.monotonic() - started) * 1000)
+            proc.kill()
+            proc.wait()
     return sorted(samples)[len(samples) // 2] if samples else float("nan")
 
 

@@ -11,8 +11,8 @@ import urllib.request
 
 import boto3
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELEASE = os.path.join(ROOT, "target", "release")
+from bench import RELEASE, ROOT, timed
+
 EVENTS = 200_000
 
 with tempfile.TemporaryDirectory() as work:
@@ -28,24 +28,20 @@ with tempfile.TemporaryDirectory() as work:
         s3.create_bucket(Bucket=bucket)
         s3.upload_file(stream_file, bucket, "2026/11/22/10/00/00000000-0000-4000-8000-000000000001.json.gz")
         gzipped = os.path.getsize(stream_file)
-        timing = os.path.join(work, "time")
         run_env = dict(os.environ, SEKOIA_INTAKE_URL=env["SEKOIA_INTAKE_URL"], SEKOIA_INTAKE_KEY="simulated-intake-key",
                        STATE_DIR=os.path.join(work, "state"), LOG_LEVEL="warn")
-        out = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", timing,
-                              os.path.join(RELEASE, "github-audit-sekoia"), "forward-s3", "--bucket", bucket],
-                             env=run_env, capture_output=True, text=True, check=True)
-        wall, user, system, rss_kb = open(timing).read().split()
-        summary = json.loads(out.stdout.strip().splitlines()[-1])
+        stdout, wall, cpu, rss = timed([os.path.join(RELEASE, "github-audit-sekoia"), "forward-s3", "--bucket", bucket],
+                                       run_env)
+        summary = json.loads(stdout.strip().splitlines()[-1])
         stats = json.load(urllib.request.urlopen(env["SEKOIA_INTAKE_URL"] + "/_sim/stats"))
     finally:
         sim.terminate()
 
 assert summary["events_forwarded"] == EVENTS, summary
 assert stats["unique_events"] == EVENTS and stats["duplicate_events"] == 0, stats
-wall = float(wall)
 lines = [
     f"push mode, one streamed file of {EVENTS:,} events ({gzipped / 1e6:.1f} MB gzipped), moto S3 -> simulated intake:",
-    f"  {EVENTS / wall:,.0f} events/s ({wall:.1f} s wall, {float(user) + float(system):.1f} s CPU), peak RSS {int(rss_kb) / 1024:.1f} MB",
+    f"  {EVENTS / wall:,.0f} events/s ({wall:.1f} s wall, {cpu:.1f} s CPU), peak RSS {rss:.1f} MB",
 ]
 os.makedirs(os.path.join(ROOT, "target", "bench"), exist_ok=True)
 with open(os.path.join(ROOT, "target", "bench", "push.txt"), "w") as f:
