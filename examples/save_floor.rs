@@ -13,11 +13,12 @@ use std::time::{Duration, SystemTime};
 
 use github_audit_sekoia::checkpoint::Checkpoint;
 use github_audit_sekoia::checkpoint::delivered::DeliveredSet;
-use github_audit_sekoia::config::Config;
+use github_audit_sekoia::config::{Config, is_loopback};
 use github_audit_sekoia::connector::Connector;
 use github_audit_sekoia::event::AuditEvent;
 use github_audit_sekoia::ports::CheckpointSave;
 use serde_json::value::RawValue;
+use url::Url;
 
 type Error = Box<dyn std::error::Error>;
 
@@ -42,8 +43,8 @@ fn page_bucket(start_ms: i64) -> Result<DeliveredSet, Error> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let saves: i64 = std::env::args().nth(1).ok_or("usage: save_floor SAVES")?.parse()?;
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    if !endpoint.starts_with("http://127.0.0.1:") && !endpoint.starts_with("http://localhost:") {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").ok().and_then(|url| Url::parse(&url).ok());
+    if !endpoint.is_some_and(|url| is_loopback(&url)) {
         return Err("save_floor writes made-up buckets: set AWS_ENDPOINT_URL to a DynamoDB on the loopback".into());
     }
     let connector = Connector::new(Config::from_env()?).await?;

@@ -148,19 +148,26 @@ fn default_state_dir(settings: &Settings) -> PathBuf {
     }
 }
 
+/// Whether `url`'s host is this machine: `localhost` or a loopback address.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
 /// https only, except for loopback hosts (the simulator, tests).
 fn base_url(variable: &'static str, text: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(text.trim_end_matches('/'))
         .map_err(|e| problem(variable, format!("is {text:?}, not a URL: {e}")))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => return Err(problem(variable, format!("is {text:?}, which has no host"))),
-    };
+    if url.host().is_none() {
+        return Err(problem(variable, format!("is {text:?}, which has no host")));
+    }
     match url.scheme() {
         "https" => Ok(url),
-        "http" if loopback => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
         "http" => {
             Err(problem(variable, format!("is {text:?}: plain http is only allowed for loopback hosts; use https")))
         }
