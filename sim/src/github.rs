@@ -301,37 +301,94 @@ async fn audit_log(
     }
     let mut state = lock(&state);
     state.requests += 1;
+    let mut headers = match admit(&mut state, &request_headers, &target, fault.as_ref()) {
+        Ok(headers) => headers,
+        Err(refusal) => return *refusal,
+    };
+    let Some(events) = state.logs.get(&target) else {
+        return error(StatusCode::NOT_FOUND, headers, "Not Found");
+    };
+    let request = match PageRequest::parse(&params) {
+        Ok(request) => request,
+        Err((status, message)) => return error(status, headers, message),
+    };
+    let mut page = request.select(events, state.clock.now_ms(), state.page_numbers);
+    let more = page.len() > request.per_page;
+    page.truncate(request.per_page);
+    if matches!(fault, Some(Fault::EmptyPageWithNext)) {
+        page.clear();
+    }
+
+    let host = match fault {
+        Some(Fault::ForeignNextLink) => "evil.example.com",
+        _ => request_headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1"),
+    };
+    let links = SearchLinks::new(format!("{}://{host}{}/{target}/audit-log", state.link_scheme, state.prefix), &params);
+    let last_before_more = page.last().copied().filter(|_| more);
+    let next = next_link(&links, fault.as_ref(), &request, state.page_numbers, last_before_more);
+    let link = std::iter::once(links.to(&[], "first")).chain(next).collect::<Vec<_>>().join(", ");
+    if let Ok(value) = HeaderValue::from_str(&link) {
+        headers.insert("link", value);
+    }
+    headers.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
+    let body = page_body(&page, fault.as_ref(), request.filter.from_ms);
+    match fault {
+        Some(Fault::BrokenBody) => broken_body(headers, body),
+        Some(Fault::HugeBody(bytes)) => huge_body(headers, bytes),
+        _ => (StatusCode::OK, headers, body).into_response(),
+    }
+}
+
+const RATE_LIMITED: &str = "API rate limit exceeded for user ID 1.";
+
+/// What GitHub checks before it reads a log: the credentials, the rate limit (one request of
+/// it spent), an App asking for an enterprise's log; and a scripted fault in their place. The
+/// headers every answer to the caller carries, or the refusal.
+fn admit(
+    state: &mut GitHubState,
+    request_headers: &HeaderMap,
+    target: &str,
+    fault: Option<&Fault>,
+) -> Result<HeaderMap, Box<Response>> {
     let mut headers = HeaderMap::new();
-    let Some(caller) = caller(&state, &request_headers) else {
-        return error(StatusCode::UNAUTHORIZED, headers, "Bad credentials");
+    let Some(caller) = caller(state, request_headers) else {
+        return Err(Box::new(error(StatusCode::UNAUTHORIZED, headers, "Bad credentials")));
     };
     if matches!(caller, Caller::Person) {
-        scopes_header(&state, &mut headers);
+        scopes_header(state, &mut headers);
     }
-    match fault {
-        Some(Fault::Status(code)) => {
-            return error(
-                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                headers,
-                "Server Error",
-            );
-        }
+    let mut headers = fault_refusal(state, fault, headers)?;
+    state.rate_headers(&mut headers);
+    if state.rate_used >= state.rate_limit {
+        return Err(Box::new(error(StatusCode::FORBIDDEN, headers, RATE_LIMITED)));
+    }
+    state.rate_used += 1;
+    state.rate_headers(&mut headers);
+    if matches!(caller, Caller::Installation) && target.starts_with("enterprises/") {
+        return Err(Box::new(error(StatusCode::FORBIDDEN, headers, "Resource not accessible by integration")));
+    }
+    Ok(headers)
+}
+
+/// The answer of a scripted fault that refuses the request; other faults keep `headers`.
+fn fault_refusal(
+    state: &mut GitHubState,
+    fault: Option<&Fault>,
+    mut headers: HeaderMap,
+) -> Result<HeaderMap, Box<Response>> {
+    let status = |code: u16, otherwise| StatusCode::from_u16(code).unwrap_or(otherwise);
+    let refusal = match fault {
+        Some(Fault::Status(code)) => error(status(*code, StatusCode::INTERNAL_SERVER_ERROR), headers, "Server Error"),
         Some(Fault::RetryAfter(code, seconds)) => {
-            headers.insert("retry-after", HeaderValue::from(seconds));
-            return error(
-                StatusCode::from_u16(code).unwrap_or(StatusCode::TOO_MANY_REQUESTS),
-                headers,
-                "Try again later",
-            );
+            headers.insert("retry-after", HeaderValue::from(*seconds));
+            error(status(*code, StatusCode::TOO_MANY_REQUESTS), headers, "Try again later")
         }
         Some(Fault::RateLimitExhausted(resets_in)) => {
-            state.set_rate_limit_remaining(0, resets_in);
+            state.set_rate_limit_remaining(0, *resets_in);
             state.rate_headers(&mut headers);
-            return error(StatusCode::FORBIDDEN, headers, "API rate limit exceeded for user ID 1.");
+            error(StatusCode::FORBIDDEN, headers, RATE_LIMITED)
         }
-        Some(Fault::RateLimitMessageOnly) => {
-            return error(StatusCode::FORBIDDEN, HeaderMap::new(), "API rate limit exceeded for user ID 1.");
-        }
+        Some(Fault::RateLimitMessageOnly) => error(StatusCode::FORBIDDEN, HeaderMap::new(), RATE_LIMITED),
         Some(Fault::AbsurdRateHeaders) => {
             for (name, value) in [
                 ("x-ratelimit-limit", "-1750"),
@@ -341,150 +398,152 @@ async fn audit_log(
             ] {
                 headers.insert(name, HeaderValue::from_static(value));
             }
-            return error(StatusCode::FORBIDDEN, headers, "API rate limit exceeded for user ID 1.");
+            error(StatusCode::FORBIDDEN, headers, RATE_LIMITED)
         }
         Some(Fault::SecondaryLimit(retry_after)) => {
             if let Some(seconds) = retry_after {
-                headers.insert("retry-after", HeaderValue::from(seconds));
+                headers.insert("retry-after", HeaderValue::from(*seconds));
             }
             let message = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.";
-            return error(StatusCode::FORBIDDEN, headers, message);
+            error(StatusCode::FORBIDDEN, headers, message)
         }
-        _ => {}
-    }
-    state.rate_headers(&mut headers);
-    if state.rate_used >= state.rate_limit {
-        return error(StatusCode::FORBIDDEN, headers, "API rate limit exceeded for user ID 1.");
-    }
-    state.rate_used += 1;
-    state.rate_headers(&mut headers);
-    if matches!(caller, Caller::Installation) && target.starts_with("enterprises/") {
-        return error(StatusCode::FORBIDDEN, headers, "Resource not accessible by integration");
-    }
-    let Some(events) = state.logs.get(&target) else {
-        return error(StatusCode::NOT_FOUND, headers, "Not Found");
+        _ => return Ok(headers),
     };
+    Err(Box::new(refusal))
+}
 
-    let Some(query) = parse_phrase(params.get("phrase").map(String::as_str).unwrap_or("")) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, headers, "Invalid search phrase");
-    };
-    let include = params.get("include").map(String::as_str).unwrap_or("web");
-    let (want_web, want_git) = match include {
-        "web" => (true, false),
-        "git" => (false, true),
-        "all" => (true, true),
-        _ => return error(StatusCode::UNPROCESSABLE_ENTITY, headers, "Invalid include"),
-    };
-    let ascending = params.get("order").map(String::as_str) == Some("asc");
-    let per_page = params.get("per_page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(30).clamp(1, 100);
-    let page_number = params.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
-    let after = match params.get("after").filter(|a| !a.is_empty()) {
-        Some(cursor) => match decode_cursor(cursor) {
-            Some(position) => Some(position),
-            None => return error(StatusCode::INTERNAL_SERVER_ERROR, headers, "Server Error"),
-        },
-        None => None,
-    };
+/// What an audit-log request asks for, read from its query.
+struct PageRequest {
+    filter: SearchFilter,
+    want_web: bool,
+    want_git: bool,
+    ascending: bool,
+    per_page: usize,
+    page_number: usize,
+    /// The `after` cursor's position: (`@timestamp`, `_document_id`).
+    after: Option<(i64, String)>,
+}
 
-    let now = state.clock.now_ms();
-    let matches = |e: &SimEvent| {
+impl PageRequest {
+    /// The request, or the status and message GitHub answers a malformed one with.
+    fn parse(params: &HashMap<String, String>) -> Result<Self, (StatusCode, &'static str)> {
+        let param = |name: &str| params.get(name).map(String::as_str);
+        let filter = parse_phrase(param("phrase").unwrap_or(""))
+            .ok_or((StatusCode::UNPROCESSABLE_ENTITY, "Invalid search phrase"))?;
+        let (want_web, want_git) = match param("include").unwrap_or("web") {
+            "web" => (true, false),
+            "git" => (false, true),
+            "all" => (true, true),
+            _ => return Err((StatusCode::UNPROCESSABLE_ENTITY, "Invalid include")),
+        };
+        let after = match param("after").filter(|a| !a.is_empty()) {
+            Some(cursor) => Some(decode_cursor(cursor).ok_or((StatusCode::INTERNAL_SERVER_ERROR, "Server Error"))?),
+            None => None,
+        };
+        Ok(Self {
+            filter,
+            want_web,
+            want_git,
+            ascending: param("order") == Some("asc"),
+            per_page: param("per_page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(30).clamp(1, 100),
+            page_number: param("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1),
+            after,
+        })
+    }
+
+    fn matches(&self, e: &SimEvent, now_ms: i64) -> bool {
+        let query = &self.filter;
         !e.hidden
-            && e.visible_at_ms <= now
+            && e.visible_at_ms <= now_ms
             && e.timestamp_ms >= query.from_ms
             && e.timestamp_ms < query.until_ms
-            && (if e.git { want_git } else { want_web })
+            && (if e.git { self.want_git } else { self.want_web })
             && (query.actions.is_empty()
                 || query.actions.iter().any(|a| e.json.contains(&format!("\"action\":\"{a}\""))))
-    };
-    // Page numbers skip whole pages of matches; cursors start right after the cursor's event.
-    let skip = if state.page_numbers { (page_number - 1) * per_page } else { 0 };
-    let page: Vec<&SimEvent> = if ascending {
-        let start = match &after {
-            Some((ts, id)) => events.partition_point(|e| (e.timestamp_ms, &e.document_id) <= (*ts, id)),
-            None => events.partition_point(|e| e.timestamp_ms < query.from_ms),
-        };
-        events[start..]
-            .iter()
-            .take_while(|e| e.timestamp_ms < query.until_ms)
-            .filter(|e| matches(e))
-            .skip(skip)
-            .take(per_page + 1)
-            .collect()
-    } else {
-        let end = match &after {
-            Some((ts, id)) => events.partition_point(|e| (e.timestamp_ms, &e.document_id) < (*ts, id)),
-            None => events.partition_point(|e| e.timestamp_ms < query.until_ms),
-        };
-        events[..end]
-            .iter()
-            .rev()
-            .take_while(|e| e.timestamp_ms >= query.from_ms)
-            .filter(|e| matches(e))
-            .skip(skip)
-            .take(per_page + 1)
-            .collect()
-    };
-    let empty_with_next = matches!(fault, Some(Fault::EmptyPageWithNext));
-    let has_more = page.len() > per_page;
-    let page = if empty_with_next { &[][..] } else { &page[..page.len().min(per_page)] };
+    }
 
-    let host = match fault {
-        Some(Fault::ForeignNextLink) => "evil.example.com",
-        _ => request_headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1"),
-    };
-    let base = format!("{}://{host}{}/{target}/audit-log", state.link_scheme, state.prefix);
-    let mut link_query: Vec<(String, String)> = params
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "after" | "before" | "page"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    link_query.sort();
-    let encoded = |extra: &[(&str, &str)]| {
-        let mut serializer = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in &link_query {
-            serializer.append_pair(k, v);
-        }
-        for (k, v) in extra {
-            serializer.append_pair(k, v);
-        }
-        serializer.finish()
-    };
-    let mut links = vec![format!("<{base}?{}>; rel=\"first\"", encoded(&[]))];
-    if matches!(fault, Some(Fault::NextLinkToFirstPage)) {
-        links.push(format!("<{base}?{}>; rel=\"next\"", encoded(&[])));
-    } else if empty_with_next || matches!(fault, Some(Fault::NextLinkToItself)) {
-        // The same page again: a server going round in circles.
-        let same = params
-            .iter()
-            .filter(|(k, _)| matches!(k.as_str(), "after" | "before" | "page"))
-            .map(|(k, v)| (k.as_str(), v.as_str()));
-        links.push(format!("<{base}?{}>; rel=\"next\"", encoded(&same.collect::<Vec<_>>())));
-    } else if let (true, Some(last)) = (has_more, page.last()) {
-        let next = if state.page_numbers {
-            encoded(&[("page", &(page_number + 1).to_string())])
-        } else {
-            encoded(&[("after", &encode_cursor(last)), ("before", "")])
+    /// The page's events in the order asked, and one more when another page follows. Page
+    /// numbers skip whole pages of matches; cursors start right after the cursor's event.
+    fn select<'a>(&self, events: &'a [SimEvent], now_ms: i64, page_numbers: bool) -> Vec<&'a SimEvent> {
+        let query = &self.filter;
+        let skip = if page_numbers { (self.page_number - 1).saturating_mul(self.per_page) } else { 0 };
+        let page = |candidates: &mut dyn Iterator<Item = &'a SimEvent>| {
+            candidates.filter(|e| self.matches(e, now_ms)).skip(skip).take(self.per_page + 1).collect()
         };
-        links.push(format!("<{base}?{next}>; rel=\"next\""));
+        if self.ascending {
+            let start = match &self.after {
+                Some((ts, id)) => events.partition_point(|e| (e.timestamp_ms, &e.document_id) <= (*ts, id)),
+                None => events.partition_point(|e| e.timestamp_ms < query.from_ms),
+            };
+            page(&mut events[start..].iter().take_while(|e| e.timestamp_ms < query.until_ms))
+        } else {
+            let end = match &self.after {
+                Some((ts, id)) => events.partition_point(|e| (e.timestamp_ms, &e.document_id) < (*ts, id)),
+                None => events.partition_point(|e| e.timestamp_ms < query.until_ms),
+            };
+            page(&mut events[..end].iter().rev().take_while(|e| e.timestamp_ms >= query.from_ms))
+        }
     }
-    if let Ok(value) = HeaderValue::from_str(&links.join(", ")) {
-        headers.insert("link", value);
+}
+
+/// The parameters that say where a page starts, rather than what the search is.
+fn is_position(name: &str) -> bool {
+    matches!(name, "after" | "before" | "page")
+}
+
+/// Links to pages of one search: its URL, and its query's parameters (sorted) with or without
+/// the request's position.
+struct SearchLinks<'a> {
+    base: String,
+    search: Vec<(&'a str, &'a str)>,
+    position: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> SearchLinks<'a> {
+    fn new(base: String, params: &'a HashMap<String, String>) -> Self {
+        let (position, mut search): (Vec<_>, Vec<_>) =
+            params.iter().map(|(k, v)| (k.as_str(), v.as_str())).partition(|(k, _)| is_position(k));
+        search.sort();
+        Self { base, search, position }
     }
-    headers.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
-    let mut texts: Vec<String> = page.iter().map(|e| e.json.clone()).collect();
-    if let (Some(Fault::EventOutsideRange), true) = (&fault, query.from_ms > i64::MIN) {
-        let before = query.from_ms - 60_000;
-        texts.insert(
-            0,
-            json!({"@timestamp": before, "_document_id": "outside-the-range", "action": "repo.create"}).to_string(),
-        );
+
+    /// `<URL>; rel="REL"`, the search's parameters followed by `position`.
+    fn to(&self, position: &[(&str, &str)], rel: &str) -> String {
+        let mut serializer = url::form_urlencoded::Serializer::new(String::new());
+        serializer.extend_pairs(self.search.iter().chain(position));
+        format!("<{}?{}>; rel=\"{rel}\"", self.base, serializer.finish())
     }
-    let body = format!("[{}]", texts.join(","));
+}
+
+/// Where `next` points: where a scripted fault says, else past the last event of a page that
+/// has more after it (by cursor, or GHES-style by page number), else nowhere.
+fn next_link(
+    links: &SearchLinks,
+    fault: Option<&Fault>,
+    request: &PageRequest,
+    page_numbers: bool,
+    last_before_more: Option<&SimEvent>,
+) -> Option<String> {
     match fault {
-        Some(Fault::BrokenBody) => broken_body(headers, body),
-        Some(Fault::HugeBody(bytes)) => huge_body(headers, bytes),
-        _ => (StatusCode::OK, headers, body).into_response(),
+        Some(Fault::NextLinkToFirstPage) => Some(links.to(&[], "next")),
+        // The same page again: a server going round in circles.
+        Some(Fault::EmptyPageWithNext | Fault::NextLinkToItself) => Some(links.to(&links.position, "next")),
+        _ if page_numbers => {
+            last_before_more.map(|_| links.to(&[("page", &(request.page_number + 1).to_string())], "next"))
+        }
+        _ => last_before_more.map(|last| links.to(&[("after", &encode_cursor(last)), ("before", "")], "next")),
     }
+}
+
+/// The page as GitHub sends it: a JSON array of the events' texts (with one from a minute
+/// before the range first, when a fault says so).
+fn page_body(page: &[&SimEvent], fault: Option<&Fault>, from_ms: i64) -> String {
+    let outside = (matches!(fault, Some(Fault::EventOutsideRange)) && from_ms > i64::MIN).then(|| {
+        json!({"@timestamp": from_ms - 60_000, "_document_id": "outside-the-range", "action": "repo.create"})
+            .to_string()
+    });
+    let texts: Vec<&str> = outside.iter().map(String::as_str).chain(page.iter().map(|e| e.json.as_str())).collect();
+    format!("[{}]", texts.join(","))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The simulated Sekoia intake: `POST /batch`, plus `GET /_sim/stats` for the demo.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
@@ -77,6 +78,35 @@ impl IntakeState {
         self.key = key.to_owned();
     }
 
+    /// Keeps the batch's events, as Sekoia does: their ids as it answers them, and how many it
+    /// left out for being over the per-event limit.
+    fn store(&mut self, texts: Vec<String>) -> (Vec<String>, u64) {
+        let mut accepted = Vec::new();
+        let mut too_large = 0;
+        for text in texts {
+            if text.len() > self.max_event_bytes {
+                too_large += 1;
+                continue;
+            }
+            let id = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v.get("_document_id").and_then(|id| id.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| format!("(no _document_id) {text}"));
+            let count = self.received.entry(id).or_insert(0);
+            *count += 1;
+            if *count > 1 {
+                self.stats.duplicate_events += 1;
+            } else {
+                self.stats.unique_events += 1;
+            }
+            self.stats.events += 1;
+            self.stats.event_bytes += text.len() as u64;
+            self.texts.push(text);
+            accepted.push(format!("{:032x}", self.stats.events));
+        }
+        (accepted, too_large)
+    }
+
     /// `_document_id` → how many times it arrived.
     pub fn received(&self) -> &HashMap<String, u32> {
         &self.received
@@ -129,53 +159,18 @@ async fn batch(State(state): State<Arc<Mutex<IntakeState>>>, headers: HeaderMap,
         _ => {}
     }
     let gzipped = headers.get("content-encoding").and_then(|v| v.to_str().ok()) == Some("gzip");
-    let body = if gzipped {
-        let mut text = Vec::new();
-        let limit = (max_body_bytes + 1) as u64;
-        if GzDecoder::new(&body[..]).take(limit).read_to_end(&mut text).is_err() {
-            return refuse(&state, StatusCode::BAD_REQUEST, "body is not valid gzip");
-        }
-        text
-    } else {
-        body.to_vec()
-    };
-    if body.len() > max_body_bytes {
-        return refuse(&state, StatusCode::PAYLOAD_TOO_LARGE, "body too large");
-    }
-    let Ok(batch) = serde_json::from_slice::<Batch>(&body) else {
-        return refuse(&state, StatusCode::BAD_REQUEST, "expected {\"intake_key\": ..., \"jsons\": [...]}");
+    let (batch, body_bytes) = match read_batch(&body, gzipped, max_body_bytes) {
+        Ok(read) => read,
+        Err((status, message)) => return refuse(&state, status, message),
     };
     let mut state = lock(&state);
     if batch.intake_key != state.key {
         state.stats.rejected_batches += 1;
         return (StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "invalid intake key"}))).into_response();
     }
-    let mut accepted = Vec::new();
-    let mut too_large = 0;
-    for text in batch.jsons {
-        if text.len() > state.max_event_bytes {
-            too_large += 1;
-            continue;
-        }
-        let id = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("_document_id").and_then(|id| id.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| format!("(no _document_id) {text}"));
-        let count = state.received.entry(id).or_insert(0);
-        *count += 1;
-        let duplicate = *count > 1;
-        state.stats.events += 1;
-        state.stats.event_bytes += text.len() as u64;
-        if duplicate {
-            state.stats.duplicate_events += 1;
-        } else {
-            state.stats.unique_events += 1;
-        }
-        state.texts.push(text);
-        accepted.push(format!("{:032x}", state.stats.events));
-    }
+    let (accepted, too_large) = state.store(batch.jsons);
     state.stats.batches += 1;
-    state.stats.largest_body_bytes = state.stats.largest_body_bytes.max(body.len());
+    state.stats.largest_body_bytes = state.stats.largest_body_bytes.max(body_bytes);
     state.stats.rejected_events += too_large;
     if accepted.is_empty() && too_large > 0 {
         return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(json!({"message": "every event too large"})))
@@ -192,6 +187,28 @@ async fn batch(State(state): State<Arc<Mutex<IntakeState>>>, headers: HeaderMap,
         }
         _ => axum::Json(answer).into_response(),
     }
+}
+
+/// The batch a body carries and the body's size once unzipped, or why it is refused: not
+/// gzip though it says so, over the intake's limit, not the batch's JSON.
+fn read_batch(body: &[u8], gzipped: bool, max_body_bytes: usize) -> Result<(Batch, usize), (StatusCode, &'static str)> {
+    let body: Cow<[u8]> = if gzipped {
+        let mut text = Vec::new();
+        let limit = (max_body_bytes + 1) as u64;
+        GzDecoder::new(body)
+            .take(limit)
+            .read_to_end(&mut text)
+            .map_err(|_| (StatusCode::BAD_REQUEST, "body is not valid gzip"))?;
+        Cow::Owned(text)
+    } else {
+        Cow::Borrowed(body)
+    };
+    if body.len() > max_body_bytes {
+        return Err((StatusCode::PAYLOAD_TOO_LARGE, "body too large"));
+    }
+    let batch = serde_json::from_slice::<Batch>(&body)
+        .map_err(|_| (StatusCode::BAD_REQUEST, "expected {\"intake_key\": ..., \"jsons\": [...]}"))?;
+    Ok((batch, body.len()))
 }
 
 async fn stats(State(state): State<Arc<Mutex<IntakeState>>>) -> Response {
