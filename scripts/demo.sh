@@ -19,7 +19,7 @@ export $(cat "$sim_out")
 export GITHUB_TOKEN=ghp_simulated_token SEKOIA_INTAKE_KEY=simulated-intake-key STATE_DIR="$state" FIRST_RUN_LOOKBACK=7d
 intake_stats="${SEKOIA_INTAKE_URL}/_sim/stats"
 
-echo "== simulator: GitHub at $GITHUB_API_URL, intake at $SEKOIA_INTAKE_URL, 12000 events over 48h"
+echo "== simulator: GitHub at $GITHUB_API_URL, intake at $SEKOIA_INTAKE_URL, 12000 events over 48h, a tenth of them git events (not forwarded: GITHUB_INCLUDE=web)"
 echo "== check: each link a run depends on, without sending an event"
 "$bin/github-audit-sekoia" check
 echo "== first run: drains the backlog into the intake (summary on stdout)"
