@@ -12,10 +12,12 @@ SAM transform), its intrinsics resolved with made-up physical names, and then:
 - resource policies (queues, bucket) must not deny those calls over TLS, and the stream's queue
   must let S3 announce files;
 - no role holds a Deny statement or an Allow that no call needs (least privilege);
-- no alarm notifies a topic under alias/aws/sns (CloudWatch cannot use that key), and reserved
-  concurrency is absent unless MaxConcurrentRuns asks for it.
-Then it proves it can fail: every action removed from a role, one at a time, and a Deny added,
-must each be caught.
+- no alarm notifies a topic under alias/aws/sns (CloudWatch cannot use that key), reserved
+  concurrency is absent unless MaxConcurrentRuns asks for it, and when present it holds every
+  run the stream's queue may start at once (else Lambda throttles them toward the dead letters);
+- the template's Rules accept every variant, and refuse each of REFUSED with the rule named.
+Then it proves it can fail: every action removed from a role, one at a time, a Deny added, the
+table's time to live removed and a reservation below the queue's runs must each be caught.
 
 What it cannot know: the key policy of KmsKeyArn (it must let CloudWatch Logs, CloudWatch alarms
 and S3 use the key: README), SCPs and permission boundaries of the account, the existing
@@ -74,11 +76,22 @@ VARIANTS = {
     },
     "push mode alone, a key": {"Targets": [""], "PushMode": "on", "StreamEnterprise": "acme-corp", "KmsKeyArn": KMS_KEY},
     "reserved concurrency": {"MaxConcurrentRuns": 5},
+    "push mode, reserved concurrency": {"PushMode": "on", "StreamEnterprise": "acme-corp", "MaxConcurrentRuns": 3},
     "an existing cursor table, push mode": {
         "CursorTableName": "github-audit-sekoia-cursors",
         "PushMode": "on",
         "StreamEnterprise": "acme-corp",
     },
+}
+
+# Parameters the template's Rules must refuse, each with the rule that refuses it.
+REFUSED = {
+    "push mode without the enterprise": ({"PushMode": "on"}, "PushModeNeedsTheEnterprise"),
+    "no target, push mode off": ({"Targets": [""]}, "SomethingToForward"),
+    "push mode with a reservation of one run": (
+        {"PushMode": "on", "StreamEnterprise": "acme-corp", "MaxConcurrentRuns": 1},
+        "ReservationHoldsTheStreamsRuns",
+    ),
 }
 
 
@@ -89,15 +102,39 @@ class StaticPolicies:
         return {arn.rsplit("/", 1)[1]: arn for arn in MANAGED_POLICIES}
 
 
-def expand(template_text, overrides):
-    """The stack's resources as CloudFormation would make them, and the parameters they were made with."""
-    template = yaml_parse(template_text)
+def parameters_of(template, overrides):
+    """The stack's parameters: the defaults, BASE, then the variant's own."""
     parameters = {name: spec.get("Default") for name, spec in template["Parameters"].items()}
     parameters.update(BASE)
     parameters.update(overrides)
     for name, spec in template["Parameters"].items():
         if spec["Type"] == "CommaDelimitedList" and isinstance(parameters[name], str):
             parameters[name] = parameters[name].split(",")
+    return parameters
+
+
+def broken_rules(template, parameters):
+    """The template's Rules that refuse `parameters`, as CloudFormation evaluates them before it
+    makes anything: a rule applies when its RuleCondition holds, and fails if an Assert does not."""
+    resolver = Resolver({"Resources": {}, "Conditions": {}}, parameters)
+
+    def holds(node):
+        value = resolver.value(node)
+        if not isinstance(value, bool):
+            raise SystemExit(f"policy check: a rule's function in {node} is not modelled; add it")
+        return value
+
+    return sorted(
+        name
+        for name, rule in template.get("Rules", {}).items()
+        if holds(rule.get("RuleCondition", True)) and not all(holds(a["Assert"]) for a in rule["Assertions"])
+    )
+
+
+def expand(template_text, overrides):
+    """The stack's resources as CloudFormation would make them, and the parameters they were made with."""
+    template = yaml_parse(template_text)
+    parameters = parameters_of(template, overrides)
     pseudo = PseudoParameterValues(region=REGION, account_id=ACCOUNT, stack_name=STACK, partition=PARTITION)
     expanded = process_template(template, parameters, pseudo)
     expanded["Transform"] = "AWS::Serverless-2016-10-31"
@@ -217,6 +254,8 @@ class Resolver:
             if key == "Fn::Equals":
                 left, right = self.value(arg[0]), self.value(arg[1])
                 return str(left) == str(right) if not isinstance(left, list) else left == right
+            if key == "Fn::Contains":
+                return self.value(arg[1]) in self.value(arg[0])
             if key == "Fn::Not":
                 return not self.value(arg[0])
             if key == "Fn::And":
@@ -430,6 +469,19 @@ def expiry_problems(stack):
     return problems
 
 
+def reservation_problems(stack):
+    """AWS: "make sure that your function's reserved concurrency is greater than or equal to the
+    total maximum concurrency for all Amazon SQS event sources on the function. Otherwise, Lambda
+    may throttle your messages" (Lambda Developer Guide, "Configuring scaling behavior for SQS
+    event source mappings"); each throttled receive counts toward the dead-letter queue."""
+    reserved = stack.function["Properties"].get("ReservedConcurrentExecutions")
+    sources = [r for r in stack.resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    at_once = sum(int(r["Properties"].get("ScalingConfig", {}).get("MaximumConcurrency", 1000)) for r in sources)
+    if reserved is not None and sources and int(reserved) < at_once:
+        return [f"reserved concurrency {reserved} is below the {at_once} runs the stream's queue may start at once"]
+    return []
+
+
 def knowledge_rules(stack, calls, roles, variant):
     problems = expiry_problems(stack)
     for role, statements in roles.items():
@@ -454,6 +506,7 @@ def knowledge_rules(stack, calls, roles, variant):
     wanted = int(stack.parameters.get("MaxConcurrentRuns", 0))
     if (reserved is not None) != (wanted != 0) or (reserved is not None and int(reserved) != wanted):
         problems.append(f"reserved concurrency is {reserved!r} with MaxConcurrentRuns={wanted} (0 must mean none)")
+    problems += reservation_problems(stack)
     if stack.parameters.get("PushMode") == "on":
         queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{stack.names['StreamQueue']}"
         context = {"aws:SecureTransport": "true", "aws:SourceAccount": ACCOUNT, "aws:SourceArn": f"arn:aws:s3:::{stack.names['StreamBucket']}"}
@@ -498,14 +551,27 @@ def mutations_are_caught(stack, calls, roles, variant):
             tried += 1
             if not check(without_ttl, calls, roles, variant):
                 missed.append(f"{logical} without its time to live")
+    if stack.function["Properties"].get("ReservedConcurrentExecutions") is not None and stack.names["StreamQueue"]:
+        one_run = copy.deepcopy(stack)
+        one_run.function["Properties"]["ReservedConcurrentExecutions"] = 1
+        one_run.parameters["MaxConcurrentRuns"] = 1
+        tried += 1
+        if not check(one_run, calls, roles, variant):
+            missed.append("a reservation of one run beside the stream's queue")
     return [f"{variant}: the check did not notice {m}" for m in missed], tried
 
 
 def main():
     template_text = open(sys.argv[1]).read()
+    template = yaml_parse(template_text)
     calls = json.load(open(sys.argv[2]))
     problems, mutations, report = [], 0, []
+    for variant, (overrides, rule) in REFUSED.items():
+        broken = broken_rules(template, parameters_of(template, overrides))
+        if broken != [rule]:
+            problems.append(f"{variant}: the template's Rules refuse it with {broken or 'none'}, not [{rule}]")
     for variant, overrides in VARIANTS.items():
+        problems += [f"{variant}: refused by the template's rule {name}" for name in broken_rules(template, parameters_of(template, overrides))]
         resources, parameters = expand(template_text, overrides)
         stack = Stack(resources, parameters)
         roles = {logical: role_statements(r) for logical, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
@@ -518,8 +584,9 @@ def main():
             report.append(f"  {variant} / {role}: {', '.join(actions)}")
     if problems:
         sys.exit("policy check:\n  " + "\n  ".join(sorted(set(problems))))
-    print(f"policy check OK: {len(calls)} AWS calls against {len(VARIANTS)} variants of the stack; "
-          f"{mutations} mutations (an action removed, a Deny added, the table's time to live removed) each caught")
+    print(f"policy check OK: {len(calls)} AWS calls against {len(VARIANTS)} variants of the stack, each accepted by "
+          f"the template's Rules, which refuse {len(REFUSED)} others; {mutations} mutations (an action removed, a Deny "
+          f"added, the table's time to live removed, a reservation below the stream's runs) each caught")
     print("\n".join(report))
 
 
