@@ -257,7 +257,10 @@ pub const AWS_CALLS: &[AwsCall] = &[
         resource: "arn:${Partition}:s3:::${StreamBucket}/*",
         caller: Caller::GitHubStream,
         mode: Mode::Push,
-        kms_actions: &["kms:GenerateDataKey"],
+        // A multipart upload under a KMS key also needs kms:Decrypt: S3 reads the encrypted parts
+        // to complete it. GitHub does not say how large its files grow, nor how it uploads them.
+        // https://docs.aws.amazon.com/AmazonS3/latest/userguide/mpuoverview.html#mpuAndPermissions
+        kms_actions: &["kms:GenerateDataKey", "kms:Decrypt"],
         why: "GitHub's stream writes the audit-log files (stream role, OIDC)",
     },
     AwsCall {
