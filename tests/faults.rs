@@ -52,6 +52,34 @@ async fn endless_answers_from_github_and_the_intake_are_cut_at_their_caps_withou
 }
 
 #[tokio::test]
+async fn pages_github_sends_gzipped_arrive_once_each() {
+    let h = Harness::start().await;
+    h.sim.github().gzip_answers = true;
+    h.add(events_between(1_500, 6 * HOUR, Duration::from_secs(1), 64));
+
+    let summary = h.drain().await;
+
+    assert_eq!(summary.figures.stop_reason, StopReason::Drained);
+    assert!(h.sim.github().gzipped_answers >= 15, "the connector asks GitHub for compressed pages");
+    h.assert_exactly_once();
+}
+
+/// A page small on the wire that inflates to 256 MiB is read again like any broken page (the
+/// memory it may take: tests/memory.rs).
+#[tokio::test]
+async fn a_gzip_bomb_from_github_is_read_again_without_loss() {
+    let h = Harness::start().await;
+    h.add(events_between(1_000, 6 * HOUR, Duration::from_secs(1), 65));
+    h.sim.github().faults.extend([None, Some(Fault::GzipBomb(256 << 20)), None]);
+
+    let summary = h.drain().await;
+
+    assert_eq!(summary.figures.stop_reason, StopReason::Drained);
+    assert_eq!(h.sim.github().faults.remaining(), 0, "the bomb was sent");
+    h.assert_exactly_once();
+}
+
+#[tokio::test]
 async fn seeded_random_faults_on_both_sides_lose_and_repeat_nothing() {
     let github_kinds =
         [Fault::Status(500), Fault::Status(502), Fault::BrokenBody, Fault::SecondaryLimit(Some(1)), Fault::Status(503)];

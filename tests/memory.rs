@@ -1,6 +1,6 @@
 //! Memory stays flat whatever comes in: push mode forwards one object of 200,000 events (about
 //! 120 MB of JSON) in about the memory of one of 20,000, and a drain whose GitHub answers a
-//! page with a gigabyte takes no more than twice a normal drain's. The peak is the child's own
+//! page with a gigabyte, plain or gzipped, takes no more than twice a normal drain's. The peak is the child's own
 //! high-water mark (`VmHWM`), read while it runs. Run through `scripts/with-moto.sh` (as
 //! `make test` does).
 
@@ -95,4 +95,16 @@ async fn a_gigabyte_page_is_dropped_at_its_cap_and_the_drain_goes_on() {
         flooded / 1024
     );
     assert!(flooded < 2 * normal, "peak {flooded} KiB with a 1 GiB answer against {normal} KiB without");
+}
+
+#[tokio::test]
+async fn a_gzipped_page_that_inflates_to_a_gigabyte_is_dropped_at_the_cap() {
+    let normal = drain_measuring_peak(vec![]).await;
+    let bombed = drain_measuring_peak(vec![None, Some(Fault::GzipBomb(1 << 30)), None]).await;
+    eprintln!(
+        "drain of 3,000 events: peak {} MiB; with a page of 1 MiB inflating to 1 GiB: {} MiB",
+        normal / 1024,
+        bombed / 1024
+    );
+    assert!(bombed < 2 * normal, "peak {bombed} KiB with a gzip bomb against {normal} KiB without");
 }

@@ -1,11 +1,14 @@
 //! Fault scripts: what the next requests go through, one entry per request.
 
 use std::collections::VecDeque;
+use std::io::Write;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use flate2::Compression;
+use flate2::write::GzEncoder;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -45,6 +48,9 @@ pub enum Fault {
     EventOutsideRange,
     /// Intake: the batch is stored, then the connection drops before any status line.
     StoreThenDrop,
+    /// GitHub (or a proxy before it): a 200 whose gzip body (`content-encoding: gzip`) is small
+    /// on the wire and inflates to this many bytes of an open JSON array: a decompression bomb.
+    GzipBomb(u64),
 }
 
 /// Faults for the coming requests, in order; `None` answers normally.
@@ -98,6 +104,32 @@ pub(super) fn huge_body(headers: HeaderMap, bytes: u64) -> Response {
         .chain((0..chunks).map(|_| Bytes::from_static(&SPACES)))
         .map(Ok::<_, std::io::Error>);
     (StatusCode::OK, headers, Body::from_stream(tokio_stream::iter(body))).into_response()
+}
+
+/// `body` gzipped, as GitHub answers a client that accepts it.
+pub(super) fn gzipped(headers: HeaderMap, body: &[u8]) -> Response {
+    gzip_answer(headers, [body], Compression::fast())
+}
+
+/// A 200 of `bytes` of an open JSON array once inflated, sent gzipped: about a thousandth of
+/// it on the wire.
+pub(super) fn gzip_bomb(headers: HeaderMap, bytes: u64) -> Response {
+    static SPACES: [u8; 1 << 20] = [b' '; 1 << 20];
+    let spaces = (0..bytes.div_ceil(SPACES.len() as u64)).map(|_| &SPACES[..]);
+    gzip_answer(headers, std::iter::once(&b"["[..]).chain(spaces), Compression::best())
+}
+
+/// A 200 whose body is `parts` gzipped (`content-encoding: gzip`).
+fn gzip_answer<'a>(mut headers: HeaderMap, parts: impl IntoIterator<Item = &'a [u8]>, level: Compression) -> Response {
+    let mut encoder = GzEncoder::new(Vec::new(), level);
+    let written = parts.into_iter().try_for_each(|part| encoder.write_all(part));
+    match written.and_then(|()| encoder.finish()) {
+        Ok(compressed) => {
+            headers.insert("content-encoding", HeaderValue::from_static("gzip"));
+            (StatusCode::OK, headers, compressed).into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 /// A 200 that sends half of `body`, then breaks the connection.

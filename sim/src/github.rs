@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::faults::{broken_body, huge_body};
+use super::faults::{broken_body, gzip_bomb, gzipped, huge_body};
 use super::streams::StreamStore;
 use super::to_ms;
 use super::{Fault, FaultScript, SimClock, SimEvent, SimOptions, lock};
@@ -48,6 +48,10 @@ pub struct GitHubState {
     rate_reset: u64,
     /// Audit-log requests answered, of any status.
     pub requests: u64,
+    /// Pages are gzipped for a client that accepts it, as GitHub's API does; off, they never are.
+    pub gzip_answers: bool,
+    /// Pages answered gzipped.
+    pub gzipped_answers: u64,
     app: Option<SimApp>,
     /// Installation tokens handed out, with their expiry.
     installation_tokens: HashMap<String, SystemTime>,
@@ -76,6 +80,8 @@ impl GitHubState {
             rate_used: 0,
             rate_reset: epoch_seconds() + 3600,
             requests: 0,
+            gzip_answers: false,
+            gzipped_answers: 0,
             app: options.app.clone(),
             installation_tokens: HashMap::new(),
             installation_lookups: 0,
@@ -332,9 +338,18 @@ async fn audit_log(
     }
     headers.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
     let body = page_body(&page, fault.as_ref(), request.filter.from_ms);
+    let accepts_gzip = request_headers
+        .get_all("accept-encoding")
+        .iter()
+        .any(|value| value.to_str().is_ok_and(|v| v.split(',').any(|coding| coding.trim().starts_with("gzip"))));
     match fault {
         Some(Fault::BrokenBody) => broken_body(headers, body),
         Some(Fault::HugeBody(bytes)) => huge_body(headers, bytes),
+        Some(Fault::GzipBomb(bytes)) => gzip_bomb(headers, bytes),
+        _ if state.gzip_answers && accepts_gzip => {
+            state.gzipped_answers += 1;
+            gzipped(headers, body.as_bytes())
+        }
         _ => (StatusCode::OK, headers, body).into_response(),
     }
 }

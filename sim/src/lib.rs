@@ -1,8 +1,9 @@
 //! A loopback stand-in for GitHub's audit-log API and the Sekoia intake, for tests, `make demo`
 //! and benchmarks. It behaves like the real services where the connector depends on them:
 //! cursor pagination through `Link` headers, `created:` filtering at second precision, `order`,
-//! `per_page` ≤ 100, rate-limit headers, bearer-token checks, events indexed late, and an intake
-//! that checks the key and counts every `_document_id` it receives.
+//! `per_page` ≤ 100, rate-limit headers, bearer-token checks, events indexed late, pages gzipped
+//! for a client that accepts it (when a test turns it on), and an intake that checks the key and
+//! counts every `_document_id` it receives.
 
 mod events;
 mod faults;
