@@ -338,20 +338,22 @@ async fn audit_log(
     }
     headers.insert("content-type", HeaderValue::from_static("application/json; charset=utf-8"));
     let body = page_body(&page, fault.as_ref(), request.filter.from_ms);
-    let accepts_gzip = request_headers
-        .get_all("accept-encoding")
-        .iter()
-        .any(|value| value.to_str().is_ok_and(|v| v.split(',').any(|coding| coding.trim().starts_with("gzip"))));
     match fault {
         Some(Fault::BrokenBody) => broken_body(headers, body),
         Some(Fault::HugeBody(bytes)) => huge_body(headers, bytes),
         Some(Fault::GzipBomb(bytes)) => gzip_bomb(headers, bytes),
-        _ if state.gzip_answers && accepts_gzip => {
+        _ if state.gzip_answers && accepts_gzip(&request_headers) => {
             state.gzipped_answers += 1;
             gzipped(headers, body.as_bytes())
         }
         _ => (StatusCode::OK, headers, body).into_response(),
     }
+}
+
+/// The request's `accept-encoding` names gzip.
+fn accepts_gzip(request_headers: &HeaderMap) -> bool {
+    let names_gzip = |value: &str| value.split(',').any(|coding| coding.trim().starts_with("gzip"));
+    request_headers.get_all("accept-encoding").iter().any(|value| value.to_str().is_ok_and(names_gzip))
 }
 
 const RATE_LIMITED: &str = "API rate limit exceeded for user ID 1.";
