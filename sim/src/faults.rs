@@ -96,9 +96,11 @@ pub(super) fn drop_connection() -> ! {
     std::panic::resume_unwind(Box::new("simulated: the connection drops before any answer"))
 }
 
+/// What the endless answers are made of, a mebibyte at a time.
+static SPACES: [u8; 1 << 20] = [b' '; 1 << 20];
+
 /// A 200 that streams `bytes` of an open JSON array, never held in memory.
 pub(super) fn huge_body(headers: HeaderMap, bytes: u64) -> Response {
-    static SPACES: [u8; 1 << 20] = [b' '; 1 << 20];
     let chunks = bytes.div_ceil(SPACES.len() as u64);
     let body = std::iter::once(Bytes::from_static(b"["))
         .chain((0..chunks).map(|_| Bytes::from_static(&SPACES)))
@@ -114,7 +116,6 @@ pub(super) fn gzipped(headers: HeaderMap, body: &[u8]) -> Response {
 /// A 200 of `bytes` of an open JSON array once inflated, sent gzipped: about a thousandth of
 /// it on the wire.
 pub(super) fn gzip_bomb(headers: HeaderMap, bytes: u64) -> Response {
-    static SPACES: [u8; 1 << 20] = [b' '; 1 << 20];
     let spaces = (0..bytes.div_ceil(SPACES.len() as u64)).map(|_| &SPACES[..]);
     gzip_answer(headers, std::iter::once(&b"["[..]).chain(spaces), Compression::best())
 }
